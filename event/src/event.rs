@@ -1,0 +1,257 @@
+//! The event record and its serialized attributes.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::{CodecError, Integer, Value};
+
+/// Which sequence an event belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Category {
+    /// Ordinary changes, emitted at each poll of hermes-server.
+    Base,
+    /// A full copy: `init-start`, one `added` per object, `init-stop`.
+    Initsync,
+}
+
+impl Category {
+    /// The name hermes uses on the bus.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Base => "base",
+            Category::Initsync => "initsync",
+        }
+    }
+}
+
+impl FromStr for Category {
+    type Err = CodecError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "base" => Ok(Category::Base),
+            "initsync" => Ok(Category::Initsync),
+            other => Err(CodecError::attribute(
+                "evcategory",
+                format!("expected \"base\" or \"initsync\", found {other:?}"),
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What happened: the `eventtype` attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    /// An object appeared; objattrs holds all its attributes.
+    Added,
+    /// An object changed; objattrs holds the added/modified/removed diff.
+    Modified,
+    /// An object disappeared; objattrs is `{}`.
+    Removed,
+    /// The data schema changed; objattrs holds the new schema.
+    Dataschema,
+    /// An initsync sequence starts; objattrs holds the schema.
+    InitStart,
+    /// An initsync sequence ends; objattrs is `{}`.
+    InitStop,
+}
+
+impl EventType {
+    const ALL: [EventType; 6] = [
+        EventType::Added,
+        EventType::Modified,
+        EventType::Removed,
+        EventType::Dataschema,
+        EventType::InitStart,
+        EventType::InitStop,
+    ];
+
+    /// The name hermes uses on the bus.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "added",
+            EventType::Modified => "modified",
+            EventType::Removed => "removed",
+            EventType::Dataschema => "dataschema",
+            EventType::InitStart => "init-start",
+            EventType::InitStop => "init-stop",
+        }
+    }
+}
+
+impl FromStr for EventType {
+    type Err = CodecError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EventType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| {
+                CodecError::attribute(
+                    "eventtype",
+                    format!(
+                        "expected one of added, modified, removed, dataschema, \
+                         init-start, init-stop; found {s:?}"
+                    ),
+                )
+            })
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One hermes event: what hermes-server emits for one change.
+///
+/// The offset and timestamp a bus gives an event are not part of it: a
+/// consumer reports them beside the event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// `base` or `initsync`.
+    pub evcategory: Category,
+    /// What happened.
+    pub eventtype: EventType,
+    /// The data type's name; none for init-start, init-stop and dataschema.
+    pub objtype: Option<String>,
+    /// The primary key: a scalar, a list for a composite key, or null.
+    pub objpkey: Value,
+    /// The attributes; see [`EventType`] for their shape.
+    pub objattrs: Value,
+    /// How far a client got in processing the event.
+    pub step: i64,
+    /// Whether a client processed only part of the event.
+    pub is_partially_processed: bool,
+}
+
+/// The serialized attributes, in the order hermes writes them.
+const ATTRIBUTES: [&str; 7] = [
+    "evcategory",
+    "eventtype",
+    "objtype",
+    "objpkey",
+    "objattrs",
+    "step",
+    "isPartiallyProcessed",
+];
+
+impl Event {
+    /// A new event with hermes' defaults: step 0, not partially processed.
+    pub fn new(
+        evcategory: Category,
+        eventtype: EventType,
+        objtype: Option<String>,
+        objpkey: Value,
+        objattrs: Value,
+    ) -> Self {
+        Event {
+            evcategory,
+            eventtype,
+            objtype,
+            objpkey,
+            objattrs,
+            step: 0,
+            is_partially_processed: false,
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        let values = [
+            Value::from(self.evcategory.as_str()),
+            Value::from(self.eventtype.as_str()),
+            self.objtype.clone().map_or(Value::Null, Value::String),
+            self.objpkey.clone(),
+            self.objattrs.clone(),
+            Value::from(self.step),
+            Value::from(self.is_partially_processed),
+        ];
+        Value::Object(
+            ATTRIBUTES
+                .iter()
+                .map(|k| (*k).to_owned())
+                .zip(values)
+                .collect(),
+        )
+    }
+
+    /// The event's JSON exactly as hermes' `Event.to_json()` writes it: this is
+    /// what a bus stores.
+    pub fn to_json(&self) -> String {
+        self.to_value().to_json()
+    }
+
+    /// The same content on one line, for line-oriented output.
+    pub fn to_json_compact(&self) -> String {
+        self.to_value().to_json_compact()
+    }
+
+    /// Reads an event written by hermes or by [`Event::to_json`], in any JSON
+    /// layout. `objtype`, `objpkey`, `step` and `isPartiallyProcessed` may be
+    /// left out and take hermes' defaults; an unknown attribute is an error.
+    pub fn from_json(text: &str) -> Result<Event, CodecError> {
+        let Value::Object(entries) = Value::from_json(text)? else {
+            return Err(CodecError::Syntax("an event must be a JSON object".into()));
+        };
+        if let Some((key, _)) = entries.iter().find(|(k, _)| !ATTRIBUTES.contains(&k.as_str())) {
+            return Err(CodecError::attribute(key, "not an event attribute"));
+        }
+        let get = |key: &str| entries.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+        let required = |key: &str| {
+            get(key).ok_or_else(|| CodecError::attribute(key, "missing"))
+        };
+        let text_of = |key: &str| match required(key)? {
+            Value::String(s) => Ok(s.as_str()),
+            _ => Err(CodecError::attribute(key, "expected a string")),
+        };
+
+        let objtype = match get("objtype") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => return Err(CodecError::attribute("objtype", "expected a string or null")),
+        };
+        let objattrs = required("objattrs")?.clone();
+        if !matches!(objattrs, Value::Object(_)) {
+            return Err(CodecError::attribute("objattrs", "expected an object"));
+        }
+        let step = match get("step") {
+            None => 0,
+            Some(Value::Integer(i)) => i
+                .as_i64()
+                .ok_or_else(|| CodecError::attribute("step", "out of range"))?,
+            Some(_) => return Err(CodecError::attribute("step", "expected an integer")),
+        };
+        let is_partially_processed = match get("isPartiallyProcessed") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                return Err(CodecError::attribute(
+                    "isPartiallyProcessed",
+                    "expected true or false",
+                ));
+            }
+        };
+        Ok(Event {
+            evcategory: text_of("evcategory")?.parse()?,
+            eventtype: text_of("eventtype")?.parse()?,
+            objtype,
+            objpkey: get("objpkey").cloned().unwrap_or(Value::Null),
+            objattrs,
+            step,
+            is_partially_processed,
+        })
+    }
+}
+
+impl From<Integer> for Value {
+    fn from(value: Integer) -> Self {
+        Value::Integer(value)
+    }
+}

@@ -1,0 +1,290 @@
+//! hermes' JSON encoding: Python's `json.dumps(..., indent=4)` with
+//! `ensure_ascii`, plus the `HermesDatetime(...)` and `HermesBytes(...)` forms.
+//!
+//! Parsing is serde_json's; writing is ours, because no Rust serializer writes
+//! floats and escapes the way Python does, and a byte of difference makes a bus
+//! unreadable to hermes.
+
+use std::fmt::Write as _;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use chrono::NaiveDateTime;
+
+use crate::{CodecError, Integer, Value};
+
+const DATETIME_PREFIX: &str = "HermesDatetime(";
+const BYTES_PREFIX: &str = "HermesBytes(";
+const DATETIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
+
+/// Writes `value`; with `indent`, each item on its own line as Python does,
+/// without it on one line with no spaces.
+pub(crate) fn write(value: &Value, indent: Option<usize>) -> String {
+    let mut out = String::new();
+    Writer { out: &mut out, indent }.value(value, 0);
+    out
+}
+
+struct Writer<'a> {
+    out: &'a mut String,
+    indent: Option<usize>,
+}
+
+impl Writer<'_> {
+    fn value(&mut self, value: &Value, depth: usize) {
+        match value {
+            Value::Null => self.out.push_str("null"),
+            Value::Bool(true) => self.out.push_str("true"),
+            Value::Bool(false) => self.out.push_str("false"),
+            Value::Integer(i) => {
+                let _ = write!(self.out, "{i}");
+            }
+            Value::Float(f) => write_python_float(self.out, *f),
+            Value::String(s) => write_string(self.out, s),
+            Value::Bytes(b) => write_string(self.out, &bytes_form(b)),
+            Value::Datetime(dt) => write_string(self.out, &datetime_form(dt)),
+            Value::List(items) => {
+                self.container('[', ']', items.len(), depth, |w, i| {
+                    w.value(&items[i], depth + 1)
+                });
+            }
+            Value::Object(entries) => {
+                self.container('{', '}', entries.len(), depth, |w, i| {
+                    let (key, item) = &entries[i];
+                    write_string(w.out, key);
+                    w.out.push_str(if w.indent.is_some() { ": " } else { ":" });
+                    w.value(item, depth + 1);
+                });
+            }
+        }
+    }
+
+    fn container(
+        &mut self,
+        open: char,
+        close: char,
+        len: usize,
+        depth: usize,
+        mut item: impl FnMut(&mut Self, usize),
+    ) {
+        self.out.push(open);
+        if len == 0 {
+            self.out.push(close);
+            return;
+        }
+        for i in 0..len {
+            if i > 0 {
+                self.out.push(',');
+            }
+            self.newline(depth + 1);
+            item(self, i);
+        }
+        self.newline(depth);
+        self.out.push(close);
+    }
+
+    fn newline(&mut self, depth: usize) {
+        if let Some(width) = self.indent {
+            self.out.push('\n');
+            self.out.extend(std::iter::repeat_n(' ', width * depth));
+        }
+    }
+}
+
+fn bytes_form(bytes: &[u8]) -> String {
+    format!("{BYTES_PREFIX}{})", BASE64.encode(bytes))
+}
+
+fn datetime_form(at: &NaiveDateTime) -> String {
+    format!("{DATETIME_PREFIX}{})", at.format(DATETIME_FORMAT))
+}
+
+/// Python's `json` string escaping with `ensure_ascii=True`: everything outside
+/// printable ASCII becomes `\uXXXX` (lowercase hex, surrogate pairs beyond the
+/// BMP), except the short forms Python uses.
+fn write_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            ' '..='~' => out.push(c),
+            _ => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    let _ = write!(out, "\\u{unit:04x}");
+                }
+            }
+        }
+    }
+    out.push('"');
+}
+
+/// Python's `float.__repr__`: the shortest digits that read back the same
+/// value, in fixed notation when the decimal exponent is in -4..16, otherwise
+/// scientific with a signed exponent of at least two digits.
+fn write_python_float(out: &mut String, f: f64) {
+    if f.is_nan() {
+        out.push_str("NaN");
+        return;
+    }
+    if f.is_infinite() {
+        out.push_str(if f > 0.0 { "Infinity" } else { "-Infinity" });
+        return;
+    }
+    // Rust's `{:e}` gives the same shortest round-trip digits as Python's repr.
+    let sci = format!("{:e}", f.abs());
+    let (mantissa, exponent) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let n = digits.len() as i32;
+    let point = exponent + 1; // digits are 0.DIGITS x 10^point
+
+    if f.is_sign_negative() {
+        out.push('-');
+    }
+    if (-4 < point) && (point <= 16) {
+        if point <= 0 {
+            out.push_str("0.");
+            out.extend(std::iter::repeat_n('0', (-point) as usize));
+            out.push_str(&digits);
+        } else if point >= n {
+            out.push_str(&digits);
+            out.extend(std::iter::repeat_n('0', (point - n) as usize));
+            out.push_str(".0");
+        } else {
+            let (int, frac) = digits.split_at(point as usize);
+            let _ = write!(out, "{int}.{frac}");
+        }
+    } else {
+        let (first, rest) = digits.split_at(1);
+        out.push_str(first);
+        if !rest.is_empty() {
+            let _ = write!(out, ".{rest}");
+        }
+        let sign = if exponent < 0 { '-' } else { '+' };
+        let _ = write!(out, "e{sign}{:02}", exponent.abs());
+    }
+}
+
+/// Parses JSON text, turning hermes' string forms back into datetimes and bytes
+/// at any depth (never in keys).
+pub(crate) fn parse(text: &str) -> Result<Value, CodecError> {
+    let raw: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| CodecError::Syntax(e.to_string()))?;
+    Ok(from_serde(raw))
+}
+
+fn from_serde(raw: serde_json::Value) -> Value {
+    match raw {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(b),
+        serde_json::Value::Number(n) => number(&n),
+        serde_json::Value::String(s) => string(s),
+        serde_json::Value::Array(items) => Value::List(items.into_iter().map(from_serde).collect()),
+        serde_json::Value::Object(map) => {
+            Value::Object(map.into_iter().map(|(k, v)| (k, from_serde(v))).collect())
+        }
+    }
+}
+
+/// JSON numbers as Python reads them: without a fraction or exponent an
+/// integer of any size, otherwise a float.
+fn number(n: &serde_json::Number) -> Value {
+    let text = n.to_string();
+    if !text.contains(['.', 'e', 'E']) {
+        if let Ok(i) = text.parse::<Integer>() {
+            return Value::Integer(i);
+        }
+    }
+    Value::Float(text.parse().unwrap_or(f64::NAN))
+}
+
+fn string(s: String) -> Value {
+    if let Some(inner) = s.strip_prefix(DATETIME_PREFIX).and_then(|r| r.strip_suffix(')')) {
+        if let Ok(at) = NaiveDateTime::parse_from_str(inner, DATETIME_FORMAT) {
+            return Value::Datetime(at);
+        }
+    }
+    if let Some(inner) = s.strip_prefix(BYTES_PREFIX).and_then(|r| r.strip_suffix(')')) {
+        if let Ok(bytes) = BASE64.decode(inner) {
+            return Value::Bytes(bytes);
+        }
+    }
+    Value::String(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn float(f: f64) -> String {
+        let mut out = String::new();
+        write_python_float(&mut out, f);
+        out
+    }
+
+    #[test]
+    fn floats_follow_python_repr() {
+        // Each expectation is what CPython's repr() prints.
+        let cases: &[(f64, &str)] = &[
+            (3.0, "3.0"),
+            (-0.0, "-0.0"),
+            (0.0, "0.0"),
+            (0.1, "0.1"),
+            (1e-7, "1e-07"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (1e16, "1e+16"),
+            (1.5e16, "1.5e+16"),
+            (1e15, "1000000000000000.0"),
+            (123456789012345.6, "123456789012345.6"),
+            (1.7976931348623157e308, "1.7976931348623157e+308"),
+            (5e-324, "5e-324"),
+            (-2.5, "-2.5"),
+            (1234.5678, "1234.5678"),
+            (f64::INFINITY, "Infinity"),
+            (f64::NEG_INFINITY, "-Infinity"),
+            (f64::NAN, "NaN"),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(float(*value), *expected, "repr of {value:?}");
+        }
+    }
+
+    #[test]
+    fn strings_escape_like_python_ensure_ascii() {
+        let mut out = String::new();
+        write_string(&mut out, "a\"b\\c/d\te\nf\u{1}g\u{7f}é€😀\r\u{8}\u{c}");
+        assert_eq!(
+            out,
+            r#""a\"b\\c/d\te\nf\u0001g\u007f\u00e9\u20ac\ud83d\ude00\r\b\f""#
+        );
+    }
+
+    #[test]
+    fn hermes_string_forms_that_do_not_parse_stay_strings() {
+        for text in [
+            "HermesDatetime(yesterday)",
+            "HermesBytes(not base64!)",
+            "HermesDatetime(2024-01-01T00:00:00Z",
+        ] {
+            assert_eq!(string(text.to_owned()), Value::String(text.to_owned()));
+        }
+    }
+
+    #[test]
+    fn big_integers_survive_exactly() {
+        let text = "[123456789012345678901234567890, -98765432109876543210, -0]";
+        let value = parse(text).expect("valid JSON");
+        assert_eq!(
+            write(&value, None),
+            "[123456789012345678901234567890,-98765432109876543210,0]"
+        );
+    }
+}

@@ -1,0 +1,155 @@
+//! The values an event's attributes hold: JSON plus hermes' datetimes and bytes.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{NaiveDateTime, Timelike};
+
+use crate::CodecError;
+
+/// A value of an event attribute, as hermes' Python code sees it.
+///
+/// Objects keep their keys in the order they were built in, as Python dicts do;
+/// hermes relies on it (a modified diff lists `added`, `modified`, `removed`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// JSON `null`, Python `None`.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// An integer of any size (Python ints are unbounded).
+    Integer(Integer),
+    /// A floating-point number. `NaN` and infinities are written as Python
+    /// writes them (`NaN`, `Infinity`), which JSON readers other than Python's
+    /// may refuse.
+    Float(f64),
+    /// A string.
+    String(String),
+    /// Raw bytes, written `"HermesBytes(<base64>)"`.
+    Bytes(Vec<u8>),
+    /// A date and time at one-second precision, written
+    /// `"HermesDatetime(YYYY-MM-DDTHH:MM:SSZ)"`. hermes drops any timezone
+    /// without converting, so there is none here either.
+    Datetime(NaiveDateTime),
+    /// A list (Python lists, tuples and sets; a set is written sorted).
+    List(Vec<Value>),
+    /// An object with string keys, in insertion order.
+    Object(Vec<(String, Value)>),
+}
+
+impl Value {
+    /// An empty object, `{}`.
+    pub fn empty_object() -> Self {
+        Value::Object(Vec::new())
+    }
+
+    /// A datetime value, truncated to whole seconds as hermes writes it.
+    pub fn datetime(at: NaiveDateTime) -> Self {
+        Value::Datetime(at.with_nanosecond(0).unwrap_or(at))
+    }
+
+    /// The value under `key` if this is an object that has it.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        match self {
+            Value::Object(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// Parses JSON text in hermes' encoding (any layout).
+    pub fn from_json(text: &str) -> Result<Value, CodecError> {
+        crate::json::parse(text)
+    }
+
+    /// Writes the value as hermes does: indent 4, ASCII only.
+    pub fn to_json(&self) -> String {
+        crate::json::write(self, Some(4))
+    }
+
+    /// Writes the value on one line with no spaces, in hermes' encoding.
+    pub fn to_json_compact(&self) -> String {
+        crate::json::write(self, None)
+    }
+}
+
+impl From<i64> for Value {
+    fn from(value: i64) -> Self {
+        Value::Integer(value.into())
+    }
+}
+
+impl From<f64> for Value {
+    fn from(value: f64) -> Self {
+        Value::Float(value)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(value: bool) -> Self {
+        Value::Bool(value)
+    }
+}
+
+impl From<&str> for Value {
+    fn from(value: &str) -> Self {
+        Value::String(value.to_owned())
+    }
+}
+
+impl From<String> for Value {
+    fn from(value: String) -> Self {
+        Value::String(value)
+    }
+}
+
+/// An integer of any size, kept as its canonical decimal text so that values
+/// beyond 64 bits survive a round trip exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Integer(String);
+
+impl Integer {
+    /// The value, if it fits in an `i64`.
+    pub fn as_i64(&self) -> Option<i64> {
+        self.0.parse().ok()
+    }
+}
+
+impl From<i64> for Integer {
+    fn from(value: i64) -> Self {
+        Integer(value.to_string())
+    }
+}
+
+impl From<u64> for Integer {
+    fn from(value: u64) -> Self {
+        Integer(value.to_string())
+    }
+}
+
+impl FromStr for Integer {
+    type Err = CodecError;
+
+    /// Accepts an optional `-` followed by decimal digits; leading zeros and
+    /// `-0` are normalized away.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (negative, digits) = match text.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(CodecError::Syntax(format!("not an integer: {text:?}")));
+        }
+        let digits = digits.trim_start_matches('0');
+        Ok(match (negative, digits.is_empty()) {
+            (_, true) => Integer("0".to_owned()),
+            (true, false) => Integer(format!("-{digits}")),
+            (false, false) => Integer(digits.to_owned()),
+        })
+    }
+}
+
+impl fmt::Display for Integer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
