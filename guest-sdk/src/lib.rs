@@ -1,0 +1,188 @@
+//! Write a hermes message-bus plugin in Rust, compiled to a WebAssembly
+//! component for `wasm32-wasip2`.
+//!
+//! A plugin is a type implementing [`Producer`], a type implementing
+//! [`Consumer`], or both, and one call to [`export!`]. Settings are a serde type
+//! with a [`schemars::JsonSchema`] derive: the host validates the operator's
+//! settings against that schema before the plugin sees them.
+//!
+//! ```ignore
+//! use hermes_guest::{BusError, Event, Offset, Producer};
+//!
+//! #[derive(serde::Deserialize, schemars::JsonSchema)]
+//! struct Settings { path: String }
+//!
+//! struct Stdout { settings: Settings, sent: i64 }
+//!
+//! impl Producer for Stdout {
+//!     type Settings = Settings;
+//!     fn new(settings: Settings) -> Result<Self, BusError> { Ok(Stdout { settings, sent: 0 }) }
+//!     fn open(&mut self) -> Result<(), BusError> { Ok(()) }
+//!     fn close(&mut self) -> Result<(), BusError> { Ok(()) }
+//!     fn send(&mut self, event: &Event) -> Result<Offset, BusError> {
+//!         println!("{}", event.to_json());
+//!         self.sent += 1;
+//!         Ok(Offset::Int(self.sent - 1))
+//!     }
+//! }
+//!
+//! hermes_guest::export!(producer: Stdout);
+//! ```
+//!
+//! The event type and its JSON codec are [`hermes_event`]'s, the same the host
+//! uses: [`Event::to_json`] is byte-identical to hermes' own `to_json()`.
+
+#![deny(missing_docs)]
+
+extern crate self as hermes_guest;
+
+mod consumer;
+mod convert;
+#[doc(hidden)]
+pub mod glue;
+pub mod log;
+mod producer;
+#[doc(hidden)]
+pub mod wit;
+
+pub use consumer::{ConsumedEvent, Consumer};
+pub use hermes_event::{Category, CodecError, Event, EventType, Integer, Value};
+pub use producer::Producer;
+pub use wit::imports::hermes::bus::types::{BusError, Offset, Timestamp};
+
+#[doc(hidden)]
+pub use wit_bindgen as __wit_bindgen;
+
+/// Exports a plugin's roles from this component.
+///
+/// ```ignore
+/// hermes_guest::export!(producer: MyProducer);
+/// hermes_guest::export!(consumer: MyConsumer);
+/// hermes_guest::export!(producer: MyProducer, consumer: MyConsumer);
+/// ```
+///
+/// The plugin's name, version and description are the crate's (`name`,
+/// `version` and `description` in its `Cargo.toml`). Call it once, at the crate
+/// root of a `cdylib`. The component always has the `bus` world's shape; a role
+/// left out is absent from the metadata and its `create` fails.
+#[macro_export]
+macro_rules! export {
+    (producer: $producer:ty $(,)?) => {
+        $crate::__export_bus!($producer, $crate::glue::NoConsumer, [Producer]);
+    };
+    (consumer: $consumer:ty $(,)?) => {
+        $crate::__export_bus!($crate::glue::NoProducer, $consumer, [Consumer]);
+    };
+    (producer: $producer:ty, consumer: $consumer:ty $(,)?) => {
+        $crate::__export_bus!($producer, $consumer, [Producer, Consumer]);
+    };
+    ($($other:tt)*) => {
+        compile_error!(
+            "expected `export!(producer: Type)`, `export!(consumer: Type)` \
+             or `export!(producer: Type, consumer: Type)`"
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_bus {
+    ($producer:ty, $consumer:ty, [$($role:ident),*]) => {
+        const _: () = {
+            use $crate::wit::bus::exports::hermes::bus::{consume, plugin, produce};
+            use $crate::wit::imports::hermes::bus::types as wit;
+            use $crate::{BusError, Offset};
+
+            /// The exported plugin.
+            pub struct HermesPlugin;
+
+            impl plugin::Guest for HermesPlugin {
+                fn describe() -> plugin::Metadata {
+                    plugin::Metadata {
+                        name: env!("CARGO_PKG_NAME").to_string(),
+                        version: env!("CARGO_PKG_VERSION").to_string(),
+                        description: env!("CARGO_PKG_DESCRIPTION").to_string(),
+                        roles: vec![$(plugin::RoleInfo {
+                            role: plugin::Role::$role,
+                            settings_schema: $crate::glue::settings_schema::<$producer, $consumer>(
+                                $crate::glue::Role::$role,
+                            ),
+                        }),*],
+                    }
+                }
+            }
+
+            /// The exported producer resource.
+            pub struct HermesProducer($crate::glue::ProducerCell<$producer>);
+
+            impl produce::Guest for HermesPlugin {
+                type Producer = HermesProducer;
+            }
+
+            impl produce::GuestProducer for HermesProducer {
+                fn create(settings: String) -> Result<produce::Producer, BusError> {
+                    $crate::glue::ProducerCell::create(&settings)
+                        .map(|cell| produce::Producer::new(HermesProducer(cell)))
+                }
+                fn open(&self) -> Result<(), BusError> {
+                    self.0.open()
+                }
+                fn close(&self) -> Result<(), BusError> {
+                    self.0.close()
+                }
+                fn send(&self, event: wit::Event) -> Result<Offset, BusError> {
+                    self.0.send(event)
+                }
+                fn send_batch(&self, events: Vec<wit::Event>) -> Result<Vec<Offset>, BusError> {
+                    self.0.send_batch(events)
+                }
+            }
+
+            /// The exported consumer resource.
+            pub struct HermesConsumer($crate::glue::ConsumerCell<$consumer>);
+
+            impl consume::Guest for HermesPlugin {
+                type Consumer = HermesConsumer;
+            }
+
+            impl consume::GuestConsumer for HermesConsumer {
+                fn create(settings: String) -> Result<consume::Consumer, BusError> {
+                    $crate::glue::ConsumerCell::create(&settings)
+                        .map(|cell| consume::Consumer::new(HermesConsumer(cell)))
+                }
+                fn open(&self) -> Result<(), BusError> {
+                    self.0.open()
+                }
+                fn close(&self) -> Result<(), BusError> {
+                    self.0.close()
+                }
+                fn seek_to_beginning(&self) -> Result<(), BusError> {
+                    self.0.seek_to_beginning()
+                }
+                fn seek(&self, offset: Offset) -> Result<(), BusError> {
+                    self.0.seek(offset)
+                }
+                fn seek_after(&self, offset: Offset) -> Result<(), BusError> {
+                    self.0.seek_after(offset)
+                }
+                fn set_timeout(&self, timeout_ms: Option<u64>) {
+                    self.0.set_timeout(timeout_ms)
+                }
+                fn find_next_event_of_category(
+                    &self,
+                    category: wit::Category,
+                ) -> Result<Option<wit::ConsumedEvent>, BusError> {
+                    self.0.find_next_event_of_category(category)
+                }
+                fn next(&self) -> Result<Option<wit::ConsumedEvent>, BusError> {
+                    self.0.next()
+                }
+                fn next_batch(&self, max: u32) -> Result<Vec<wit::ConsumedEvent>, BusError> {
+                    self.0.next_batch(max)
+                }
+            }
+
+            $crate::wit::bus::__export_bus_world!(HermesPlugin with_types_in $crate::wit::bus);
+        };
+    };
+}

@@ -1,0 +1,252 @@
+//! What the [`export!`](crate::export) macro calls: settings parsing, the open
+//! state, the conversions and the waiting logic, written once for every plugin.
+
+use std::cell::{Cell, RefCell};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+
+use crate::convert::event_from_wit;
+use crate::wit::imports::hermes::bus::types as wit;
+use crate::{BusError, Category, ConsumedEvent, Consumer, Offset, Producer};
+
+/// A role, to pick the settings schema.
+#[derive(Debug, Clone, Copy)]
+pub enum Role {
+    /// The producer role.
+    Producer,
+    /// The consumer role.
+    Consumer,
+}
+
+/// The JSON Schema of one role's settings, as JSON text.
+pub fn settings_schema<P: Producer, C: Consumer>(role: Role) -> String {
+    let schema = match role {
+        Role::Producer => schemars::schema_for!(P::Settings),
+        Role::Consumer => schemars::schema_for!(C::Settings),
+    };
+    schema.as_value().to_string()
+}
+
+const NO_PRODUCER: &str = "this plugin provides no producer role";
+const NO_CONSUMER: &str = "this plugin provides no consumer role";
+
+/// Stands for the producer of a plugin that has none: it cannot be built.
+pub enum NoProducer {}
+
+impl Producer for NoProducer {
+    type Settings = serde_json::Value;
+    fn new(_: Self::Settings) -> Result<Self, BusError> {
+        Err(BusError::Other(NO_PRODUCER.into()))
+    }
+    fn open(&mut self) -> Result<(), BusError> {
+        match *self {}
+    }
+    fn close(&mut self) -> Result<(), BusError> {
+        match *self {}
+    }
+    fn send(&mut self, _: &crate::Event) -> Result<Offset, BusError> {
+        match *self {}
+    }
+}
+
+/// Stands for the consumer of a plugin that has none: it cannot be built.
+pub enum NoConsumer {}
+
+impl Consumer for NoConsumer {
+    type Settings = serde_json::Value;
+    fn new(_: Self::Settings) -> Result<Self, BusError> {
+        Err(BusError::Other(NO_CONSUMER.into()))
+    }
+    fn open(&mut self) -> Result<(), BusError> {
+        match *self {}
+    }
+    fn close(&mut self) -> Result<(), BusError> {
+        match *self {}
+    }
+    fn seek_to_beginning(&mut self) -> Result<(), BusError> {
+        match *self {}
+    }
+    fn seek(&mut self, _: &Offset) -> Result<(), BusError> {
+        match *self {}
+    }
+    fn seek_after(&mut self, _: &Offset) -> Result<(), BusError> {
+        match *self {}
+    }
+    fn read(&mut self) -> Result<Option<ConsumedEvent>, BusError> {
+        match *self {}
+    }
+}
+
+fn parse_settings<S: DeserializeOwned>(settings: &str) -> Result<S, BusError> {
+    serde_json::from_str(settings).map_err(|e| BusError::InvalidSettings(e.to_string()))
+}
+
+/// A producer and whether it is open.
+pub struct ProducerCell<P> {
+    inner: RefCell<P>,
+    open: Cell<bool>,
+}
+
+impl<P: Producer> ProducerCell<P> {
+    /// Parses the settings and builds the producer.
+    pub fn create(settings: &str) -> Result<Self, BusError> {
+        Ok(ProducerCell {
+            inner: RefCell::new(P::new(parse_settings(settings)?)?),
+            open: Cell::new(false),
+        })
+    }
+
+    fn opened(&self) -> Result<std::cell::RefMut<'_, P>, BusError> {
+        if self.open.get() { Ok(self.inner.borrow_mut()) } else { Err(BusError::NotOpen) }
+    }
+
+    /// See [`Producer::open`]; opening an open producer does nothing.
+    pub fn open(&self) -> Result<(), BusError> {
+        if !self.open.get() {
+            self.inner.borrow_mut().open()?;
+            self.open.set(true);
+        }
+        Ok(())
+    }
+
+    /// See [`Producer::close`]; closing a closed producer does nothing.
+    pub fn close(&self) -> Result<(), BusError> {
+        if self.open.get() {
+            self.open.set(false);
+            self.inner.borrow_mut().close()?;
+        }
+        Ok(())
+    }
+
+    /// See [`Producer::send`].
+    pub fn send(&self, event: wit::Event) -> Result<Offset, BusError> {
+        let mut producer = self.opened()?;
+        producer.send(&event_from_wit(event)?)
+    }
+
+    /// See [`Producer::send_batch`].
+    pub fn send_batch(&self, events: Vec<wit::Event>) -> Result<Vec<Offset>, BusError> {
+        let mut producer = self.opened()?;
+        let events = events.into_iter().map(event_from_wit).collect::<Result<Vec<_>, _>>()?;
+        producer.send_batch(&events)
+    }
+}
+
+/// A consumer, whether it is open, and its timeout.
+pub struct ConsumerCell<C> {
+    inner: RefCell<C>,
+    open: Cell<bool>,
+    timeout: Cell<Option<Duration>>,
+}
+
+impl<C: Consumer> ConsumerCell<C> {
+    /// Parses the settings and builds the consumer.
+    pub fn create(settings: &str) -> Result<Self, BusError> {
+        Ok(ConsumerCell {
+            inner: RefCell::new(C::new(parse_settings(settings)?)?),
+            open: Cell::new(false),
+            timeout: Cell::new(None),
+        })
+    }
+
+    fn opened(&self) -> Result<std::cell::RefMut<'_, C>, BusError> {
+        if self.open.get() { Ok(self.inner.borrow_mut()) } else { Err(BusError::NotOpen) }
+    }
+
+    /// See [`Consumer::open`]; opening an open consumer does nothing.
+    pub fn open(&self) -> Result<(), BusError> {
+        if !self.open.get() {
+            self.inner.borrow_mut().open()?;
+            self.open.set(true);
+        }
+        Ok(())
+    }
+
+    /// See [`Consumer::close`]; closing a closed consumer does nothing.
+    pub fn close(&self) -> Result<(), BusError> {
+        if self.open.get() {
+            self.open.set(false);
+            self.inner.borrow_mut().close()?;
+        }
+        Ok(())
+    }
+
+    /// See [`Consumer::seek_to_beginning`].
+    pub fn seek_to_beginning(&self) -> Result<(), BusError> {
+        self.opened()?.seek_to_beginning()
+    }
+
+    /// See [`Consumer::seek`].
+    pub fn seek(&self, offset: Offset) -> Result<(), BusError> {
+        self.opened()?.seek(&offset)
+    }
+
+    /// See [`Consumer::seek_after`].
+    pub fn seek_after(&self, offset: Offset) -> Result<(), BusError> {
+        self.opened()?.seek_after(&offset)
+    }
+
+    /// Sets how long reading waits once the bus is drained.
+    pub fn set_timeout(&self, timeout_ms: Option<u64>) {
+        self.timeout.set(timeout_ms.map(Duration::from_millis));
+    }
+
+    /// The next event, waiting up to the timeout once the bus is drained.
+    fn next_waiting(&self, consumer: &mut C) -> Result<Option<ConsumedEvent>, BusError> {
+        let deadline = self.timeout.get().map(|t| Instant::now() + t);
+        loop {
+            if let Some(event) = consumer.read()? {
+                return Ok(Some(event));
+            }
+            let remaining = match deadline {
+                Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+                None => Duration::MAX,
+            };
+            if remaining.is_zero() {
+                return Ok(None);
+            }
+            consumer.wait(remaining)?;
+        }
+    }
+
+    /// See the WIT `next`.
+    pub fn next(&self) -> Result<Option<wit::ConsumedEvent>, BusError> {
+        let mut consumer = self.opened()?;
+        Ok(self.next_waiting(&mut consumer)?.map(Into::into))
+    }
+
+    /// See the WIT `next-batch`: waits for the first event only.
+    pub fn next_batch(&self, max: u32) -> Result<Vec<wit::ConsumedEvent>, BusError> {
+        let mut consumer = self.opened()?;
+        let mut batch = Vec::new();
+        if max == 0 {
+            return Ok(batch);
+        }
+        if let Some(first) = self.next_waiting(&mut consumer)? {
+            batch.push(first.into());
+            while batch.len() < max as usize {
+                match consumer.read()? {
+                    Some(event) => batch.push(event.into()),
+                    None => break,
+                }
+            }
+        }
+        Ok(batch)
+    }
+
+    /// See the WIT `find-next-event-of-category`.
+    pub fn find_next_event_of_category(
+        &self,
+        category: wit::Category,
+    ) -> Result<Option<wit::ConsumedEvent>, BusError> {
+        let mut consumer = self.opened()?;
+        let wanted = Category::from(category);
+        while let Some(event) = self.next_waiting(&mut consumer)? {
+            if event.event.evcategory == wanted {
+                return Ok(Some(event.into()));
+            }
+        }
+        Ok(None)
+    }
+}

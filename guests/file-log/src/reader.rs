@@ -1,0 +1,214 @@
+//! The consumer: follows the segments from a position, never writing.
+
+use std::fs::File;
+use std::io::{Seek, SeekFrom};
+use std::path::PathBuf;
+
+use hermes_guest::{BusError, ConsumedEvent, Consumer, Offset, log};
+
+use crate::Settings;
+use crate::record::{self, HEADER_LEN, Slot, io_error};
+
+/// Reads the log from its own position.
+pub struct FileLogConsumer {
+    dir: PathBuf,
+    /// The offset of the next event to read.
+    next_offset: u64,
+    /// The open segment and the byte position of `next_offset` in it, once found.
+    cursor: Option<Cursor>,
+    open: bool,
+}
+
+struct Cursor {
+    first: u64,
+    file: File,
+    pos: u64,
+}
+
+impl Consumer for FileLogConsumer {
+    type Settings = Settings;
+
+    fn new(settings: Settings) -> Result<Self, BusError> {
+        Ok(FileLogConsumer { dir: PathBuf::from(&settings.path), next_offset: 0, cursor: None, open: false })
+    }
+
+    fn open(&mut self) -> Result<(), BusError> {
+        self.open = true;
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), BusError> {
+        self.open = false;
+        self.cursor = None;
+        Ok(())
+    }
+
+    fn seek_to_beginning(&mut self) -> Result<(), BusError> {
+        let segments = record::list_segments(&self.dir)?;
+        self.next_offset = segments.first().copied().unwrap_or(0);
+        self.cursor = None;
+        Ok(())
+    }
+
+    fn seek(&mut self, offset: &Offset) -> Result<(), BusError> {
+        let wanted = int_offset(offset)?;
+        let (oldest, end) = self.bounds()?;
+        if wanted < oldest || wanted > end {
+            return Err(BusError::UnknownOffset(format!(
+                "offset {wanted} is not in this log, which holds {}",
+                held(oldest, end)
+            )));
+        }
+        self.next_offset = wanted;
+        self.cursor = None;
+        Ok(())
+    }
+
+    fn seek_after(&mut self, offset: &Offset) -> Result<(), BusError> {
+        let wanted = int_offset(offset)?;
+        let (oldest, end) = self.bounds()?;
+        if wanted < oldest || wanted >= end {
+            return Err(BusError::UnknownOffset(format!(
+                "offset {wanted} is not in this log, which holds {}",
+                held(oldest, end)
+            )));
+        }
+        self.next_offset = wanted + 1;
+        self.cursor = None;
+        Ok(())
+    }
+
+    fn read(&mut self) -> Result<Option<ConsumedEvent>, BusError> {
+        loop {
+            if self.cursor.is_none() && !self.place_cursor()? {
+                return Ok(None);
+            }
+            let Some(cursor) = self.cursor.as_mut() else { return Ok(None) };
+            let path = record::segment_path(&self.dir, cursor.first);
+            let fail = |e| io_error(&format!("cannot read {}", path.display()), e);
+            cursor.file.seek(SeekFrom::Start(cursor.pos)).map_err(fail)?;
+            match record::read_slot(&mut cursor.file).map_err(fail)? {
+                Slot::Record { offset, body, len } => {
+                    if offset != self.next_offset {
+                        return Err(BusError::Corrupted(format!(
+                            "{} at byte {}: record has offset {offset}, expected {}",
+                            path.display(),
+                            cursor.pos,
+                            self.next_offset
+                        )));
+                    }
+                    let consumed = record::decode(&body).map_err(|e| {
+                        BusError::Corrupted(format!("{} at byte {}: {e}", path.display(), cursor.pos))
+                    })?;
+                    cursor.pos += len;
+                    self.next_offset += 1;
+                    return Ok(Some(consumed));
+                }
+                slot => {
+                    // The end of this segment, for now. Move on only if the
+                    // log went on in a newer segment.
+                    let segments = record::list_segments(&self.dir)?;
+                    if segments.contains(&self.next_offset) && self.next_offset != cursor.first {
+                        self.cursor = None;
+                        continue;
+                    }
+                    if let Slot::Damaged(why) = slot {
+                        if segments.last().is_some_and(|&last| last > cursor.first) {
+                            return Err(BusError::Corrupted(format!(
+                                "{} at byte {}: {why}",
+                                path.display(),
+                                cursor.pos
+                            )));
+                        }
+                        // The tail of the newest segment: a crashed producer
+                        // left it, and cuts it off when it opens again.
+                        log::debug(format!("{}: waiting at a damaged tail ({why})", path.display()));
+                    }
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
+
+impl FileLogConsumer {
+    /// The oldest offset held and the offset the next event will get.
+    fn bounds(&self) -> Result<(u64, u64), BusError> {
+        let segments = record::list_segments(&self.dir)?;
+        let (Some(&oldest), Some(&newest)) = (segments.first(), segments.last()) else {
+            return Ok((0, 0));
+        };
+        let (mut file, _) = self.open_segment(newest)?;
+        let mut end = newest;
+        while let Slot::Record { offset, .. } =
+            record::read_slot(&mut file).map_err(|e| io_error("cannot read the newest segment", e))?
+        {
+            if offset != end {
+                break;
+            }
+            end += 1;
+        }
+        Ok((oldest, end))
+    }
+
+    /// Opens a segment positioned after its magic; `None` position if the
+    /// segment is still being created.
+    fn open_segment(&self, first: u64) -> Result<(File, bool), BusError> {
+        let path = record::segment_path(&self.dir, first);
+        let mut file = File::open(&path).map_err(|e| io_error(&format!("cannot open {}", path.display()), e))?;
+        let ready = record::read_magic(&mut file, &path)?;
+        Ok((file, ready))
+    }
+
+    /// Finds the segment and byte position of `next_offset`. `false` if the
+    /// log does not reach it yet.
+    fn place_cursor(&mut self) -> Result<bool, BusError> {
+        if !self.open {
+            return Err(BusError::NotOpen);
+        }
+        let segments = record::list_segments(&self.dir)?;
+        let Some(&first) = segments.iter().rev().find(|&&first| first <= self.next_offset) else {
+            if segments.first().is_some_and(|&oldest| oldest > self.next_offset) {
+                return Err(BusError::UnknownOffset(format!(
+                    "offset {} was deleted by retention",
+                    self.next_offset
+                )));
+            }
+            return Ok(false);
+        };
+        let (mut file, ready) = self.open_segment(first)?;
+        if !ready {
+            return Ok(false);
+        }
+        let mut pos = HEADER_LEN;
+        let mut offset = first;
+        while offset < self.next_offset {
+            match record::read_slot(&mut file).map_err(|e| io_error("cannot read a segment", e))? {
+                Slot::Record { len, .. } => {
+                    pos += len;
+                    offset += 1;
+                }
+                _ => return Ok(false),
+            }
+        }
+        self.cursor = Some(Cursor { first, file, pos });
+        Ok(true)
+    }
+}
+
+fn int_offset(offset: &Offset) -> Result<u64, BusError> {
+    match offset {
+        Offset::Int(i) if *i >= 0 => Ok(*i as u64),
+        other => Err(BusError::UnknownOffset(format!(
+            "file-log offsets are integers from 0, not {other:?}"
+        ))),
+    }
+}
+
+fn held(oldest: u64, end: u64) -> String {
+    if oldest == end {
+        format!("no event (the next one will be {end})")
+    } else {
+        format!("offsets {oldest} to {}", end - 1)
+    }
+}

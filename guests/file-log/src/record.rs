@@ -1,0 +1,235 @@
+//! The on-disk format: segment files and the records in them.
+//!
+//! A segment starts with the 8-byte magic `HRMSLOG1`, then records:
+//!
+//! ```text
+//! u32 LE  body length
+//! u32 LE  CRC-32 of the body
+//! body:   u64 LE offset | i64 LE seconds | u32 LE nanoseconds | u8 category | event JSON
+//! ```
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use hermes_guest::{BusError, Category, ConsumedEvent, Event, Offset, Timestamp};
+
+pub const MAGIC: &[u8; 8] = b"HRMSLOG1";
+pub const HEADER_LEN: u64 = 8;
+const FRAME_LEN: usize = 8;
+const BODY_FIXED_LEN: usize = 8 + 8 + 4 + 1;
+/// A record body larger than this is damage, not data: hermes events are
+/// small, and a bad length must not make a reader allocate gigabytes.
+const MAX_BODY_LEN: u32 = 256 * 1024 * 1024;
+const SUFFIX: &str = ".log";
+
+/// The file name of the segment whose first record has this offset.
+pub fn segment_name(first_offset: u64) -> String {
+    format!("{first_offset:020}{SUFFIX}")
+}
+
+/// The first offsets of the segments in `dir`, oldest first. A missing
+/// directory is an empty log.
+pub fn list_segments(dir: &Path) -> Result<Vec<u64>, BusError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_error(&format!("cannot list {}", dir.display()), e)),
+    };
+    let mut firsts = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error(&format!("cannot list {}", dir.display()), e))?;
+        let name = entry.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(SUFFIX)) else {
+            continue;
+        };
+        if stem.len() == 20 {
+            if let Ok(first) = stem.parse() {
+                firsts.push(first);
+            }
+        }
+    }
+    firsts.sort_unstable();
+    Ok(firsts)
+}
+
+pub fn segment_path(dir: &Path, first_offset: u64) -> PathBuf {
+    dir.join(segment_name(first_offset))
+}
+
+/// Encodes one record, frame included.
+pub fn encode(offset: u64, at: &Timestamp, category: Category, event_json: &str) -> Vec<u8> {
+    let mut body = Vec::with_capacity(BODY_FIXED_LEN + event_json.len());
+    body.extend_from_slice(&offset.to_le_bytes());
+    body.extend_from_slice(&at.seconds.to_le_bytes());
+    body.extend_from_slice(&at.nanoseconds.to_le_bytes());
+    body.push(match category {
+        Category::Base => 0,
+        Category::Initsync => 1,
+    });
+    body.extend_from_slice(event_json.as_bytes());
+
+    let mut record = Vec::with_capacity(FRAME_LEN + body.len());
+    record.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    record.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    record.extend_from_slice(&body);
+    record
+}
+
+/// What sits at a position of a segment.
+#[derive(Debug)]
+pub enum Slot {
+    /// A whole record whose checksum matches.
+    Record { offset: u64, body: Vec<u8>, len: u64 },
+    /// Nothing, or the start of a record not wholly written yet.
+    Incomplete,
+    /// Bytes that cannot be a valid record.
+    Damaged(String),
+}
+
+/// Reads the record at the reader's position, leaving it after the record.
+/// A short read is `Incomplete`, never an error: a writer may be mid-append.
+pub fn read_slot(file: &mut File) -> io::Result<Slot> {
+    let mut frame = [0u8; FRAME_LEN];
+    if read_full(file, &mut frame)? < FRAME_LEN {
+        return Ok(Slot::Incomplete);
+    }
+    let len = u32::from_le_bytes(frame[0..4].try_into().unwrap_or_default());
+    let crc = u32::from_le_bytes(frame[4..8].try_into().unwrap_or_default());
+    if (len as usize) < BODY_FIXED_LEN || len > MAX_BODY_LEN {
+        return Ok(Slot::Damaged(format!("impossible record length {len}")));
+    }
+    let mut body = vec![0u8; len as usize];
+    if read_full(file, &mut body)? < body.len() {
+        return Ok(Slot::Incomplete);
+    }
+    if crc32fast::hash(&body) != crc {
+        return Ok(Slot::Damaged("checksum mismatch".into()));
+    }
+    let offset = u64::from_le_bytes(body[0..8].try_into().unwrap_or_default());
+    Ok(Slot::Record { offset, body, len: FRAME_LEN as u64 + u64::from(len) })
+}
+
+/// Decodes a checked record body into the event it holds.
+pub fn decode(body: &[u8]) -> Result<ConsumedEvent, String> {
+    let field = |range: std::ops::Range<usize>| -> [u8; 8] {
+        let mut out = [0u8; 8];
+        out[..range.len()].copy_from_slice(&body[range]);
+        out
+    };
+    let offset = u64::from_le_bytes(field(0..8));
+    let seconds = i64::from_le_bytes(field(8..16));
+    let nanoseconds = u32::from_le_bytes(field(16..20)[..4].try_into().unwrap_or_default());
+    let category = match body[20] {
+        0 => Category::Base,
+        1 => Category::Initsync,
+        other => return Err(format!("unknown category byte {other}")),
+    };
+    let json = std::str::from_utf8(&body[BODY_FIXED_LEN..]).map_err(|e| e.to_string())?;
+    let event = Event::from_json(json).map_err(|e| e.to_string())?;
+    if event.evcategory != category {
+        return Err("category does not match the event".into());
+    }
+    Ok(ConsumedEvent {
+        offset: Offset::Int(offset as i64),
+        timestamp: Timestamp { seconds, nanoseconds },
+        event,
+    })
+}
+
+/// Reads until `buf` is full or the file ends; returns how much was read.
+fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Reads and checks a segment's magic. `Ok(false)` if the file is shorter
+/// than the magic (a segment being created).
+pub fn read_magic(file: &mut File, path: &Path) -> Result<bool, BusError> {
+    let mut magic = [0u8; 8];
+    let n = read_full(file, &mut magic).map_err(|e| io_error(&format!("cannot read {}", path.display()), e))?;
+    if n < magic.len() {
+        return Ok(false);
+    }
+    if &magic != MAGIC {
+        return Err(BusError::Corrupted(format!("{} is not a file-log segment", path.display())));
+    }
+    Ok(true)
+}
+
+/// Classifies an I/O failure: a full disk or a permission problem will not
+/// go away by itself, but the bus may become usable again, so the host may
+/// retry.
+pub fn io_error(context: &str, e: io::Error) -> BusError {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => BusError::Other(format!("{context}: {e} (is the directory granted to the plugin?)")),
+        _ => BusError::Unavailable(format!("{context}: {e}")),
+    }
+}
+
+/// The Unix time now.
+pub fn now() -> Timestamp {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp { seconds: since.as_secs() as i64, nanoseconds: since.subsec_nanos() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hermes_guest::{EventType, Value};
+    use std::io::{Seek, SeekFrom, Write};
+
+    fn event() -> Event {
+        Event::new(Category::Initsync, EventType::Added, Some("T".into()), Value::from(1), Value::empty_object())
+    }
+
+    #[test]
+    fn a_record_reads_back_and_a_flipped_bit_is_caught() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("seg");
+        let at = Timestamp { seconds: 1_700_000_000, nanoseconds: 42 };
+        let record = encode(7, &at, Category::Initsync, &event().to_json());
+        std::fs::write(&path, &record).expect("write");
+
+        let mut file = File::open(&path).expect("open");
+        let Slot::Record { offset, body, len } = read_slot(&mut file).expect("read") else {
+            panic!("expected a record");
+        };
+        assert_eq!((offset, len), (7, record.len() as u64));
+        let consumed = decode(&body).expect("decodes");
+        assert_eq!(consumed.offset, Offset::Int(7));
+        assert_eq!(consumed.timestamp, at);
+        assert_eq!(consumed.event, event());
+
+        let mut damaged = record.clone();
+        let last = damaged.len() - 3;
+        damaged[last] ^= 0x10;
+        std::fs::write(&path, &damaged).expect("write");
+        let mut file = File::open(&path).expect("open");
+        assert!(matches!(read_slot(&mut file).expect("read"), Slot::Damaged(_)));
+    }
+
+    #[test]
+    fn a_torn_record_is_incomplete_not_damaged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("seg");
+        let record = encode(0, &now(), Category::Base, &event().to_json());
+        for cut in [0, 3, FRAME_LEN, record.len() - 1] {
+            let mut file = File::create(&path).expect("create");
+            file.write_all(&record[..cut]).expect("write");
+            let mut file = File::open(&path).expect("open");
+            file.seek(SeekFrom::Start(0)).expect("seek");
+            assert!(matches!(read_slot(&mut file).expect("read"), Slot::Incomplete), "cut at {cut}");
+        }
+    }
+}
