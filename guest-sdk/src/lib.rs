@@ -182,6 +182,8 @@ macro_rules! __export_bus {
                 }
             }
 
+            // Native builds (a plugin's unit tests) have nothing to export to.
+            #[cfg(target_arch = "wasm32")]
             $crate::wit::bus::__export_bus_world!(HermesPlugin with_types_in $crate::wit::bus);
         };
     };

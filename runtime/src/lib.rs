@@ -1,1 +1,35 @@
+//! hermes-wasm's host: loads hermes message-bus plugins compiled to
+//! WebAssembly components, sandboxes them, and drives them.
+//!
+//! - [`engine`]: the wasmtime engine, the epoch clock behind call deadlines,
+//!   and the on-disk cache of compiled components.
+//! - [`sandbox`]: what the operator grants a plugin and how it is enforced.
+//! - [`host`]: the capabilities a plugin may import.
+//! - [`plugin`]: a loaded plugin: its world, its metadata, settings validation.
+//! - [`producer`] and [`consumer`]: handles that call a plugin's exports, each
+//!   call under a deadline, recovering a fresh instance after a trap.
 
+pub mod bindings;
+mod cache;
+pub mod consumer;
+mod convert;
+pub mod engine;
+mod error;
+pub mod host;
+pub mod offset;
+pub mod plugin;
+pub mod producer;
+pub mod sandbox;
+pub mod settings;
+
+pub use bindings::types::{BusError, Category, Offset, Timestamp};
+pub use consumer::{Consumed, Consumer};
+pub use engine::{CodeSource, Engine};
+pub use error::{Error, Result};
+pub use plugin::{Plugin, Role, World};
+pub use producer::Producer;
+pub use sandbox::{DirGrant, Grants};
+
+/// The file-log plugin, built from `guests/file-log` with this binary: the
+/// default bus.
+pub const FILE_LOG_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/file_log.wasm"));

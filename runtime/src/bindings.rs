@@ -1,0 +1,19 @@
+//! The host side of the `hermes:bus` WIT package, generated once. Every other
+//! module takes its types from here.
+//!
+//! Bindings are generated for the `bus` world, which holds every interface;
+//! a component of the `producer` or `consumer` world is driven through the
+//! exported interfaces it has (see [`crate::plugin`]).
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "hermes:bus/bus",
+    exports: { default: async },
+    additional_derives: [PartialEq],
+});
+
+pub use exports::hermes::bus::consume;
+pub use exports::hermes::bus::plugin;
+pub use exports::hermes::bus::produce;
+pub use hermes::bus::log;
+pub use hermes::bus::types;

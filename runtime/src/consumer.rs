@@ -1,0 +1,234 @@
+//! Driving a plugin's consumer role.
+//!
+//! The host never asks a plugin to wait longer than [`WAIT_SLICE`] in one call:
+//! a long or endless timeout becomes a series of short waits, so every call
+//! still has a deadline. The host remembers the position (the last `seek`, or
+//! the last event delivered), so a fresh instance after a trap resumes where
+//! the old one stood, with no event skipped or repeated.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::ResourceAny;
+
+use crate::bindings::consume;
+use crate::bindings::types::{Category, ConsumedEvent, Offset};
+pub use crate::convert::Consumed;
+use crate::convert::consumed_from_wit;
+use crate::error::{Error, Result};
+use crate::plugin::{Instance, Plugin, Role, guest_call};
+
+/// The longest wait the host asks of a plugin in one call.
+pub const WAIT_SLICE: Duration = Duration::from_secs(1);
+
+/// Where the consumer stands, in terms any instance understands.
+#[derive(Debug, Clone, PartialEq)]
+enum Position {
+    Beginning,
+    At(Offset),
+    After(Offset),
+}
+
+/// A consumer built from a plugin and its settings.
+pub struct Consumer {
+    plugin: Arc<Plugin>,
+    settings: String,
+    opened: bool,
+    position: Position,
+    timeout: Option<Duration>,
+    live: Option<Live>,
+}
+
+struct Live {
+    instance: Instance,
+    guest: consume::Guest,
+    resource: ResourceAny,
+    /// The timeout last given to the plugin, to skip needless calls.
+    slice: Option<Duration>,
+}
+
+impl Consumer {
+    /// Validates `settings` against the plugin's consumer schema, then builds
+    /// the consumer in a fresh instance, positioned at the beginning, waiting
+    /// forever for new events until [`Consumer::set_timeout`] says otherwise.
+    pub async fn create(plugin: Arc<Plugin>, settings: &serde_json::Value) -> Result<Consumer> {
+        if plugin.consume.is_none() {
+            return Err(Error::MissingRole { plugin: plugin.name().to_owned(), role: "consumer" });
+        }
+        let settings = plugin.validate_settings(Role::Consumer, settings)?;
+        let mut consumer =
+            Consumer { plugin, settings, opened: false, position: Position::Beginning, timeout: None, live: None };
+        let live = consumer.build().await?;
+        consumer.live = Some(live);
+        Ok(consumer)
+    }
+
+    /// The plugin behind this consumer.
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
+    }
+
+    async fn build(&self) -> Result<Live> {
+        let indices = self.plugin.consume.as_ref().ok_or_else(|| Error::MissingRole {
+            plugin: self.plugin.name().to_owned(),
+            role: "consumer",
+        })?;
+        let mut instance = self.plugin.instantiate().await?;
+        let guest = indices
+            .load(&mut instance.store, &instance.instance)
+            .map_err(|e| self.plugin.trapped("create", e.to_string()))?;
+        let limit = self.plugin.arm(&mut instance.store, Duration::ZERO);
+        let outcome =
+            tokio::time::timeout(limit, guest.consumer().call_create(&mut instance.store, &self.settings)).await;
+        let resource = self.plugin.settle(&instance.store, "create", limit, outcome)?;
+        if self.opened {
+            let consumer = guest.consumer();
+            let limit = self.plugin.arm(&mut instance.store, Duration::ZERO);
+            let outcome = tokio::time::timeout(limit, consumer.call_open(&mut instance.store, resource)).await;
+            self.plugin.settle(&instance.store, "open", limit, outcome)?;
+            let limit = self.plugin.arm(&mut instance.store, Duration::ZERO);
+            let outcome = match &self.position {
+                Position::Beginning => {
+                    tokio::time::timeout(limit, consumer.call_seek_to_beginning(&mut instance.store, resource)).await
+                }
+                Position::At(offset) => {
+                    tokio::time::timeout(limit, consumer.call_seek(&mut instance.store, resource, offset)).await
+                }
+                Position::After(offset) => {
+                    tokio::time::timeout(limit, consumer.call_seek_after(&mut instance.store, resource, offset)).await
+                }
+            };
+            self.plugin.settle(&instance.store, "seek", limit, outcome)?;
+        }
+        Ok(Live { instance, guest, resource, slice: None })
+    }
+
+    async fn take_live(&mut self) -> Result<Live> {
+        match self.live.take() {
+            Some(live) => Ok(live),
+            None => {
+                tracing::info!(plugin = self.plugin.name(), "starting a fresh instance after a trap");
+                self.build().await
+            }
+        }
+    }
+
+    /// Connects to the bus.
+    pub async fn open(&mut self) -> Result<()> {
+        guest_call!(self, "open", Duration::ZERO, live => live.guest.consumer().call_open(&mut live.instance.store, live.resource))?;
+        self.opened = true;
+        Ok(())
+    }
+
+    /// Disconnects; the position is kept.
+    pub async fn close(&mut self) -> Result<()> {
+        self.opened = false;
+        guest_call!(self, "close", Duration::ZERO, live => live.guest.consumer().call_close(&mut live.instance.store, live.resource))
+    }
+
+    /// Positions at the oldest event on the bus.
+    pub async fn seek_to_beginning(&mut self) -> Result<()> {
+        guest_call!(self, "seek-to-beginning", Duration::ZERO, live => live.guest.consumer().call_seek_to_beginning(&mut live.instance.store, live.resource))?;
+        self.position = Position::Beginning;
+        Ok(())
+    }
+
+    /// Positions at the event with this offset (or at the end, for the
+    /// offset the bus will give next).
+    pub async fn seek(&mut self, offset: &Offset) -> Result<()> {
+        guest_call!(self, "seek", Duration::ZERO, live => live.guest.consumer().call_seek(&mut live.instance.store, live.resource, offset))?;
+        self.position = Position::At(offset.clone());
+        Ok(())
+    }
+
+    /// Positions right after the event with this offset.
+    pub async fn seek_after(&mut self, offset: &Offset) -> Result<()> {
+        guest_call!(self, "seek-after", Duration::ZERO, live => live.guest.consumer().call_seek_after(&mut live.instance.store, live.resource, offset))?;
+        self.position = Position::After(offset.clone());
+        Ok(())
+    }
+
+    /// How long reading waits for a new event once the bus is drained; none
+    /// waits forever.
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.timeout = timeout;
+    }
+
+    /// The next event, waiting up to the timeout; none once it passed.
+    pub async fn next(&mut self) -> Result<Option<Consumed>> {
+        Ok(self.next_batch(1).await?.pop())
+    }
+
+    /// Up to `max` events: those available now, or, if there are none, the
+    /// first ones to arrive within the timeout. Empty once the timeout passed.
+    pub async fn next_batch(&mut self, max: u32) -> Result<Vec<Consumed>> {
+        let deadline = self.timeout.map(|t| Instant::now() + t);
+        loop {
+            let slice = self.slice(deadline);
+            self.give_timeout(slice).await?;
+            let batch = guest_call!(self, "next-batch", slice, live => live.guest.consumer().call_next_batch(&mut live.instance.store, live.resource, max))?;
+            if !batch.is_empty() || expired(deadline) {
+                return self.deliver(batch);
+            }
+        }
+    }
+
+    /// Reads forward to the first event of `category`; none once the timeout
+    /// passes with no such event. The position moves past every event read.
+    pub async fn find_next_event_of_category(&mut self, category: Category) -> Result<Option<Consumed>> {
+        let deadline = self.timeout.map(|t| Instant::now() + t);
+        loop {
+            let slice = self.slice(deadline);
+            self.give_timeout(slice).await?;
+            let found = guest_call!(self, "find-next-event-of-category", slice, live => live.guest.consumer().call_find_next_event_of_category(&mut live.instance.store, live.resource, category))?;
+            // Events of the other category were read and passed: the position
+            // is now right before whatever the plugin reads next, which only
+            // the plugin knows until an event is found. Track what is known.
+            match found {
+                Some(event) => return Ok(self.deliver(vec![event])?.pop()),
+                None if expired(deadline) => return Ok(None),
+                None => {}
+            }
+        }
+    }
+
+    fn slice(&self, deadline: Option<Instant>) -> Duration {
+        match deadline {
+            Some(deadline) => deadline.saturating_duration_since(Instant::now()).min(WAIT_SLICE),
+            None => WAIT_SLICE,
+        }
+    }
+
+    async fn give_timeout(&mut self, slice: Duration) -> Result<()> {
+        if self.live.as_ref().is_some_and(|live| live.slice == Some(slice)) {
+            return Ok(());
+        }
+        let ms = u64::try_from(slice.as_millis()).unwrap_or(u64::MAX);
+        guest_call!(self, "set-timeout", Duration::ZERO, live => async {
+            live.guest.consumer().call_set_timeout(&mut live.instance.store, live.resource, Some(ms)).await.map(Ok::<(), crate::BusError>)
+        })?;
+        if let Some(live) = self.live.as_mut() {
+            live.slice = Some(slice);
+        }
+        Ok(())
+    }
+
+    fn deliver(&mut self, batch: Vec<ConsumedEvent>) -> Result<Vec<Consumed>> {
+        let mut delivered = Vec::with_capacity(batch.len());
+        for record in batch {
+            let offset = record.offset.clone();
+            let consumed = consumed_from_wit(record).map_err(|reason| Error::Bus {
+                plugin: self.plugin.name().to_owned(),
+                call: "next",
+                error: crate::BusError::Corrupted(format!("event at {offset:?}: {reason}")),
+            })?;
+            self.position = Position::After(offset);
+            delivered.push(consumed);
+        }
+        Ok(delivered)
+    }
+}
+
+fn expired(deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|deadline| Instant::now() >= deadline)
+}

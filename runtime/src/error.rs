@@ -1,0 +1,76 @@
+//! The runtime's public error type.
+
+use thiserror::Error;
+
+use crate::bindings::types::BusError;
+
+/// What went wrong, and with which plugin. Display gives one line.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The file is not a component, or not a hermes bus plugin.
+    #[error("{path}: {reason}")]
+    Load {
+        /// Where the plugin was loaded from.
+        path: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+
+    /// The operator's settings do not fit the plugin.
+    #[error("invalid settings for plugin `{plugin}`: {reason}")]
+    Settings {
+        /// The plugin's name.
+        plugin: String,
+        /// Which field is wrong, and how.
+        reason: String,
+    },
+
+    /// The plugin does not provide the role asked of it.
+    #[error("plugin `{plugin}` does not provide the {role} role")]
+    MissingRole {
+        /// The plugin's name.
+        plugin: String,
+        /// The role asked for.
+        role: &'static str,
+    },
+
+    /// The plugin answered a call with a bus error.
+    #[error("plugin `{plugin}`: {call} failed: {error}")]
+    Bus {
+        /// The plugin's name.
+        plugin: String,
+        /// The call that failed, such as `send`.
+        call: &'static str,
+        /// What the plugin said.
+        error: BusError,
+    },
+
+    /// The plugin broke its sandbox's limits or crashed; its instance was
+    /// discarded and the next call starts a fresh one.
+    #[error("plugin `{plugin}`: {call} aborted: {reason}")]
+    Trapped {
+        /// The plugin's name.
+        plugin: String,
+        /// The call that was running.
+        call: &'static str,
+        /// What happened: deadline, memory cap, or the trap's message.
+        reason: String,
+    },
+
+    /// The host could not set the plugin up (a granted directory is missing, ...).
+    #[error("{0}")]
+    Host(String),
+}
+
+impl Error {
+    /// The bus error behind this error, if the plugin returned one.
+    pub fn bus_error(&self) -> Option<&BusError> {
+        match self {
+            Error::Bus { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// The runtime's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

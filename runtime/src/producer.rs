@@ -1,0 +1,117 @@
+//! Driving a plugin's producer role.
+//!
+//! Every call runs under the plugin's deadline. If the plugin traps (runs past
+//! its deadline, exceeds its memory cap, crashes), its instance is thrown away
+//! and the call fails; the next call builds a fresh instance from the same
+//! settings and opens it again if it was open, so the host carries on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hermes_event::Event;
+use wasmtime::component::ResourceAny;
+
+use crate::bindings::produce;
+use crate::bindings::types::Offset;
+use crate::convert::event_to_wit;
+use crate::error::{Error, Result};
+use crate::plugin::{Instance, Plugin, Role, guest_call};
+
+/// A producer built from a plugin and its settings.
+pub struct Producer {
+    plugin: Arc<Plugin>,
+    settings: String,
+    opened: bool,
+    live: Option<Live>,
+}
+
+struct Live {
+    instance: Instance,
+    guest: produce::Guest,
+    resource: ResourceAny,
+}
+
+impl Producer {
+    /// Validates `settings` against the plugin's producer schema, then builds
+    /// the producer in a fresh instance. Connects to nothing yet.
+    pub async fn create(plugin: Arc<Plugin>, settings: &serde_json::Value) -> Result<Producer> {
+        if plugin.produce.is_none() {
+            return Err(Error::MissingRole { plugin: plugin.name().to_owned(), role: "producer" });
+        }
+        let settings = plugin.validate_settings(Role::Producer, settings)?;
+        let mut producer = Producer { plugin, settings, opened: false, live: None };
+        let live = producer.build().await?;
+        producer.live = Some(live);
+        Ok(producer)
+    }
+
+    /// The plugin behind this producer.
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
+    }
+
+    async fn build(&self) -> Result<Live> {
+        let indices = self.plugin.produce.as_ref().ok_or_else(|| Error::MissingRole {
+            plugin: self.plugin.name().to_owned(),
+            role: "producer",
+        })?;
+        let mut instance = self.plugin.instantiate().await?;
+        let guest = indices
+            .load(&mut instance.store, &instance.instance)
+            .map_err(|e| self.plugin.trapped("create", e.to_string()))?;
+        let limit = self.plugin.arm(&mut instance.store, Duration::ZERO);
+        let outcome =
+            tokio::time::timeout(limit, guest.producer().call_create(&mut instance.store, &self.settings)).await;
+        let resource = self.plugin.settle(&instance.store, "create", limit, outcome)?;
+        if self.opened {
+            let limit = self.plugin.arm(&mut instance.store, Duration::ZERO);
+            let outcome =
+                tokio::time::timeout(limit, guest.producer().call_open(&mut instance.store, resource)).await;
+            self.plugin.settle(&instance.store, "open", limit, outcome)?;
+        }
+        Ok(Live { instance, guest, resource })
+    }
+
+    /// The live instance, or a fresh one if the last call trapped.
+    async fn take_live(&mut self) -> Result<Live> {
+        match self.live.take() {
+            Some(live) => Ok(live),
+            None => {
+                tracing::info!(plugin = self.plugin.name(), "starting a fresh instance after a trap");
+                self.build().await
+            }
+        }
+    }
+
+    /// Connects to the bus.
+    pub async fn open(&mut self) -> Result<()> {
+        guest_call!(self, "open", Duration::ZERO, live => live.guest.producer().call_open(&mut live.instance.store, live.resource))?;
+        self.opened = true;
+        Ok(())
+    }
+
+    /// Flushes and disconnects.
+    pub async fn close(&mut self) -> Result<()> {
+        self.opened = false;
+        guest_call!(self, "close", Duration::ZERO, live => live.guest.producer().call_close(&mut live.instance.store, live.resource))
+    }
+
+    /// Puts one event on the bus; returns once the bus holds it.
+    pub async fn send(&mut self, event: &Event) -> Result<Offset> {
+        let record = event_to_wit(event);
+        guest_call!(self, "send", Duration::ZERO, live => live.guest.producer().call_send(&mut live.instance.store, live.resource, &record))
+    }
+
+    /// Puts events on the bus in order; returns their offsets once all are stored.
+    pub async fn send_batch(&mut self, events: &[Event]) -> Result<Vec<Offset>> {
+        let records: Vec<_> = events.iter().map(event_to_wit).collect();
+        let offsets = guest_call!(self, "send-batch", Duration::ZERO, live => live.guest.producer().call_send_batch(&mut live.instance.store, live.resource, &records))?;
+        if offsets.len() != events.len() {
+            return Err(self.plugin.trapped(
+                "send-batch",
+                format!("returned {} offsets for {} events", offsets.len(), events.len()),
+            ));
+        }
+        Ok(offsets)
+    }
+}
