@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use wasmtime::component::ResourceAny;
 
 use crate::bindings::consume;
-use crate::bindings::types::{Category, ConsumedEvent, Offset};
+use crate::bindings::types::{ConsumedEvent, Offset};
+use hermes_event::Category;
 pub use crate::convert::Consumed;
 use crate::convert::consumed_from_wit;
 use crate::error::{Error, Result};
@@ -32,11 +33,16 @@ enum Position {
 /// A consumer built from a plugin and its settings.
 pub struct Consumer {
     plugin: Arc<Plugin>,
+    recipe: Recipe,
+    timeout: Option<Duration>,
+    live: Option<Live>,
+}
+
+/// What it takes to rebuild the consumer in a fresh instance.
+struct Recipe {
     settings: String,
     opened: bool,
     position: Position,
-    timeout: Option<Duration>,
-    live: Option<Live>,
 }
 
 struct Live {
@@ -56,11 +62,9 @@ impl Consumer {
             return Err(Error::MissingRole { plugin: plugin.name().to_owned(), role: "consumer" });
         }
         let settings = plugin.validate_settings(Role::Consumer, settings)?;
-        let mut consumer =
-            Consumer { plugin, settings, opened: false, position: Position::Beginning, timeout: None, live: None };
-        let live = consumer.build().await?;
-        consumer.live = Some(live);
-        Ok(consumer)
+        let recipe = Recipe { settings, opened: false, position: Position::Beginning };
+        let live = recipe.build(&plugin).await?;
+        Ok(Consumer { plugin, recipe, timeout: None, live: Some(live) })
     }
 
     /// The plugin behind this consumer.
@@ -68,47 +72,12 @@ impl Consumer {
         &self.plugin
     }
 
-    async fn build(&self) -> Result<Live> {
-        let indices = self.plugin.consume.as_ref().ok_or_else(|| Error::MissingRole {
-            plugin: self.plugin.name().to_owned(),
-            role: "consumer",
-        })?;
-        let mut instance = self.plugin.instantiate().await?;
-        let guest = indices
-            .load(&mut instance.store, &instance.instance)
-            .map_err(|e| self.plugin.trapped("create", e.to_string()))?;
-        let limit = self.plugin.arm(&mut instance.store, Duration::ZERO);
-        let outcome =
-            tokio::time::timeout(limit, guest.consumer().call_create(&mut instance.store, &self.settings)).await;
-        let resource = self.plugin.settle(&instance.store, "create", limit, outcome)?;
-        if self.opened {
-            let consumer = guest.consumer();
-            let limit = self.plugin.arm(&mut instance.store, Duration::ZERO);
-            let outcome = tokio::time::timeout(limit, consumer.call_open(&mut instance.store, resource)).await;
-            self.plugin.settle(&instance.store, "open", limit, outcome)?;
-            let limit = self.plugin.arm(&mut instance.store, Duration::ZERO);
-            let outcome = match &self.position {
-                Position::Beginning => {
-                    tokio::time::timeout(limit, consumer.call_seek_to_beginning(&mut instance.store, resource)).await
-                }
-                Position::At(offset) => {
-                    tokio::time::timeout(limit, consumer.call_seek(&mut instance.store, resource, offset)).await
-                }
-                Position::After(offset) => {
-                    tokio::time::timeout(limit, consumer.call_seek_after(&mut instance.store, resource, offset)).await
-                }
-            };
-            self.plugin.settle(&instance.store, "seek", limit, outcome)?;
-        }
-        Ok(Live { instance, guest, resource, slice: None })
-    }
-
     async fn take_live(&mut self) -> Result<Live> {
         match self.live.take() {
             Some(live) => Ok(live),
             None => {
                 tracing::info!(plugin = self.plugin.name(), "starting a fresh instance after a trap");
-                self.build().await
+                self.recipe.build(&self.plugin).await
             }
         }
     }
@@ -116,20 +85,20 @@ impl Consumer {
     /// Connects to the bus.
     pub async fn open(&mut self) -> Result<()> {
         guest_call!(self, "open", Duration::ZERO, live => live.guest.consumer().call_open(&mut live.instance.store, live.resource))?;
-        self.opened = true;
+        self.recipe.opened = true;
         Ok(())
     }
 
     /// Disconnects; the position is kept.
     pub async fn close(&mut self) -> Result<()> {
-        self.opened = false;
+        self.recipe.opened = false;
         guest_call!(self, "close", Duration::ZERO, live => live.guest.consumer().call_close(&mut live.instance.store, live.resource))
     }
 
     /// Positions at the oldest event on the bus.
     pub async fn seek_to_beginning(&mut self) -> Result<()> {
         guest_call!(self, "seek-to-beginning", Duration::ZERO, live => live.guest.consumer().call_seek_to_beginning(&mut live.instance.store, live.resource))?;
-        self.position = Position::Beginning;
+        self.recipe.position = Position::Beginning;
         Ok(())
     }
 
@@ -137,14 +106,14 @@ impl Consumer {
     /// offset the bus will give next).
     pub async fn seek(&mut self, offset: &Offset) -> Result<()> {
         guest_call!(self, "seek", Duration::ZERO, live => live.guest.consumer().call_seek(&mut live.instance.store, live.resource, offset))?;
-        self.position = Position::At(offset.clone());
+        self.recipe.position = Position::At(offset.clone());
         Ok(())
     }
 
     /// Positions right after the event with this offset.
     pub async fn seek_after(&mut self, offset: &Offset) -> Result<()> {
         guest_call!(self, "seek-after", Duration::ZERO, live => live.guest.consumer().call_seek_after(&mut live.instance.store, live.resource, offset))?;
-        self.position = Position::After(offset.clone());
+        self.recipe.position = Position::After(offset.clone());
         Ok(())
     }
 
@@ -180,7 +149,7 @@ impl Consumer {
         loop {
             let slice = self.slice(deadline);
             self.give_timeout(slice).await?;
-            let found = guest_call!(self, "find-next-event-of-category", slice, live => live.guest.consumer().call_find_next_event_of_category(&mut live.instance.store, live.resource, category))?;
+            let found = guest_call!(self, "find-next-event-of-category", slice, live => live.guest.consumer().call_find_next_event_of_category(&mut live.instance.store, live.resource, category.into()))?;
             // Events of the other category were read and passed: the position
             // is now right before whatever the plugin reads next, which only
             // the plugin knows until an event is found. Track what is known.
@@ -222,10 +191,47 @@ impl Consumer {
                 call: "next",
                 error: crate::BusError::Corrupted(format!("event at {offset:?}: {reason}")),
             })?;
-            self.position = Position::After(offset);
+            self.recipe.position = Position::After(offset);
             delivered.push(consumed);
         }
         Ok(delivered)
+    }
+}
+
+impl Recipe {
+    async fn build(&self, plugin: &Plugin) -> Result<Live> {
+        let indices = plugin.consume.as_ref().ok_or_else(|| Error::MissingRole {
+            plugin: plugin.name().to_owned(),
+            role: "consumer",
+        })?;
+        let mut instance = plugin.instantiate().await?;
+        let guest = indices
+            .load(&mut instance.store, &instance.instance)
+            .map_err(|e| plugin.trapped("create", e.to_string()))?;
+        let limit = plugin.arm(&mut instance.store, Duration::ZERO);
+        let outcome =
+            tokio::time::timeout(limit, guest.consumer().call_create(&mut instance.store, &self.settings)).await;
+        let resource = plugin.settle(&instance.store, "create", limit, outcome)?;
+        if self.opened {
+            let consumer = guest.consumer();
+            let limit = plugin.arm(&mut instance.store, Duration::ZERO);
+            let outcome = tokio::time::timeout(limit, consumer.call_open(&mut instance.store, resource)).await;
+            plugin.settle(&instance.store, "open", limit, outcome)?;
+            let limit = plugin.arm(&mut instance.store, Duration::ZERO);
+            let outcome = match &self.position {
+                Position::Beginning => {
+                    tokio::time::timeout(limit, consumer.call_seek_to_beginning(&mut instance.store, resource)).await
+                }
+                Position::At(offset) => {
+                    tokio::time::timeout(limit, consumer.call_seek(&mut instance.store, resource, offset)).await
+                }
+                Position::After(offset) => {
+                    tokio::time::timeout(limit, consumer.call_seek_after(&mut instance.store, resource, offset)).await
+                }
+            };
+            plugin.settle(&instance.store, "seek", limit, outcome)?;
+        }
+        Ok(Live { instance, guest, resource, slice: None })
     }
 }
 

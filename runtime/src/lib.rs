@@ -22,7 +22,8 @@ pub mod producer;
 pub mod sandbox;
 pub mod settings;
 
-pub use bindings::types::{BusError, Category, Offset, Timestamp};
+pub use bindings::types::{BusError, Offset, Timestamp};
+pub use hermes_event::{Category, Event};
 pub use consumer::{Consumed, Consumer};
 pub use engine::{CodeSource, Engine};
 pub use error::{Error, Result};

@@ -20,9 +20,14 @@ use crate::plugin::{Instance, Plugin, Role, guest_call};
 /// A producer built from a plugin and its settings.
 pub struct Producer {
     plugin: Arc<Plugin>,
+    recipe: Recipe,
+    live: Option<Live>,
+}
+
+/// What it takes to rebuild the producer in a fresh instance.
+struct Recipe {
     settings: String,
     opened: bool,
-    live: Option<Live>,
 }
 
 struct Live {
@@ -39,37 +44,14 @@ impl Producer {
             return Err(Error::MissingRole { plugin: plugin.name().to_owned(), role: "producer" });
         }
         let settings = plugin.validate_settings(Role::Producer, settings)?;
-        let mut producer = Producer { plugin, settings, opened: false, live: None };
-        let live = producer.build().await?;
-        producer.live = Some(live);
-        Ok(producer)
+        let recipe = Recipe { settings, opened: false };
+        let live = recipe.build(&plugin).await?;
+        Ok(Producer { plugin, recipe, live: Some(live) })
     }
 
     /// The plugin behind this producer.
     pub fn plugin(&self) -> &Arc<Plugin> {
         &self.plugin
-    }
-
-    async fn build(&self) -> Result<Live> {
-        let indices = self.plugin.produce.as_ref().ok_or_else(|| Error::MissingRole {
-            plugin: self.plugin.name().to_owned(),
-            role: "producer",
-        })?;
-        let mut instance = self.plugin.instantiate().await?;
-        let guest = indices
-            .load(&mut instance.store, &instance.instance)
-            .map_err(|e| self.plugin.trapped("create", e.to_string()))?;
-        let limit = self.plugin.arm(&mut instance.store, Duration::ZERO);
-        let outcome =
-            tokio::time::timeout(limit, guest.producer().call_create(&mut instance.store, &self.settings)).await;
-        let resource = self.plugin.settle(&instance.store, "create", limit, outcome)?;
-        if self.opened {
-            let limit = self.plugin.arm(&mut instance.store, Duration::ZERO);
-            let outcome =
-                tokio::time::timeout(limit, guest.producer().call_open(&mut instance.store, resource)).await;
-            self.plugin.settle(&instance.store, "open", limit, outcome)?;
-        }
-        Ok(Live { instance, guest, resource })
     }
 
     /// The live instance, or a fresh one if the last call trapped.
@@ -78,7 +60,7 @@ impl Producer {
             Some(live) => Ok(live),
             None => {
                 tracing::info!(plugin = self.plugin.name(), "starting a fresh instance after a trap");
-                self.build().await
+                self.recipe.build(&self.plugin).await
             }
         }
     }
@@ -86,13 +68,13 @@ impl Producer {
     /// Connects to the bus.
     pub async fn open(&mut self) -> Result<()> {
         guest_call!(self, "open", Duration::ZERO, live => live.guest.producer().call_open(&mut live.instance.store, live.resource))?;
-        self.opened = true;
+        self.recipe.opened = true;
         Ok(())
     }
 
     /// Flushes and disconnects.
     pub async fn close(&mut self) -> Result<()> {
-        self.opened = false;
+        self.recipe.opened = false;
         guest_call!(self, "close", Duration::ZERO, live => live.guest.producer().call_close(&mut live.instance.store, live.resource))
     }
 
@@ -113,5 +95,29 @@ impl Producer {
             ));
         }
         Ok(offsets)
+    }
+}
+
+impl Recipe {
+    async fn build(&self, plugin: &Plugin) -> Result<Live> {
+        let indices = plugin.produce.as_ref().ok_or_else(|| Error::MissingRole {
+            plugin: plugin.name().to_owned(),
+            role: "producer",
+        })?;
+        let mut instance = plugin.instantiate().await?;
+        let guest = indices
+            .load(&mut instance.store, &instance.instance)
+            .map_err(|e| plugin.trapped("create", e.to_string()))?;
+        let limit = plugin.arm(&mut instance.store, Duration::ZERO);
+        let outcome =
+            tokio::time::timeout(limit, guest.producer().call_create(&mut instance.store, &self.settings)).await;
+        let resource = plugin.settle(&instance.store, "create", limit, outcome)?;
+        if self.opened {
+            let limit = plugin.arm(&mut instance.store, Duration::ZERO);
+            let outcome =
+                tokio::time::timeout(limit, guest.producer().call_open(&mut instance.store, resource)).await;
+            plugin.settle(&instance.store, "open", limit, outcome)?;
+        }
+        Ok(Live { instance, guest, resource })
     }
 }

@@ -1,0 +1,90 @@
+//! What the integration tests share: the guests built from the current
+//! source, one engine with a compilation cache, buses in temporary
+//! directories, and sample events.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use hermes_event::{Category, Event, EventType, Value};
+use hermes_wasm::{Consumer, DirGrant, Engine, Grants, Plugin, Producer};
+use tempfile::TempDir;
+
+/// Paths of the guest components, built by this crate's build script.
+pub mod guests {
+    include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+}
+
+/// One engine for the whole test binary, caching compiled guests in the
+/// target directory so only the first test pays for compilation.
+pub fn engine() -> Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE
+        .get_or_init(|| {
+            let cache = PathBuf::from(concat!(env!("OUT_DIR"), "/component-cache"));
+            Engine::new(Some(cache)).expect("engine starts")
+        })
+        .clone()
+}
+
+/// Loads a guest with read-write access to `dirs`.
+pub async fn load(path: &str, dirs: &[&Path], grants: Grants) -> Arc<Plugin> {
+    let dirs = dirs
+        .iter()
+        .map(|dir| DirGrant::parse(&dir.display().to_string()).expect("granted directory exists"))
+        .collect();
+    Plugin::from_file(&engine(), Path::new(path), Grants { dirs, ..grants }).await.expect("guest loads")
+}
+
+/// A bus under test: a plugin, its settings, and the directory it lives in.
+pub struct Bus {
+    pub plugin: Arc<Plugin>,
+    pub settings: serde_json::Value,
+    pub dir: TempDir,
+}
+
+impl Bus {
+    /// A fresh, empty file-log bus.
+    pub async fn file_log() -> Bus {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plugin = load(guests::FILE_LOG, &[dir.path()], Grants::default()).await;
+        let settings = serde_json::json!({ "path": dir.path().join("bus") });
+        Bus { plugin, settings, dir }
+    }
+
+    /// An open producer.
+    pub async fn producer(&self) -> Producer {
+        let mut producer = Producer::create(self.plugin.clone(), &self.settings).await.expect("producer builds");
+        producer.open().await.expect("producer opens");
+        producer
+    }
+
+    /// An open consumer at the beginning, waiting at most `timeout` once drained.
+    pub async fn consumer(&self, timeout: Duration) -> Consumer {
+        let mut consumer = Consumer::create(self.plugin.clone(), &self.settings).await.expect("consumer builds");
+        consumer.open().await.expect("consumer opens");
+        consumer.seek_to_beginning().await.expect("seek to beginning");
+        consumer.set_timeout(Some(timeout));
+        consumer
+    }
+}
+
+/// A sample event: `added` of type `SRVUsers` with primary key `id`.
+pub fn user_added(category: Category, id: i64) -> Event {
+    Event::new(
+        category,
+        EventType::Added,
+        Some("SRVUsers".into()),
+        Value::from(id),
+        Value::Object(vec![
+            ("id".into(), Value::from(id)),
+            ("login".into(), Value::from(format!("user{id}"))),
+            ("name".into(), Value::from("Zoë 😀")),
+        ]),
+    )
+}
+
+/// `n` sample events with ids `first..first + n`, all of one category.
+pub fn users(category: Category, first: i64, n: i64) -> Vec<Event> {
+    (first..first + n).map(|id| user_added(category, id)).collect()
+}

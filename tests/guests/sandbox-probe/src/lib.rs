@@ -1,0 +1,120 @@
+// The raw bindings define the exported functions with `unsafe` glue.
+#![allow(unsafe_code)]
+
+//! A producer-world plugin written against the raw WIT bindings, as a plugin
+//! from another toolchain would be. Each `send` tries one thing named by the
+//! event's `objtype`, with its argument in `objattrs.arg`:
+//!
+//! - `read-file`: read the file at `arg`;
+//! - `read-env`: read the environment variable `arg`, and count all of them;
+//! - `connect`: open a TCP connection to `arg` (`host:port`);
+//! - `loop`: spin forever;
+//! - `allocate`: allocate and touch `arg` MiB;
+//! - `print`: print `arg` on stdout and log it;
+//! - anything else: succeed.
+//!
+//! A refused attempt returns `bus-error.other` with the error the plugin saw;
+//! an attempt that got through returns `bus-error.corrupted` starting with
+//! `BREACH`, so a test can tell the two apart.
+
+wit_bindgen::generate!({
+    path: "../../../wit",
+    world: "hermes:bus/producer@0.1.0",
+});
+
+use exports::hermes::bus::plugin::{Guest as PluginGuest, Metadata, Role, RoleInfo};
+use exports::hermes::bus::produce::{Guest as ProduceGuest, GuestProducer, Producer};
+use hermes::bus::log::{Level, log};
+use hermes::bus::types::{BusError, Event, Offset};
+use std::cell::Cell;
+
+struct Probe;
+
+impl PluginGuest for Probe {
+    fn describe() -> Metadata {
+        Metadata {
+            name: "sandbox-probe".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: env!("CARGO_PKG_DESCRIPTION").into(),
+            roles: vec![RoleInfo { role: Role::Producer, settings_schema: r#"{"type": "object"}"#.into() }],
+        }
+    }
+}
+
+impl ProduceGuest for Probe {
+    type Producer = ProbeProducer;
+}
+
+struct ProbeProducer {
+    sent: Cell<i64>,
+}
+
+fn refused(what: &str, error: impl std::fmt::Display) -> BusError {
+    BusError::Other(format!("{what}: {error}"))
+}
+
+fn breach(what: String) -> BusError {
+    BusError::Corrupted(format!("BREACH: {what}"))
+}
+
+impl GuestProducer for ProbeProducer {
+    fn create(_settings: String) -> Result<Producer, BusError> {
+        Ok(Producer::new(ProbeProducer { sent: Cell::new(0) }))
+    }
+
+    fn open(&self) -> Result<(), BusError> {
+        Ok(())
+    }
+
+    fn close(&self) -> Result<(), BusError> {
+        Ok(())
+    }
+
+    fn send(&self, event: Event) -> Result<Offset, BusError> {
+        let attrs: serde_json::Value = serde_json::from_str(&event.objattrs).unwrap_or_default();
+        let arg = attrs.get("arg").and_then(|a| a.as_str()).unwrap_or_default().to_owned();
+        match event.objtype.as_deref().unwrap_or_default() {
+            "read-file" => match std::fs::read(&arg) {
+                Ok(bytes) => return Err(breach(format!("read {} bytes of {arg}", bytes.len()))),
+                Err(e) => return Err(refused(&format!("read {arg}"), e)),
+            },
+            "read-env" => {
+                let all = std::env::vars().count();
+                match std::env::var(&arg) {
+                    Ok(value) => return Err(breach(format!("{arg}={value}"))),
+                    Err(_) if all > 0 => return Err(breach(format!("{all} environment variables visible"))),
+                    Err(e) => return Err(refused(&format!("env {arg}"), e)),
+                }
+            }
+            "connect" => match std::net::TcpStream::connect(&arg) {
+                Ok(_) => return Err(breach(format!("connected to {arg}"))),
+                Err(e) => return Err(refused(&format!("connect {arg}"), e)),
+            },
+            "loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "allocate" => {
+                let mib: usize = arg.parse().unwrap_or(1);
+                let block = vec![1u8; mib << 20];
+                return Err(breach(format!("allocated {} MiB", std::hint::black_box(block).len() >> 20)));
+            }
+            "print" => {
+                println!("{arg}");
+                log(Level::Warn, &format!("logged: {arg}"));
+            }
+            _ => {}
+        }
+        let offset = self.sent.get();
+        self.sent.set(offset + 1);
+        Ok(Offset::Int(offset))
+    }
+
+    fn send_batch(&self, events: Vec<Event>) -> Result<Vec<Offset>, BusError> {
+        events.into_iter().map(|event| self.send(event)).collect()
+    }
+}
+
+export!(Probe);

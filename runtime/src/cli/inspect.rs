@@ -1,0 +1,40 @@
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use hermes_wasm::Grants;
+
+use super::CacheArgs;
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The plugin component (.wasm). Default: the built-in file-log bus.
+    #[arg(value_name = "PLUGIN.wasm")]
+    plugin: Option<PathBuf>,
+
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+pub async fn run(args: InspectArgs) -> Result<()> {
+    let plugin = super::load_plugin(args.plugin.as_deref(), Grants::default(), &args.cache).await?;
+    let meta = plugin.metadata();
+    let roles: Vec<_> = meta.roles.iter().map(|r| r.role.as_str()).collect();
+    let mut out = format!(
+        "plugin:      {} {}\ndescription: {}\nworld:       {}\nsource:      {}\nroles:       {}\n",
+        meta.name,
+        meta.version,
+        meta.description,
+        plugin.world(),
+        plugin.origin(),
+        roles.join(", ")
+    );
+    for info in &meta.roles {
+        let schema = serde_json::to_string_pretty(&info.settings_schema)?;
+        write!(out, "\n{} settings schema:\n{schema}\n", info.role.as_str())?;
+    }
+    std::io::stdout().lock().write_all(out.as_bytes())?;
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! The command line: parsing, and the glue from arguments to the library.
+
+mod consume;
+mod inspect;
+mod produce;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use hermes_wasm::{DirGrant, Engine, FILE_LOG_WASM, Grants, Plugin};
+
+/// Run hermes message-bus plugins compiled to WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "hermes-wasm", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+
+    /// More log output (-v: debug, -vv: trace). `HERMES_WASM_LOG` takes a
+    /// tracing filter such as `plugin=debug`.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only errors in the log.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show what a plugin is: its world, name, version, roles and settings schemas.
+    Inspect(inspect::InspectArgs),
+    /// Send events to a bus: one hermes event JSON per input line.
+    Produce(produce::ProduceArgs),
+    /// Print the events of a bus: one JSON line per event.
+    Consume(consume::ConsumeArgs),
+}
+
+/// Which plugin, and what it is granted.
+#[derive(Debug, Args)]
+pub struct PluginArgs {
+    /// The plugin component (.wasm). Default: the built-in file-log bus.
+    #[arg(long, value_name = "PLUGIN.wasm")]
+    plugin: Option<PathBuf>,
+
+    /// Grant the plugin a host directory, seen at the same absolute path.
+    /// `DIR:ro` grants it read-only. Repeatable; nothing is granted by default.
+    #[arg(long = "dir", value_name = "DIR[:ro]")]
+    dirs: Vec<String>,
+
+    /// The plugin's memory cap, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = (hermes_wasm::sandbox::DEFAULT_MEMORY_LIMIT >> 20) as u64)]
+    memory_mib: u64,
+
+    /// How long one plugin call may run, in milliseconds, not counting the
+    /// time a consumer is asked to wait for events.
+    #[arg(long, value_name = "MS", default_value_t = hermes_wasm::sandbox::DEFAULT_CALL_DEADLINE.as_millis() as u64)]
+    call_deadline_ms: u64,
+
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+impl PluginArgs {
+    /// Loads the plugin with its grants.
+    async fn load(&self) -> Result<Arc<Plugin>> {
+        let dirs = self.dirs.iter().map(|spec| DirGrant::parse(spec)).collect::<Result<Vec<_>, _>>()?;
+        let memory_limit = usize::try_from(self.memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+        let grants = Grants { dirs, memory_limit, call_deadline: Duration::from_millis(self.call_deadline_ms) };
+        load_plugin(self.plugin.as_deref(), grants, &self.cache).await
+    }
+}
+
+/// Where compiled plugins are kept.
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    /// Where compiled plugins are cached. Default: `$HERMES_WASM_CACHE`, else
+    /// `$XDG_CACHE_HOME/hermes-wasm`, else `~/.cache/hermes-wasm`.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// Compile the plugin every time.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
+}
+
+/// Loads the plugin at `path`, or the built-in file-log bus.
+async fn load_plugin(path: Option<&Path>, grants: Grants, cache: &CacheArgs) -> Result<Arc<Plugin>> {
+    let cache_dir = if cache.no_cache { None } else { cache.cache_dir.clone().or_else(Engine::default_cache_dir) };
+    let engine = Engine::new(cache_dir)?;
+    let plugin = match path {
+        Some(path) => Plugin::from_file(&engine, path, grants).await?,
+        None => Plugin::load(&engine, FILE_LOG_WASM, "built-in file-log", grants).await?,
+    };
+    tracing::debug!(plugin = plugin.name(), origin = plugin.origin(), code = ?plugin.code_source(), "loaded");
+    Ok(plugin)
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Inspect(args) => inspect::run(args).await,
+        Command::Produce(args) => produce::run(args).await,
+        Command::Consume(args) => consume::run(args).await,
+    }
+}
+
+pub fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HERMES_WASM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,hermes_wasm={default},plugin={default}")));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
