@@ -112,8 +112,9 @@ impl Consumer for FileLogConsumer {
                         self.cursor = None;
                         continue;
                     }
-                    if let Slot::Damaged(why) = slot {
-                        if segments.last().is_some_and(|&last| last > cursor.first) {
+                    if let Slot::Damaged(why, _) = &slot {
+                        let newer = segments.last().is_some_and(|&last| last > cursor.first);
+                        if newer || slot.damage_inside(&cursor.file) {
                             return Err(BusError::Corrupted(format!(
                                 "{} at byte {}: {why}",
                                 path.display(),

@@ -9,7 +9,7 @@
 //! ```
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek};
 use std::path::{Path, PathBuf};
 
 use hermes_guest::{BusError, Category, ConsumedEvent, Event, Offset, Timestamp};
@@ -83,13 +83,26 @@ pub enum Slot {
     Record { offset: u64, body: Vec<u8>, len: u64 },
     /// Nothing, or the start of a record not wholly written yet.
     Incomplete,
-    /// Bytes that cannot be a valid record.
-    Damaged(String),
+    /// Bytes that cannot be a valid record: why, and where the record would
+    /// end if its length can be trusted.
+    Damaged(String, Option<u64>),
+}
+
+impl Slot {
+    /// Whether the file holds data past this damaged record: then it is
+    /// damage inside the log, not a tail torn by a crash.
+    pub fn damage_inside(&self, file: &File) -> bool {
+        match self {
+            Slot::Damaged(_, Some(end)) => file.metadata().is_ok_and(|m| m.len() > *end),
+            _ => false,
+        }
+    }
 }
 
 /// Reads the record at the reader's position, leaving it after the record.
 /// A short read is `Incomplete`, never an error: a writer may be mid-append.
 pub fn read_slot(file: &mut File) -> io::Result<Slot> {
+    let start = file.stream_position()?;
     let mut frame = [0u8; FRAME_LEN];
     if read_full(file, &mut frame)? < FRAME_LEN {
         return Ok(Slot::Incomplete);
@@ -97,14 +110,15 @@ pub fn read_slot(file: &mut File) -> io::Result<Slot> {
     let len = u32::from_le_bytes(frame[0..4].try_into().unwrap_or_default());
     let crc = u32::from_le_bytes(frame[4..8].try_into().unwrap_or_default());
     if (len as usize) < BODY_FIXED_LEN || len > MAX_BODY_LEN {
-        return Ok(Slot::Damaged(format!("impossible record length {len}")));
+        return Ok(Slot::Damaged(format!("impossible record length {len}"), None));
     }
     let mut body = vec![0u8; len as usize];
     if read_full(file, &mut body)? < body.len() {
         return Ok(Slot::Incomplete);
     }
     if crc32fast::hash(&body) != crc {
-        return Ok(Slot::Damaged("checksum mismatch".into()));
+        let end = start + FRAME_LEN as u64 + u64::from(len);
+        return Ok(Slot::Damaged("checksum mismatch".into(), Some(end)));
     }
     let offset = u64::from_le_bytes(body[0..8].try_into().unwrap_or_default());
     Ok(Slot::Record { offset, body, len: FRAME_LEN as u64 + u64::from(len) })
@@ -187,7 +201,7 @@ pub fn now() -> Timestamp {
 mod tests {
     use super::*;
     use hermes_guest::{EventType, Value};
-    use std::io::{Seek, SeekFrom, Write};
+    use std::io::{SeekFrom, Write};
 
     fn event() -> Event {
         Event::new(Category::Initsync, EventType::Added, Some("T".into()), Value::from(1), Value::empty_object())
@@ -216,7 +230,7 @@ mod tests {
         damaged[last] ^= 0x10;
         std::fs::write(&path, &damaged).expect("write");
         let mut file = File::open(&path).expect("open");
-        assert!(matches!(read_slot(&mut file).expect("read"), Slot::Damaged(_)));
+        assert!(matches!(read_slot(&mut file).expect("read"), Slot::Damaged(_, Some(end)) if end == record.len() as u64));
     }
 
     #[test]

@@ -146,12 +146,27 @@ impl FileLogProducer {
         let mut valid = HEADER_LEN;
         let mut next_offset = first;
         loop {
-            match record::read_slot(&mut file).map_err(fail)? {
+            let slot = record::read_slot(&mut file).map_err(fail)?;
+            match slot {
                 Slot::Record { offset, len, .. } if offset == next_offset => {
                     valid += len;
                     next_offset += 1;
                 }
-                _ => break,
+                Slot::Record { offset, .. } => {
+                    return Err(BusError::Corrupted(format!(
+                        "{} at byte {valid}: record has offset {offset}, expected {next_offset}",
+                        path.display()
+                    )));
+                }
+                Slot::Damaged(why, _) if slot.damage_inside(&file) => {
+                    // Records follow the damage: cutting it off would lose them.
+                    return Err(BusError::Corrupted(format!(
+                        "{} at byte {valid}: {why}, with more records after it; \
+                         the producer will not cut valid records off: repair or move the segment aside",
+                        path.display()
+                    )));
+                }
+                Slot::Damaged(..) | Slot::Incomplete => break,
             }
         }
         let size = file.metadata().map_err(fail)?.len();
