@@ -261,10 +261,18 @@ impl Plugin {
                 one_line(error)
             );
         }
-        if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-            return format!("did not return within its call deadline of {:?}", self.grants.call_deadline);
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => {
+                format!("did not return within its call deadline of {:?}", self.grants.call_deadline)
+            }
+            // The wasm backtrace goes to the debug log; a panic message, if
+            // any, went to the plugin's stderr, which is in the log too.
+            Some(trap) => {
+                tracing::debug!(plugin = self.name(), "trap: {error:?}");
+                format!("crashed: {trap} (see the plugin's output in the log)")
+            }
+            None => one_line(error),
         }
-        one_line(error)
     }
 
     /// The error for a call that trapped or was abandoned.

@@ -14,6 +14,9 @@ pub struct Settings {
     kind: Kind,
     /// How many events the bus holds.
     count: u8,
+    /// Trap on this read (1-based) of each instance.
+    #[serde(default)]
+    panic_on_read: Option<u32>,
 }
 
 #[derive(Clone, Copy, Deserialize, JsonSchema)]
@@ -29,6 +32,8 @@ pub struct OffsetKinds {
     kind: Kind,
     count: u8,
     next: u8,
+    reads: u32,
+    panic_on_read: Option<u32>,
 }
 
 impl OffsetKinds {
@@ -55,7 +60,7 @@ impl Consumer for OffsetKinds {
     type Settings = Settings;
 
     fn new(settings: Settings) -> Result<Self, BusError> {
-        Ok(OffsetKinds { kind: settings.kind, count: settings.count, next: 0 })
+        Ok(OffsetKinds { kind: settings.kind, count: settings.count, next: 0, reads: 0, panic_on_read: settings.panic_on_read })
     }
 
     fn open(&mut self) -> Result<(), BusError> {
@@ -84,6 +89,10 @@ impl Consumer for OffsetKinds {
     fn read(&mut self) -> Result<Option<ConsumedEvent>, BusError> {
         if self.next >= self.count {
             return Ok(None);
+        }
+        self.reads += 1;
+        if self.panic_on_read == Some(self.reads) {
+            panic!("read {} traps, as the settings asked", self.reads);
         }
         let index = self.next;
         self.next += 1;
