@@ -35,7 +35,7 @@ pub enum Error {
     },
 
     /// The plugin answered a call with a bus error.
-    #[error("plugin `{plugin}`: {call} failed: {error}")]
+    #[error("plugin `{plugin}`: {call} failed: {}", describe(error))]
     Bus {
         /// The plugin's name.
         plugin: String,
@@ -69,6 +69,18 @@ impl Error {
             Error::Bus { error, .. } => Some(error),
             _ => None,
         }
+    }
+}
+
+/// A bus error in words: its case, then what the plugin said.
+pub fn describe(error: &BusError) -> String {
+    match error {
+        BusError::InvalidSettings(m) => format!("invalid settings: {m}"),
+        BusError::NotOpen => "not open".to_owned(),
+        BusError::UnknownOffset(m) => format!("unknown offset: {m}"),
+        BusError::Unavailable(m) => format!("bus unavailable: {m}"),
+        BusError::Corrupted(m) => format!("corrupted bus: {m}"),
+        BusError::Other(m) => m.clone(),
     }
 }
 

@@ -1,0 +1,201 @@
+//! The `hermes-wasm` binary end to end, on its built-in file-log bus: produce
+//! a file of events, consume them back, and the errors a user meets.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use hermes_event::{Category, Event, EventType, Value};
+
+fn hermes_wasm(dir: &Path, args: &[&str]) -> Output {
+    // One compilation cache for every run of the test binary.
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-component-cache");
+    Command::new(env!("CARGO_BIN_EXE_hermes-wasm"))
+        .args(args)
+        .current_dir(dir)
+        .env("HERMES_WASM_CACHE", cache)
+        .env_remove("HERMES_WASM_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn events() -> Vec<Event> {
+    let mut events = vec![Event::new(
+        Category::Initsync,
+        EventType::InitStart,
+        None,
+        Value::Null,
+        Value::Object(vec![("SRVUsers".into(), Value::empty_object())]),
+    )];
+    for id in 0..20 {
+        events.push(Event::new(
+            Category::Initsync,
+            EventType::Added,
+            Some("SRVUsers".into()),
+            Value::List(vec![Value::from(id), Value::from("é")]),
+            Value::Object(vec![
+                ("id".into(), Value::from(id)),
+                ("photo".into(), Value::Bytes(vec![id as u8, 0xff])),
+                ("ratio".into(), Value::from(id as f64 / 3.0)),
+            ]),
+        ));
+    }
+    events.push(Event::new(Category::Initsync, EventType::InitStop, None, Value::Null, Value::empty_object()));
+    events.push(Event::new(
+        Category::Base,
+        EventType::Removed,
+        Some("SRVUsers".into()),
+        Value::List(vec![Value::from(3), Value::from("é")]),
+        Value::empty_object(),
+    ));
+    events
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    settings: String,
+    input: std::path::PathBuf,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = serde_json::json!({ "path": dir.path().join("bus") }).to_string();
+    let input = dir.path().join("events.jsonl");
+    let lines: Vec<String> = events().iter().map(Event::to_json_compact).collect();
+    std::fs::write(&input, lines.join("\n") + "\n").expect("write input");
+    Setup { dir, settings, input }
+}
+
+impl Setup {
+    fn run(&self, args: &[&str]) -> Output {
+        hermes_wasm(self.dir.path(), args)
+    }
+
+    fn dir_arg(&self) -> String {
+        self.dir.path().display().to_string()
+    }
+}
+
+fn consumed_lines(output: &Output) -> Vec<serde_json::Value> {
+    stdout(output).lines().map(|line| serde_json::from_str(line).expect("each line is JSON")).collect()
+}
+
+#[test]
+fn produce_then_consume_gives_back_the_same_events() {
+    let s = setup();
+    let dir = s.dir_arg();
+    let input = s.input.display().to_string();
+    let produced = s.run(&["produce", "--dir", &dir, "--settings", &s.settings, "--input", &input]);
+    assert!(produced.status.success(), "{}", stderr(&produced));
+    assert_eq!(stdout(&produced), "sent 23 events, last offset 22\n");
+
+    let consumed = s.run(&["consume", "--dir", &dir, "--settings", &s.settings, "--timeout-ms", "200"]);
+    assert!(consumed.status.success(), "{}", stderr(&consumed));
+    let lines = consumed_lines(&consumed);
+    let expected = events();
+    assert_eq!(lines.len(), expected.len());
+    for (i, (line, event)) in lines.iter().zip(&expected).enumerate() {
+        assert_eq!(line["offset"], serde_json::json!(i));
+        assert!(line["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')), "{line}");
+        let back = Event::from_json(&line["event"].to_string()).expect("an event");
+        assert_eq!(&back, event);
+    }
+}
+
+#[test]
+fn consume_starts_where_asked_filters_and_stops_at_the_limit() {
+    let s = setup();
+    let dir = s.dir_arg();
+    let input = s.input.display().to_string();
+    assert!(s.run(&["produce", "--dir", &dir, "--settings", &s.settings, "--input", &input]).status.success());
+    let base = ["consume", "--dir", &dir, "--settings", &s.settings, "--timeout-ms", "100"];
+
+    let after = s.run(&[&base[..], &["--after", "20", "--limit", "1"]].concat());
+    let lines = consumed_lines(&after);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["offset"], 21);
+    assert_eq!(lines[0]["event"]["eventtype"], "init-stop");
+
+    let at = s.run(&[&base[..], &["--offset", "22"]].concat());
+    assert_eq!(consumed_lines(&at).iter().map(|l| l["offset"].clone()).collect::<Vec<_>>(), [22]);
+
+    let only_base = s.run(&[&base[..], &["--category", "base"]].concat());
+    let lines = consumed_lines(&only_base);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["event"]["eventtype"], "removed");
+}
+
+#[test]
+fn bad_input_is_one_clear_line_a_failure_and_nothing_sent() {
+    let s = setup();
+    let dir = s.dir_arg();
+    let bad = s.dir.path().join("bad.jsonl");
+    let good = events()[0].to_json_compact();
+    std::fs::write(&bad, format!("{good}\n{{\"evcategory\": \"base\", \"eventtype\": \"renamed\", \"objattrs\": {{}}}}\n"))
+        .expect("write");
+    let output = s.run(&["produce", "--dir", &dir, "--settings", &s.settings, "--input", &bad.display().to_string()]);
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("line 2") && err.contains("eventtype") && err.contains("nothing was sent"), "{err}");
+    assert!(!s.dir.path().join("bus").exists(), "nothing was written");
+}
+
+#[test]
+fn user_mistakes_are_one_line_errors_never_panics() {
+    let s = setup();
+    let dir = s.dir_arg();
+    let missing_dir = s.dir.path().join("missing").display().to_string();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["produce", "--dir", &dir, "--settings", "{\"path\": 1}"], "/path"),
+        (vec!["produce", "--dir", &dir, "--settings", "{not json"], "--settings"),
+        (vec!["produce", "--dir", &dir, "--settings", "@/nonexistent/settings.yml"], "/nonexistent/settings.yml"),
+        (vec!["produce", "--dir", &missing_dir, "--settings", &s.settings], "--dir"),
+        (vec!["inspect", "/nonexistent/plugin.wasm"], "/nonexistent/plugin.wasm"),
+        (vec!["consume", "--dir", &dir, "--settings", &s.settings, "--offset", "[1]"], "offset"),
+        (vec!["consume", "--dir", &dir, "--settings", &s.settings, "--offset", "7", "--timeout-ms", "10"], "unknown offset"),
+        (vec!["consume", "--dir", &dir, "--settings", &s.settings, "--category", "other"], "--category"),
+    ];
+    for (args, expected) in cases {
+        let output = s.run(&args);
+        let err = stderr(&output);
+        assert!(!output.status.success(), "{args:?} should fail");
+        assert!(!err.contains("panicked") && !err.contains("backtrace"), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("hermes-wasm: error: "), "{args:?}: {err}");
+        assert!(err.contains(expected), "{args:?}: {err} should mention {expected}");
+    }
+}
+
+#[test]
+fn yaml_settings_files_are_read() {
+    let s = setup();
+    let dir = s.dir_arg();
+    let yaml = s.dir.path().join("bus.yml");
+    std::fs::write(&yaml, format!("path: {}\nfsync: always\n", s.dir.path().join("bus").display())).expect("write");
+    let settings = format!("@{}", yaml.display());
+    let input = s.input.display().to_string();
+    let output = s.run(&["produce", "--dir", &dir, "--settings", &settings, "--input", &input]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).starts_with("sent 23 events"));
+}
+
+#[test]
+fn inspect_describes_the_built_in_bus() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = hermes_wasm(dir.path(), &["inspect"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("plugin:      file-log"), "{text}");
+    assert!(text.contains("world:       hermes:bus/bus"), "{text}");
+    assert!(text.contains("roles:       producer, consumer"), "{text}");
+    assert!(text.contains("\"retention_in_days\""), "{text}");
+}
