@@ -17,8 +17,11 @@ const PROFILE: &str = "guest";
 
 pub fn build_guests(packages: &[&str]) {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let root = manifest_dir.parent().expect("crates live one level below the workspace root");
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest_dir
+        .parent()
+        .expect("crates live one level below the workspace root");
     let target_dir = out_dir.join("guest-target");
 
     check_target_installed();
@@ -26,7 +29,14 @@ pub fn build_guests(packages: &[&str]) {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
-        .args(["build", "--target", TARGET, "--profile", PROFILE, "--target-dir"])
+        .args([
+            "build",
+            "--target",
+            TARGET,
+            "--profile",
+            PROFILE,
+            "--target-dir",
+        ])
         .arg(&target_dir);
     for package in packages {
         cmd.args(["-p", package]);
@@ -45,7 +55,10 @@ pub fn build_guests(packages: &[&str]) {
         cmd.env_remove(var);
     }
     let status = cmd.status().expect("cannot run cargo to build the guests");
-    assert!(status.success(), "building the guests for {TARGET} failed (see cargo's output above)");
+    assert!(
+        status.success(),
+        "building the guests for {TARGET} failed (see cargo's output above)"
+    );
 
     let artifacts = target_dir.join(TARGET).join(PROFILE);
     let mut consts = String::new();
@@ -54,13 +67,24 @@ pub fn build_guests(packages: &[&str]) {
         let built = artifacts.join(format!("{stem}.wasm"));
         let dest = out_dir.join(format!("{stem}.wasm"));
         std::fs::copy(&built, &dest).unwrap_or_else(|e| panic!("{}: {e}", built.display()));
-        writeln!(consts, "pub const {}: &str = {:?};", stem.to_uppercase(), dest.display().to_string())
-            .expect("writing to a string");
+        writeln!(
+            consts,
+            "pub const {}: &str = {:?};",
+            stem.to_uppercase(),
+            dest.display().to_string()
+        )
+        .expect("writing to a string");
         rerun_if_deps_changed(&artifacts.join(format!("{stem}.d")));
     }
     std::fs::write(out_dir.join("guests.rs"), consts).expect("cannot write guests.rs");
-    println!("cargo:rerun-if-changed={}", root.join("Cargo.lock").display());
-    println!("cargo:rerun-if-changed={}", root.join("guests/build-support.rs").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("Cargo.lock").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("guests/build-support.rs").display()
+    );
 }
 
 /// Fails early, with the fix, when the wasm target's standard library is missing.
@@ -83,9 +107,13 @@ fn check_target_installed() {
 /// Reruns the build script when any source file of the guest changes, as
 /// listed by cargo's dep-info file (which covers the SDK and the WIT too).
 fn rerun_if_deps_changed(dep_info: &Path) {
-    let Ok(text) = std::fs::read_to_string(dep_info) else { return };
+    let Ok(text) = std::fs::read_to_string(dep_info) else {
+        return;
+    };
     for line in text.lines() {
-        let Some((_, deps)) = line.split_once(": ") else { continue };
+        let Some((_, deps)) = line.split_once(": ") else {
+            continue;
+        };
         let mut current = String::new();
         let mut chars = deps.chars().peekable();
         while let Some(c) = chars.next() {

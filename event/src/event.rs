@@ -200,13 +200,14 @@ impl Event {
         let Value::Object(entries) = Value::from_json(text)? else {
             return Err(CodecError::Syntax("an event must be a JSON object".into()));
         };
-        if let Some((key, _)) = entries.iter().find(|(k, _)| !ATTRIBUTES.contains(&k.as_str())) {
+        if let Some((key, _)) = entries
+            .iter()
+            .find(|(k, _)| !ATTRIBUTES.contains(&k.as_str()))
+        {
             return Err(CodecError::attribute(key, "not an event attribute"));
         }
         let get = |key: &str| entries.iter().find(|(k, _)| k == key).map(|(_, v)| v);
-        let required = |key: &str| {
-            get(key).ok_or_else(|| CodecError::attribute(key, "missing"))
-        };
+        let required = |key: &str| get(key).ok_or_else(|| CodecError::attribute(key, "missing"));
         let text_of = |key: &str| match required(key)? {
             Value::String(s) => Ok(s.as_str()),
             _ => Err(CodecError::attribute(key, "expected a string")),
@@ -215,7 +216,12 @@ impl Event {
         let objtype = match get("objtype") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => return Err(CodecError::attribute("objtype", "expected a string or null")),
+            Some(_) => {
+                return Err(CodecError::attribute(
+                    "objtype",
+                    "expected a string or null",
+                ));
+            }
         };
         let objattrs = required("objattrs")?.clone();
         if !matches!(objattrs, Value::Object(_)) {

@@ -21,7 +21,11 @@ const DATETIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
 /// without it on one line with no spaces.
 pub(crate) fn write(value: &Value, indent: Option<usize>) -> String {
     let mut out = String::new();
-    Writer { out: &mut out, indent }.value(value, 0);
+    Writer {
+        out: &mut out,
+        indent,
+    }
+    .value(value, 0);
     out
 }
 
@@ -197,24 +201,23 @@ fn from_serde(raw: serde_json::Value) -> Value {
 /// integer of any size, otherwise a float.
 fn number(n: &serde_json::Number) -> Value {
     let text = n.to_string();
-    if !text.contains(['.', 'e', 'E']) {
-        if let Ok(i) = text.parse::<Integer>() {
-            return Value::Integer(i);
-        }
+    if !text.contains(['.', 'e', 'E'])
+        && let Ok(i) = text.parse::<Integer>()
+    {
+        return Value::Integer(i);
     }
     Value::Float(text.parse().unwrap_or(f64::NAN))
 }
 
 fn string(s: String) -> Value {
-    if let Some(inner) = s.strip_prefix(DATETIME_PREFIX).and_then(|r| r.strip_suffix(')')) {
-        if let Ok(at) = NaiveDateTime::parse_from_str(inner, DATETIME_FORMAT) {
-            return Value::Datetime(at);
-        }
+    let inner = |prefix: &str| s.strip_prefix(prefix).and_then(|r| r.strip_suffix(')'));
+    if let Some(at) =
+        inner(DATETIME_PREFIX).and_then(|t| NaiveDateTime::parse_from_str(t, DATETIME_FORMAT).ok())
+    {
+        return Value::Datetime(at);
     }
-    if let Some(inner) = s.strip_prefix(BYTES_PREFIX).and_then(|r| r.strip_suffix(')')) {
-        if let Ok(bytes) = BASE64.decode(inner) {
-            return Value::Bytes(bytes);
-        }
+    if let Some(bytes) = inner(BYTES_PREFIX).and_then(|t| BASE64.decode(t).ok()) {
+        return Value::Bytes(bytes);
     }
     Value::String(s)
 }

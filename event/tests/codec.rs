@@ -12,13 +12,22 @@ fn golden(name: &str) -> String {
 }
 
 fn object(entries: Vec<(&str, Value)>) -> Value {
-    Value::Object(entries.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+    Value::Object(
+        entries
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+    )
 }
 
 fn check(name: &str, event: &Event) {
     let expected = golden(name);
     assert_eq!(event.to_json(), expected, "to_json of {name}");
-    assert_eq!(&Event::from_json(&expected).expect("golden parses"), event, "from_json of {name}");
+    assert_eq!(
+        &Event::from_json(&expected).expect("golden parses"),
+        event,
+        "from_json of {name}"
+    );
 }
 
 #[test]
@@ -57,11 +66,17 @@ fn modified_event_with_composite_key_and_nested_diff() {
         Some("SRVGroupsMembers".into()),
         Value::List(vec![Value::from("admins"), Value::from(42)]),
         object(vec![
-            ("added", object(vec![("mail", Value::from("x@example.com"))])),
+            (
+                "added",
+                object(vec![("mail", Value::from("x@example.com"))]),
+            ),
             (
                 "modified",
                 object(vec![
-                    ("groups", Value::List(vec![Value::from("a"), Value::from("b")])),
+                    (
+                        "groups",
+                        Value::List(vec![Value::from("a"), Value::from("b")]),
+                    ),
                     (
                         "nested",
                         object(vec![(
@@ -100,25 +115,49 @@ fn init_stop_event_with_null_type_and_key() {
 fn compact_and_pretty_layouts_read_back_the_same() {
     let pretty = golden("modified-composite-key");
     let event = Event::from_json(&pretty).expect("golden parses");
-    assert_eq!(Event::from_json(&event.to_json_compact()).expect("compact parses"), event);
+    assert_eq!(
+        Event::from_json(&event.to_json_compact()).expect("compact parses"),
+        event
+    );
     assert!(!event.to_json_compact().contains('\n'));
 }
 
 #[test]
 fn bad_events_name_the_attribute_at_fault() {
     let cases = [
-        (r#"{"evcategory": "other", "eventtype": "added", "objattrs": {}}"#, "evcategory"),
-        (r#"{"evcategory": "base", "eventtype": "renamed", "objattrs": {}}"#, "eventtype"),
-        (r#"{"evcategory": "base", "eventtype": "added"}"#, "objattrs: missing"),
-        (r#"{"evcategory": "base", "eventtype": "added", "objattrs": []}"#, "objattrs"),
-        (r#"{"evcategory": "base", "eventtype": "added", "objattrs": {}, "colour": 1}"#, "colour"),
-        (r#"{"evcategory": "base", "eventtype": "added", "objattrs": {}, "step": "x"}"#, "step"),
+        (
+            r#"{"evcategory": "other", "eventtype": "added", "objattrs": {}}"#,
+            "evcategory",
+        ),
+        (
+            r#"{"evcategory": "base", "eventtype": "renamed", "objattrs": {}}"#,
+            "eventtype",
+        ),
+        (
+            r#"{"evcategory": "base", "eventtype": "added"}"#,
+            "objattrs: missing",
+        ),
+        (
+            r#"{"evcategory": "base", "eventtype": "added", "objattrs": []}"#,
+            "objattrs",
+        ),
+        (
+            r#"{"evcategory": "base", "eventtype": "added", "objattrs": {}, "colour": 1}"#,
+            "colour",
+        ),
+        (
+            r#"{"evcategory": "base", "eventtype": "added", "objattrs": {}, "step": "x"}"#,
+            "step",
+        ),
         (r#"{"evcategory": "base""#, "invalid JSON"),
         ("[1, 2]", "JSON object"),
     ];
     for (text, expected) in cases {
         let error = Event::from_json(text).expect_err(text).to_string();
-        assert!(error.contains(expected), "{text}: {error:?} should mention {expected:?}");
+        assert!(
+            error.contains(expected),
+            "{text}: {error:?} should mention {expected:?}"
+        );
     }
 }
 
@@ -140,11 +179,17 @@ fn value() -> impl Strategy<Value = Value> {
         any::<i64>().prop_map(Value::from),
         any::<u64>().prop_map(|u| Value::Integer(Integer::from(u))),
         "-?[1-9][0-9]{19,40}".prop_map(|s| Value::Integer(s.parse().expect("digits"))),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::Float),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::Float),
         text().prop_map(Value::String),
         proptest::collection::vec(any::<u8>(), 0..16).prop_map(Value::Bytes),
         (0i64..253_402_300_799).prop_map(|secs| {
-            Value::Datetime(chrono::DateTime::from_timestamp(secs, 0).expect("in range").naive_utc())
+            Value::Datetime(
+                chrono::DateTime::from_timestamp(secs, 0)
+                    .expect("in range")
+                    .naive_utc(),
+            )
         }),
     ];
     leaf.prop_recursive(3, 32, 6, |inner| {
@@ -153,7 +198,12 @@ fn value() -> impl Strategy<Value = Value> {
             proptest::collection::vec((key(), inner), 0..6).prop_map(|entries| {
                 // Python dicts have unique keys; keep the first of each.
                 let mut seen = std::collections::HashSet::new();
-                Value::Object(entries.into_iter().filter(|(k, _)| seen.insert(k.clone())).collect())
+                Value::Object(
+                    entries
+                        .into_iter()
+                        .filter(|(k, _)| seen.insert(k.clone()))
+                        .collect(),
+                )
             }),
         ]
     })
@@ -171,9 +221,22 @@ fn event() -> impl Strategy<Value = Event> {
     ];
     let attrs = proptest::collection::vec((key(), value()), 0..8).prop_map(|entries| {
         let mut seen = std::collections::HashSet::new();
-        Value::Object(entries.into_iter().filter(|(k, _)| seen.insert(k.clone())).collect())
+        Value::Object(
+            entries
+                .into_iter()
+                .filter(|(k, _)| seen.insert(k.clone()))
+                .collect(),
+        )
     });
-    (category, eventtype, proptest::option::of(text()), value(), attrs, any::<i64>(), any::<bool>())
+    (
+        category,
+        eventtype,
+        proptest::option::of(text()),
+        value(),
+        attrs,
+        any::<i64>(),
+        any::<bool>(),
+    )
         .prop_map(|(c, t, objtype, objpkey, objattrs, step, partial)| Event {
             evcategory: c,
             eventtype: t,

@@ -31,7 +31,10 @@ pub(crate) fn event_from_wit(record: wit::Event) -> Result<Event, BusError> {
     let objattrs = Value::from_json(&record.objattrs).map_err(|e| invalid("objattrs", e))?;
     Ok(Event {
         evcategory: record.evcategory.into(),
-        eventtype: record.eventtype.parse().map_err(|e| invalid("eventtype", e))?,
+        eventtype: record
+            .eventtype
+            .parse()
+            .map_err(|e| invalid("eventtype", e))?,
         objtype: record.objtype,
         objpkey,
         objattrs,

@@ -98,7 +98,11 @@ impl<P: Producer> ProducerCell<P> {
     }
 
     fn opened(&self) -> Result<std::cell::RefMut<'_, P>, BusError> {
-        if self.open.get() { Ok(self.inner.borrow_mut()) } else { Err(BusError::NotOpen) }
+        if self.open.get() {
+            Ok(self.inner.borrow_mut())
+        } else {
+            Err(BusError::NotOpen)
+        }
     }
 
     /// See [`Producer::open`]; opening an open producer does nothing.
@@ -128,7 +132,10 @@ impl<P: Producer> ProducerCell<P> {
     /// See [`Producer::send_batch`].
     pub fn send_batch(&self, events: Vec<wit::Event>) -> Result<Vec<Offset>, BusError> {
         let mut producer = self.opened()?;
-        let events = events.into_iter().map(event_from_wit).collect::<Result<Vec<_>, _>>()?;
+        let events = events
+            .into_iter()
+            .map(event_from_wit)
+            .collect::<Result<Vec<_>, _>>()?;
         producer.send_batch(&events)
     }
 }
@@ -151,7 +158,11 @@ impl<C: Consumer> ConsumerCell<C> {
     }
 
     fn opened(&self) -> Result<std::cell::RefMut<'_, C>, BusError> {
-        if self.open.get() { Ok(self.inner.borrow_mut()) } else { Err(BusError::NotOpen) }
+        if self.open.get() {
+            Ok(self.inner.borrow_mut())
+        } else {
+            Err(BusError::NotOpen)
+        }
     }
 
     /// See [`Consumer::open`]; opening an open consumer does nothing.

@@ -18,13 +18,18 @@ impl ComponentCache {
     pub(crate) fn new(dir: PathBuf, engine: &wasmtime::Engine) -> Self {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        ComponentCache { dir, engine_key: hasher.finish(), engine: engine.clone() }
+        ComponentCache {
+            dir,
+            engine_key: hasher.finish(),
+            engine: engine.clone(),
+        }
     }
 
     fn path(&self, bytes: &[u8]) -> PathBuf {
         let digest = Sha256::digest(bytes);
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        self.dir.join(format!("{hex}-{:016x}.cwasm", self.engine_key))
+        self.dir
+            .join(format!("{hex}-{:016x}.cwasm", self.engine_key))
     }
 
     /// The cached compilation of `bytes`, if there is a usable one.
@@ -50,13 +55,16 @@ impl ComponentCache {
     /// Stores a compilation; a failure only costs a recompilation next time.
     pub(crate) fn put(&self, bytes: &[u8], component: &Component) {
         let path = self.path(bytes);
-        let written = component.serialize().map_err(|e| e.to_string()).and_then(|code| {
-            std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
-            // Write then rename, so a reader never sees half a file.
-            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            std::fs::write(&tmp, code).map_err(|e| e.to_string())?;
-            std::fs::rename(&tmp, &path).map_err(|e| e.to_string())
-        });
+        let written = component
+            .serialize()
+            .map_err(|e| e.to_string())
+            .and_then(|code| {
+                std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
+                // Write then rename, so a reader never sees half a file.
+                let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+                std::fs::write(&tmp, code).map_err(|e| e.to_string())?;
+                std::fs::rename(&tmp, &path).map_err(|e| e.to_string())
+            });
         if let Err(e) = written {
             tracing::warn!(dir = %self.dir.display(), "cannot cache the compiled component: {e}");
         }

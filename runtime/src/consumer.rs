@@ -13,11 +13,11 @@ use wasmtime::component::ResourceAny;
 
 use crate::bindings::consume;
 use crate::bindings::types::{ConsumedEvent, Offset};
-use hermes_event::Category;
 pub use crate::convert::Consumed;
 use crate::convert::consumed_from_wit;
 use crate::error::{Error, Result};
 use crate::plugin::{Instance, Plugin, Role, guest_call};
+use hermes_event::Category;
 
 /// The longest wait the host asks of a plugin in one call.
 pub const WAIT_SLICE: Duration = Duration::from_secs(1);
@@ -59,12 +59,24 @@ impl Consumer {
     /// forever for new events until [`Consumer::set_timeout`] says otherwise.
     pub async fn create(plugin: Arc<Plugin>, settings: &serde_json::Value) -> Result<Consumer> {
         if plugin.consume.is_none() {
-            return Err(Error::MissingRole { plugin: plugin.name().to_owned(), role: "consumer" });
+            return Err(Error::MissingRole {
+                plugin: plugin.name().to_owned(),
+                role: "consumer",
+            });
         }
         let settings = plugin.validate_settings(Role::Consumer, settings)?;
-        let recipe = Recipe { settings, opened: false, position: Position::Beginning };
+        let recipe = Recipe {
+            settings,
+            opened: false,
+            position: Position::Beginning,
+        };
         let live = recipe.build(&plugin).await?;
-        Ok(Consumer { plugin, recipe, timeout: None, live: Some(live) })
+        Ok(Consumer {
+            plugin,
+            recipe,
+            timeout: None,
+            live: Some(live),
+        })
     }
 
     /// The plugin behind this consumer.
@@ -76,7 +88,10 @@ impl Consumer {
         match self.live.take() {
             Some(live) => Ok(live),
             None => {
-                tracing::info!(plugin = self.plugin.name(), "starting a fresh instance after a trap");
+                tracing::info!(
+                    plugin = self.plugin.name(),
+                    "starting a fresh instance after a trap"
+                );
                 self.recipe.build(&self.plugin).await
             }
         }
@@ -144,7 +159,10 @@ impl Consumer {
 
     /// Reads forward to the first event of `category`; none once the timeout
     /// passes with no such event. The position moves past every event read.
-    pub async fn find_next_event_of_category(&mut self, category: Category) -> Result<Option<Consumed>> {
+    pub async fn find_next_event_of_category(
+        &mut self,
+        category: Category,
+    ) -> Result<Option<Consumed>> {
         let deadline = self.timeout.map(|t| Instant::now() + t);
         loop {
             let slice = self.slice(deadline);
@@ -163,13 +181,19 @@ impl Consumer {
 
     fn slice(&self, deadline: Option<Instant>) -> Duration {
         match deadline {
-            Some(deadline) => deadline.saturating_duration_since(Instant::now()).min(WAIT_SLICE),
+            Some(deadline) => deadline
+                .saturating_duration_since(Instant::now())
+                .min(WAIT_SLICE),
             None => WAIT_SLICE,
         }
     }
 
     async fn give_timeout(&mut self, slice: Duration) -> Result<()> {
-        if self.live.as_ref().is_some_and(|live| live.slice == Some(slice)) {
+        if self
+            .live
+            .as_ref()
+            .is_some_and(|live| live.slice == Some(slice))
+        {
             return Ok(());
         }
         let ms = u64::try_from(slice.as_millis()).unwrap_or(u64::MAX);
@@ -209,29 +233,53 @@ impl Recipe {
             .load(&mut instance.store, &instance.instance)
             .map_err(|e| plugin.trapped("create", e.to_string()))?;
         let limit = plugin.arm(&mut instance.store, Duration::ZERO);
-        let outcome =
-            tokio::time::timeout(limit, guest.consumer().call_create(&mut instance.store, &self.settings)).await;
+        let outcome = tokio::time::timeout(
+            limit,
+            guest
+                .consumer()
+                .call_create(&mut instance.store, &self.settings),
+        )
+        .await;
         let resource = plugin.settle(&instance.store, "create", limit, outcome)?;
         if self.opened {
             let consumer = guest.consumer();
             let limit = plugin.arm(&mut instance.store, Duration::ZERO);
-            let outcome = tokio::time::timeout(limit, consumer.call_open(&mut instance.store, resource)).await;
+            let outcome =
+                tokio::time::timeout(limit, consumer.call_open(&mut instance.store, resource))
+                    .await;
             plugin.settle(&instance.store, "open", limit, outcome)?;
             let limit = plugin.arm(&mut instance.store, Duration::ZERO);
             let outcome = match &self.position {
                 Position::Beginning => {
-                    tokio::time::timeout(limit, consumer.call_seek_to_beginning(&mut instance.store, resource)).await
+                    tokio::time::timeout(
+                        limit,
+                        consumer.call_seek_to_beginning(&mut instance.store, resource),
+                    )
+                    .await
                 }
                 Position::At(offset) => {
-                    tokio::time::timeout(limit, consumer.call_seek(&mut instance.store, resource, offset)).await
+                    tokio::time::timeout(
+                        limit,
+                        consumer.call_seek(&mut instance.store, resource, offset),
+                    )
+                    .await
                 }
                 Position::After(offset) => {
-                    tokio::time::timeout(limit, consumer.call_seek_after(&mut instance.store, resource, offset)).await
+                    tokio::time::timeout(
+                        limit,
+                        consumer.call_seek_after(&mut instance.store, resource, offset),
+                    )
+                    .await
                 }
             };
             plugin.settle(&instance.store, "seek", limit, outcome)?;
         }
-        Ok(Live { instance, guest, resource, slice: None })
+        Ok(Live {
+            instance,
+            guest,
+            resource,
+            slice: None,
+        })
     }
 }
 

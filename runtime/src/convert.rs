@@ -62,5 +62,9 @@ pub struct Consumed {
 }
 
 pub(crate) fn consumed_from_wit(record: ConsumedEvent) -> Result<Consumed, String> {
-    Ok(Consumed { offset: record.offset, timestamp: record.timestamp, event: event_from_wit(record.event)? })
+    Ok(Consumed {
+        offset: record.offset,
+        timestamp: record.timestamp,
+        event: event_from_wit(record.event)?,
+    })
 }

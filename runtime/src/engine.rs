@@ -44,7 +44,11 @@ impl Engine {
             .map_err(|e| Error::Host(format!("cannot start the wasm engine: {e}")))?;
         let cache = cache_dir.map(|dir| Arc::new(ComponentCache::new(dir, &inner)));
         let ticker = Arc::new(EpochTicker::start(inner.clone()));
-        Ok(Engine { inner, cache, _ticker: ticker })
+        Ok(Engine {
+            inner,
+            cache,
+            _ticker: ticker,
+        })
     }
 
     /// The default cache directory: `$HERMES_WASM_CACHE`, else
@@ -65,10 +69,8 @@ impl Engine {
 
     /// Compiles `bytes`, or reads the compiled code from the cache.
     pub(crate) fn load(&self, bytes: &[u8], origin: &str) -> Result<(Component, CodeSource)> {
-        if let Some(cache) = &self.cache {
-            if let Some(component) = cache.get(bytes) {
-                return Ok((component, CodeSource::Cache));
-            }
+        if let Some(component) = self.cache.as_ref().and_then(|cache| cache.get(bytes)) {
+            return Ok((component, CodeSource::Cache));
         }
         let component = Component::new(&self.inner, bytes).map_err(|e| Error::Load {
             path: origin.to_owned(),

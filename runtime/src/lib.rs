@@ -23,10 +23,10 @@ pub mod sandbox;
 pub mod settings;
 
 pub use bindings::types::{BusError, Offset, Timestamp};
-pub use hermes_event::{Category, Event};
 pub use consumer::{Consumed, Consumer};
 pub use engine::{CodeSource, Engine};
 pub use error::{Error, Result};
+pub use hermes_event::{Category, Event};
 pub use plugin::{Plugin, Role, World};
 pub use producer::Producer;
 pub use sandbox::{DirGrant, Grants};

@@ -18,11 +18,8 @@ use crate::bindings::types::Offset;
 pub fn to_json(offset: &Offset) -> Value {
     match offset {
         Offset::Int(i) => json!(i),
-        Offset::Float(f) => {
-            // Keep a float a float when read back: `3.0`, never `3`.
-            let text = if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e16 { format!("{f:.1}") } else { f.to_string() };
-            serde_json::from_str(&text).unwrap_or(Value::Null)
-        }
+        // Debug keeps a float a float when read back: `3.0`, `1e300`.
+        Offset::Float(f) => serde_json::from_str(&format!("{f:?}")).unwrap_or(Value::Null),
         Offset::Str(s) => json!(s),
         Offset::Bytes(b) => json!({ "bytes": BASE64.encode(b) }),
     }
@@ -37,17 +34,24 @@ pub fn parse(text: &str) -> Result<Offset, String> {
         Value::Number(n) => {
             let repr = n.to_string();
             if repr.contains(['.', 'e', 'E']) {
-                repr.parse().map(Offset::Float).map_err(|e| format!("offset {text}: {e}"))
+                repr.parse()
+                    .map(Offset::Float)
+                    .map_err(|e| format!("offset {text}: {e}"))
             } else {
-                repr.parse().map(Offset::Int).map_err(|_| format!("offset {text}: out of the 64-bit range"))
+                repr.parse()
+                    .map(Offset::Int)
+                    .map_err(|_| format!("offset {text}: out of the 64-bit range"))
             }
         }
         Value::String(s) => Ok(Offset::Str(s)),
         Value::Object(map) if map.len() == 1 => match map.get("bytes") {
-            Some(Value::String(b64)) => {
-                BASE64.decode(b64).map(Offset::Bytes).map_err(|e| format!("offset {text}: bad base64: {e}"))
-            }
-            _ => Err(format!("offset {text}: expected {{\"bytes\": \"<base64>\"}}")),
+            Some(Value::String(b64)) => BASE64
+                .decode(b64)
+                .map(Offset::Bytes)
+                .map_err(|e| format!("offset {text}: bad base64: {e}")),
+            _ => Err(format!(
+                "offset {text}: expected {{\"bytes\": \"<base64>\"}}"
+            )),
         },
         _ => Err(format!(
             "offset {text}: expected an integer, a float, a string or {{\"bytes\": \"<base64>\"}}"
@@ -82,7 +86,10 @@ mod tests {
 
     #[test]
     fn a_bare_word_is_a_string_and_nonsense_is_refused() {
-        assert_eq!(parse("1700000000000-0"), Ok(Offset::Str("1700000000000-0".into())));
+        assert_eq!(
+            parse("1700000000000-0"),
+            Ok(Offset::Str("1700000000000-0".into()))
+        );
         assert!(parse("[1]").is_err());
         assert!(parse(r#"{"bytes": "***"}"#).is_err());
         assert!(parse("99999999999999999999").is_err());

@@ -108,8 +108,16 @@ impl Plugin {
     }
 
     /// Loads a plugin from its component bytes; `origin` names it in errors.
-    pub async fn load(engine: &Engine, bytes: &[u8], origin: &str, grants: Grants) -> Result<Arc<Plugin>> {
-        let load_error = |reason: String| Error::Load { path: origin.to_owned(), reason };
+    pub async fn load(
+        engine: &Engine,
+        bytes: &[u8],
+        origin: &str,
+        grants: Grants,
+    ) -> Result<Arc<Plugin>> {
+        let load_error = |reason: String| Error::Load {
+            path: origin.to_owned(),
+            reason,
+        };
         let (component, code_source) = engine.load(bytes, origin)?;
 
         let exports: Vec<String> = component
@@ -129,17 +137,26 @@ impl Plugin {
             return Err(load_error(format!(
                 "not a hermes bus plugin: it must export {PLUGIN_INTERFACE} and {PRODUCE_INTERFACE} \
                  and/or {CONSUME_INTERFACE}, but exports {}",
-                if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") }
+                if exports.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    exports.join(", ")
+                }
             )));
         };
 
         let mut linker = Linker::new(engine.wasmtime());
         crate::host::add_to_linker(&mut linker)
             .map_err(|e| Error::Host(format!("cannot set up the host: {}", one_line(&e))))?;
-        let pre = linker
-            .instantiate_pre(&component)
-            .map_err(|e| load_error(format!("needs what this host does not provide: {}", one_line(&e))))?;
-        let bad_export = |what: &str, e: wasmtime::Error| load_error(format!("bad {what} export: {}", one_line(&e)));
+        let pre = linker.instantiate_pre(&component).map_err(|e| {
+            load_error(format!(
+                "needs what this host does not provide: {}",
+                one_line(&e)
+            ))
+        })?;
+        let bad_export = |what: &str, e: wasmtime::Error| {
+            load_error(format!("bad {what} export: {}", one_line(&e)))
+        };
         let produce = match world {
             World::Producer | World::Bus => {
                 Some(produce::GuestIndices::new(&pre).map_err(|e| bad_export("produce", e))?)
@@ -157,7 +174,12 @@ impl Plugin {
         let mut plugin = Plugin {
             origin: origin.to_owned(),
             world,
-            metadata: Metadata { name: origin.to_owned(), version: String::new(), description: String::new(), roles: vec![] },
+            metadata: Metadata {
+                name: origin.to_owned(),
+                version: String::new(),
+                description: String::new(),
+                roles: vec![],
+            },
             grants,
             code_source,
             pre,
@@ -169,10 +191,16 @@ impl Plugin {
             .load(&mut instance.store, &instance.instance)
             .map_err(|e| load_error(format!("bad plugin export: {}", one_line(&e))))?;
         let deadline = plugin.arm(&mut instance.store, Duration::ZERO);
-        let described = tokio::time::timeout(deadline, guest.call_describe(&mut instance.store)).await;
+        let described =
+            tokio::time::timeout(deadline, guest.call_describe(&mut instance.store)).await;
         let raw = match described {
             Ok(Ok(raw)) => raw,
-            Ok(Err(e)) => return Err(load_error(format!("describe failed: {}", plugin.explain_trap(&instance.store, &e)))),
+            Ok(Err(e)) => {
+                return Err(load_error(format!(
+                    "describe failed: {}",
+                    plugin.explain_trap(&instance.store, &e)
+                )));
+            }
             Err(_) => return Err(load_error("describe did not return in time".into())),
         };
         plugin.metadata = metadata_from_wit(raw, world).map_err(load_error)?;
@@ -212,16 +240,28 @@ impl Plugin {
     /// Checks `settings` against the role's schema and returns them as the
     /// JSON text the plugin receives. The error names the first bad field.
     pub fn validate_settings(&self, role: Role, settings: &serde_json::Value) -> Result<String> {
-        let info = self.metadata.roles.iter().find(|r| r.role == role).ok_or_else(|| Error::MissingRole {
+        let info = self
+            .metadata
+            .roles
+            .iter()
+            .find(|r| r.role == role)
+            .ok_or_else(|| Error::MissingRole {
+                plugin: self.name().to_owned(),
+                role: role.as_str(),
+            })?;
+        let invalid = |reason: String| Error::Settings {
             plugin: self.name().to_owned(),
-            role: role.as_str(),
-        })?;
-        let invalid = |reason: String| Error::Settings { plugin: self.name().to_owned(), reason };
+            reason,
+        };
         let validator = jsonschema::validator_for(&info.settings_schema)
             .map_err(|e| invalid(format!("the plugin's own schema is invalid: {e}")))?;
         if let Some(error) = validator.iter_errors(settings).next() {
             let at = error.instance_path().to_string();
-            let at = if at.is_empty() { "settings".to_owned() } else { format!("settings{at}") };
+            let at = if at.is_empty() {
+                "settings".to_owned()
+            } else {
+                format!("settings{at}")
+            };
             return Err(invalid(format!("{at}: {error}")));
         }
         Ok(settings.to_string())
@@ -234,10 +274,14 @@ impl Plugin {
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_trap();
         self.arm(&mut store, Duration::ZERO);
-        let instance = self.pre.instantiate_async(&mut store).await.map_err(|e| Error::Load {
-            path: self.origin.clone(),
-            reason: format!("cannot instantiate: {}", self.explain_trap(&store, &e)),
-        })?;
+        let instance = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| Error::Load {
+                path: self.origin.clone(),
+                reason: format!("cannot instantiate: {}", self.explain_trap(&store, &e)),
+            })?;
         Ok(Instance { store, instance })
     }
 
@@ -263,7 +307,10 @@ impl Plugin {
         }
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => {
-                format!("did not return within its call deadline of {:?}", self.grants.call_deadline)
+                format!(
+                    "did not return within its call deadline of {:?}",
+                    self.grants.call_deadline
+                )
             }
             // The wasm backtrace goes to the debug log; a panic message, if
             // any, went to the plugin's stderr, which is in the log too.
@@ -277,7 +324,11 @@ impl Plugin {
 
     /// The error for a call that trapped or was abandoned.
     pub(crate) fn trapped(&self, call: &'static str, reason: String) -> Error {
-        Error::Trapped { plugin: self.name().to_owned(), call, reason }
+        Error::Trapped {
+            plugin: self.name().to_owned(),
+            call,
+            reason,
+        }
     }
 
     /// Sorts what an export call gave back: its value, the bus error the
@@ -287,11 +338,18 @@ impl Plugin {
         store: &Store<HostState>,
         call: &'static str,
         limit: Duration,
-        outcome: std::result::Result<wasmtime::Result<std::result::Result<T, BusError>>, tokio::time::error::Elapsed>,
+        outcome: std::result::Result<
+            wasmtime::Result<std::result::Result<T, BusError>>,
+            tokio::time::error::Elapsed,
+        >,
     ) -> Result<T> {
         match outcome {
             Ok(Ok(Ok(value))) => Ok(value),
-            Ok(Ok(Err(error))) => Err(Error::Bus { plugin: self.name().to_owned(), call, error }),
+            Ok(Ok(Err(error))) => Err(Error::Bus {
+                plugin: self.name().to_owned(),
+                call,
+                error,
+            }),
             Ok(Err(trap)) => Err(self.trapped(call, self.explain_trap(store, &trap))),
             Err(_) => Err(self.trapped(call, format!("did not return within {limit:?}"))),
         }
@@ -307,7 +365,9 @@ macro_rules! guest_call {
         let mut $live = $self.take_live().await?;
         let limit = $self.plugin.arm(&mut $live.instance.store, $waiting);
         let outcome = tokio::time::timeout(limit, $call).await;
-        let result = $self.plugin.settle(&$live.instance.store, $name, limit, outcome);
+        let result = $self
+            .plugin
+            .settle(&$live.instance.store, $name, limit, outcome);
         if !matches!(result, Err($crate::error::Error::Trapped { .. })) {
             $self.live = Some($live);
         }
@@ -322,7 +382,10 @@ pub(crate) struct Instance {
     pub(crate) instance: wasmtime::component::Instance,
 }
 
-fn metadata_from_wit(raw: wit_plugin::Metadata, world: World) -> std::result::Result<Metadata, String> {
+fn metadata_from_wit(
+    raw: wit_plugin::Metadata,
+    world: World,
+) -> std::result::Result<Metadata, String> {
     let mut roles = Vec::new();
     for info in raw.roles {
         let role = match info.role {
@@ -334,14 +397,25 @@ fn metadata_from_wit(raw: wit_plugin::Metadata, world: World) -> std::result::Re
             Role::Consumer => world != World::Producer,
         };
         if !exported {
-            return Err(format!("claims the {} role but does not export it", role.as_str()));
+            return Err(format!(
+                "claims the {} role but does not export it",
+                role.as_str()
+            ));
         }
         let settings_schema = serde_json::from_str(&info.settings_schema)
             .map_err(|e| format!("the {} settings schema is not JSON: {e}", role.as_str()))?;
-        roles.push(RoleInfo { role, settings_schema });
+        roles.push(RoleInfo {
+            role,
+            settings_schema,
+        });
     }
     if raw.name.trim().is_empty() {
         return Err("describes itself with an empty name".into());
     }
-    Ok(Metadata { name: raw.name, version: raw.version, description: raw.description, roles })
+    Ok(Metadata {
+        name: raw.name,
+        version: raw.version,
+        description: raw.description,
+        roles,
+    })
 }

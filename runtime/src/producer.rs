@@ -41,12 +41,22 @@ impl Producer {
     /// the producer in a fresh instance. Connects to nothing yet.
     pub async fn create(plugin: Arc<Plugin>, settings: &serde_json::Value) -> Result<Producer> {
         if plugin.produce.is_none() {
-            return Err(Error::MissingRole { plugin: plugin.name().to_owned(), role: "producer" });
+            return Err(Error::MissingRole {
+                plugin: plugin.name().to_owned(),
+                role: "producer",
+            });
         }
         let settings = plugin.validate_settings(Role::Producer, settings)?;
-        let recipe = Recipe { settings, opened: false };
+        let recipe = Recipe {
+            settings,
+            opened: false,
+        };
         let live = recipe.build(&plugin).await?;
-        Ok(Producer { plugin, recipe, live: Some(live) })
+        Ok(Producer {
+            plugin,
+            recipe,
+            live: Some(live),
+        })
     }
 
     /// The plugin behind this producer.
@@ -59,7 +69,10 @@ impl Producer {
         match self.live.take() {
             Some(live) => Ok(live),
             None => {
-                tracing::info!(plugin = self.plugin.name(), "starting a fresh instance after a trap");
+                tracing::info!(
+                    plugin = self.plugin.name(),
+                    "starting a fresh instance after a trap"
+                );
                 self.recipe.build(&self.plugin).await
             }
         }
@@ -91,7 +104,11 @@ impl Producer {
         if offsets.len() != events.len() {
             return Err(self.plugin.trapped(
                 "send-batch",
-                format!("returned {} offsets for {} events", offsets.len(), events.len()),
+                format!(
+                    "returned {} offsets for {} events",
+                    offsets.len(),
+                    events.len()
+                ),
             ));
         }
         Ok(offsets)
@@ -109,15 +126,27 @@ impl Recipe {
             .load(&mut instance.store, &instance.instance)
             .map_err(|e| plugin.trapped("create", e.to_string()))?;
         let limit = plugin.arm(&mut instance.store, Duration::ZERO);
-        let outcome =
-            tokio::time::timeout(limit, guest.producer().call_create(&mut instance.store, &self.settings)).await;
+        let outcome = tokio::time::timeout(
+            limit,
+            guest
+                .producer()
+                .call_create(&mut instance.store, &self.settings),
+        )
+        .await;
         let resource = plugin.settle(&instance.store, "create", limit, outcome)?;
         if self.opened {
             let limit = plugin.arm(&mut instance.store, Duration::ZERO);
-            let outcome =
-                tokio::time::timeout(limit, guest.producer().call_open(&mut instance.store, resource)).await;
+            let outcome = tokio::time::timeout(
+                limit,
+                guest.producer().call_open(&mut instance.store, resource),
+            )
+            .await;
             plugin.settle(&instance.store, "open", limit, outcome)?;
         }
-        Ok(Live { instance, guest, resource })
+        Ok(Live {
+            instance,
+            guest,
+            resource,
+        })
     }
 }

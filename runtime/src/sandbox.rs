@@ -40,8 +40,8 @@ impl DirGrant {
             Some(path) => (path, true),
             None => (spec.strip_suffix(":rw").unwrap_or(spec), false),
         };
-        let path = std::fs::canonicalize(path)
-            .map_err(|e| Error::Host(format!("--dir {spec}: {e}")))?;
+        let path =
+            std::fs::canonicalize(path).map_err(|e| Error::Host(format!("--dir {spec}: {e}")))?;
         if !path.is_dir() {
             return Err(Error::Host(format!("--dir {spec}: not a directory")));
         }
@@ -62,7 +62,11 @@ pub struct Grants {
 
 impl Default for Grants {
     fn default() -> Self {
-        Grants { dirs: Vec::new(), memory_limit: DEFAULT_MEMORY_LIMIT, call_deadline: DEFAULT_CALL_DEADLINE }
+        Grants {
+            dirs: Vec::new(),
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+            call_deadline: DEFAULT_CALL_DEADLINE,
+        }
     }
 }
 
@@ -83,16 +87,22 @@ impl HostState {
             .allow_udp(false)
             .allow_ip_name_lookup(false);
         for grant in &grants.dirs {
-            let perms = if grant.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
+            let perms = if grant.read_only {
+                FsPerms::ReadOnly
+            } else {
+                FsPerms::ReadWrite
+            };
             let guest_path = grant.path.to_string_lossy().into_owned();
-            wasi.preopened_dir(&grant.path, guest_path, perms).map_err(|e| {
-                Error::Host(format!("cannot grant {}: {e}", grant.path.display()))
-            })?;
+            wasi.preopened_dir(&grant.path, guest_path, perms)
+                .map_err(|e| Error::Host(format!("cannot grant {}: {e}", grant.path.display())))?;
         }
         Ok(HostState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            limiter: MemoryLimiter { limit: grants.memory_limit, exceeded: false },
+            limiter: MemoryLimiter {
+                limit: grants.memory_limit,
+                exceeded: false,
+            },
             plugin,
         })
     }
@@ -100,7 +110,10 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -116,7 +129,12 @@ pub(crate) struct MemoryLimiter {
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.limit {
             self.exceeded = true;
             return Ok(false);
@@ -124,7 +142,12 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 }

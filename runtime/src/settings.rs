@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 pub fn parse_arg(arg: &str) -> Result<serde_json::Value> {
     match arg.strip_prefix('@') {
         Some(path) => from_file(Path::new(path)),
-        None => serde_json::from_str(arg).map_err(|e| Error::Host(format!("--settings: not valid JSON: {e}"))),
+        None => serde_json::from_str(arg)
+            .map_err(|e| Error::Host(format!("--settings: not valid JSON: {e}"))),
     }
 }
 
@@ -18,10 +19,14 @@ pub fn parse_arg(arg: &str) -> Result<serde_json::Value> {
 pub fn from_file(path: &Path) -> Result<serde_json::Value> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Host(format!("settings file {}: {e}", path.display())))?;
-    let is_json = path.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("json"));
+    let is_json = path
+        .extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("json"));
     if is_json {
-        serde_json::from_str(&text).map_err(|e| Error::Host(format!("settings file {}: {e}", path.display())))
+        serde_json::from_str(&text)
+            .map_err(|e| Error::Host(format!("settings file {}: {e}", path.display())))
     } else {
-        serde_yaml_ng::from_str(&text).map_err(|e| Error::Host(format!("settings file {}: {e}", path.display())))
+        serde_yaml_ng::from_str(&text)
+            .map_err(|e| Error::Host(format!("settings file {}: {e}", path.display())))
     }
 }

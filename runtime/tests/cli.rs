@@ -48,7 +48,13 @@ fn events() -> Vec<Event> {
             ]),
         ));
     }
-    events.push(Event::new(Category::Initsync, EventType::InitStop, None, Value::Null, Value::empty_object()));
+    events.push(Event::new(
+        Category::Initsync,
+        EventType::InitStop,
+        None,
+        Value::Null,
+        Value::empty_object(),
+    ));
     events.push(Event::new(
         Category::Base,
         EventType::Removed,
@@ -71,7 +77,11 @@ fn setup() -> Setup {
     let input = dir.path().join("events.jsonl");
     let lines: Vec<String> = events().iter().map(Event::to_json_compact).collect();
     std::fs::write(&input, lines.join("\n") + "\n").expect("write input");
-    Setup { dir, settings, input }
+    Setup {
+        dir,
+        settings,
+        input,
+    }
 }
 
 impl Setup {
@@ -85,7 +95,10 @@ impl Setup {
 }
 
 fn consumed_lines(output: &Output) -> Vec<serde_json::Value> {
-    stdout(output).lines().map(|line| serde_json::from_str(line).expect("each line is JSON")).collect()
+    stdout(output)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each line is JSON"))
+        .collect()
 }
 
 #[test]
@@ -93,18 +106,37 @@ fn produce_then_consume_gives_back_the_same_events() {
     let s = setup();
     let dir = s.dir_arg();
     let input = s.input.display().to_string();
-    let produced = s.run(&["produce", "--dir", &dir, "--settings", &s.settings, "--input", &input]);
+    let produced = s.run(&[
+        "produce",
+        "--dir",
+        &dir,
+        "--settings",
+        &s.settings,
+        "--input",
+        &input,
+    ]);
     assert!(produced.status.success(), "{}", stderr(&produced));
     assert_eq!(stdout(&produced), "sent 23 events, last offset 22\n");
 
-    let consumed = s.run(&["consume", "--dir", &dir, "--settings", &s.settings, "--timeout-ms", "200"]);
+    let consumed = s.run(&[
+        "consume",
+        "--dir",
+        &dir,
+        "--settings",
+        &s.settings,
+        "--timeout-ms",
+        "200",
+    ]);
     assert!(consumed.status.success(), "{}", stderr(&consumed));
     let lines = consumed_lines(&consumed);
     let expected = events();
     assert_eq!(lines.len(), expected.len());
     for (i, (line, event)) in lines.iter().zip(&expected).enumerate() {
         assert_eq!(line["offset"], serde_json::json!(i));
-        assert!(line["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')), "{line}");
+        assert!(
+            line["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')),
+            "{line}"
+        );
         let back = Event::from_json(&line["event"].to_string()).expect("an event");
         assert_eq!(&back, event);
     }
@@ -115,8 +147,28 @@ fn consume_starts_where_asked_filters_and_stops_at_the_limit() {
     let s = setup();
     let dir = s.dir_arg();
     let input = s.input.display().to_string();
-    assert!(s.run(&["produce", "--dir", &dir, "--settings", &s.settings, "--input", &input]).status.success());
-    let base = ["consume", "--dir", &dir, "--settings", &s.settings, "--timeout-ms", "100"];
+    assert!(
+        s.run(&[
+            "produce",
+            "--dir",
+            &dir,
+            "--settings",
+            &s.settings,
+            "--input",
+            &input
+        ])
+        .status
+        .success()
+    );
+    let base = [
+        "consume",
+        "--dir",
+        &dir,
+        "--settings",
+        &s.settings,
+        "--timeout-ms",
+        "100",
+    ];
 
     let after = s.run(&[&base[..], &["--after", "20", "--limit", "1"]].concat());
     let lines = consumed_lines(&after);
@@ -125,7 +177,13 @@ fn consume_starts_where_asked_filters_and_stops_at_the_limit() {
     assert_eq!(lines[0]["event"]["eventtype"], "init-stop");
 
     let at = s.run(&[&base[..], &["--offset", "22"]].concat());
-    assert_eq!(consumed_lines(&at).iter().map(|l| l["offset"].clone()).collect::<Vec<_>>(), [22]);
+    assert_eq!(
+        consumed_lines(&at)
+            .iter()
+            .map(|l| l["offset"].clone())
+            .collect::<Vec<_>>(),
+        [22]
+    );
 
     let only_base = s.run(&[&base[..], &["--category", "base"]].concat());
     let lines = consumed_lines(&only_base);
@@ -139,13 +197,29 @@ fn bad_input_is_one_clear_line_a_failure_and_nothing_sent() {
     let dir = s.dir_arg();
     let bad = s.dir.path().join("bad.jsonl");
     let good = events()[0].to_json_compact();
-    std::fs::write(&bad, format!("{good}\n{{\"evcategory\": \"base\", \"eventtype\": \"renamed\", \"objattrs\": {{}}}}\n"))
-        .expect("write");
-    let output = s.run(&["produce", "--dir", &dir, "--settings", &s.settings, "--input", &bad.display().to_string()]);
+    std::fs::write(
+        &bad,
+        format!(
+            "{good}\n{{\"evcategory\": \"base\", \"eventtype\": \"renamed\", \"objattrs\": {{}}}}\n"
+        ),
+    )
+    .expect("write");
+    let output = s.run(&[
+        "produce",
+        "--dir",
+        &dir,
+        "--settings",
+        &s.settings,
+        "--input",
+        &bad.display().to_string(),
+    ]);
     assert!(!output.status.success());
     let err = stderr(&output);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("line 2") && err.contains("eventtype") && err.contains("nothing was sent"), "{err}");
+    assert!(
+        err.contains("line 2") && err.contains("eventtype") && err.contains("nothing was sent"),
+        "{err}"
+    );
     assert!(!s.dir.path().join("bus").exists(), "nothing was written");
 }
 
@@ -155,23 +229,85 @@ fn user_mistakes_are_one_line_errors_never_panics() {
     let dir = s.dir_arg();
     let missing_dir = s.dir.path().join("missing").display().to_string();
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["produce", "--dir", &dir, "--settings", "{\"path\": 1}"], "/path"),
-        (vec!["produce", "--dir", &dir, "--settings", "{not json"], "--settings"),
-        (vec!["produce", "--dir", &dir, "--settings", "@/nonexistent/settings.yml"], "/nonexistent/settings.yml"),
-        (vec!["produce", "--dir", &missing_dir, "--settings", &s.settings], "--dir"),
-        (vec!["inspect", "/nonexistent/plugin.wasm"], "/nonexistent/plugin.wasm"),
-        (vec!["consume", "--dir", &dir, "--settings", &s.settings, "--offset", "[1]"], "offset"),
-        (vec!["consume", "--dir", &dir, "--settings", &s.settings, "--offset", "7", "--timeout-ms", "10"], "unknown offset"),
-        (vec!["consume", "--dir", &dir, "--settings", &s.settings, "--category", "other"], "--category"),
+        (
+            vec!["produce", "--dir", &dir, "--settings", "{\"path\": 1}"],
+            "/path",
+        ),
+        (
+            vec!["produce", "--dir", &dir, "--settings", "{not json"],
+            "--settings",
+        ),
+        (
+            vec![
+                "produce",
+                "--dir",
+                &dir,
+                "--settings",
+                "@/nonexistent/settings.yml",
+            ],
+            "/nonexistent/settings.yml",
+        ),
+        (
+            vec!["produce", "--dir", &missing_dir, "--settings", &s.settings],
+            "--dir",
+        ),
+        (
+            vec!["inspect", "/nonexistent/plugin.wasm"],
+            "/nonexistent/plugin.wasm",
+        ),
+        (
+            vec![
+                "consume",
+                "--dir",
+                &dir,
+                "--settings",
+                &s.settings,
+                "--offset",
+                "[1]",
+            ],
+            "offset",
+        ),
+        (
+            vec![
+                "consume",
+                "--dir",
+                &dir,
+                "--settings",
+                &s.settings,
+                "--offset",
+                "7",
+                "--timeout-ms",
+                "10",
+            ],
+            "unknown offset",
+        ),
+        (
+            vec![
+                "consume",
+                "--dir",
+                &dir,
+                "--settings",
+                &s.settings,
+                "--category",
+                "other",
+            ],
+            "--category",
+        ),
     ];
     for (args, expected) in cases {
         let output = s.run(&args);
         let err = stderr(&output);
         assert!(!output.status.success(), "{args:?} should fail");
-        assert!(!err.contains("panicked") && !err.contains("backtrace"), "{args:?}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("backtrace"),
+            "{args:?}: {err}"
+        );
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
         assert!(err.starts_with("hermes-wasm: error: "), "{args:?}: {err}");
-        assert!(err.contains(expected), "{args:?}: {err} should mention {expected}");
+        assert!(
+            err.contains(expected),
+            "{args:?}: {err} should mention {expected}"
+        );
     }
 }
 
@@ -180,10 +316,25 @@ fn yaml_settings_files_are_read() {
     let s = setup();
     let dir = s.dir_arg();
     let yaml = s.dir.path().join("bus.yml");
-    std::fs::write(&yaml, format!("path: {}\nfsync: always\n", s.dir.path().join("bus").display())).expect("write");
+    std::fs::write(
+        &yaml,
+        format!(
+            "path: {}\nfsync: always\n",
+            s.dir.path().join("bus").display()
+        ),
+    )
+    .expect("write");
     let settings = format!("@{}", yaml.display());
     let input = s.input.display().to_string();
-    let output = s.run(&["produce", "--dir", &dir, "--settings", &settings, "--input", &input]);
+    let output = s.run(&[
+        "produce",
+        "--dir",
+        &dir,
+        "--settings",
+        &settings,
+        "--input",
+        &input,
+    ]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stdout(&output).starts_with("sent 23 events"));
 }

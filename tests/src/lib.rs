@@ -33,7 +33,9 @@ pub async fn load(path: &str, dirs: &[&Path], grants: Grants) -> Arc<Plugin> {
         .iter()
         .map(|dir| DirGrant::parse(&dir.display().to_string()).expect("granted directory exists"))
         .collect();
-    Plugin::from_file(&engine(), Path::new(path), Grants { dirs, ..grants }).await.expect("guest loads")
+    Plugin::from_file(&engine(), Path::new(path), Grants { dirs, ..grants })
+        .await
+        .expect("guest loads")
 }
 
 /// A bus under test: a plugin, its settings, and the directory it lives in.
@@ -49,21 +51,32 @@ impl Bus {
         let dir = tempfile::tempdir().expect("tempdir");
         let plugin = load(guests::FILE_LOG, &[dir.path()], Grants::default()).await;
         let settings = serde_json::json!({ "path": dir.path().join("bus") });
-        Bus { plugin, settings, dir }
+        Bus {
+            plugin,
+            settings,
+            dir,
+        }
     }
 
     /// An open producer.
     pub async fn producer(&self) -> Producer {
-        let mut producer = Producer::create(self.plugin.clone(), &self.settings).await.expect("producer builds");
+        let mut producer = Producer::create(self.plugin.clone(), &self.settings)
+            .await
+            .expect("producer builds");
         producer.open().await.expect("producer opens");
         producer
     }
 
     /// An open consumer at the beginning, waiting at most `timeout` once drained.
     pub async fn consumer(&self, timeout: Duration) -> Consumer {
-        let mut consumer = Consumer::create(self.plugin.clone(), &self.settings).await.expect("consumer builds");
+        let mut consumer = Consumer::create(self.plugin.clone(), &self.settings)
+            .await
+            .expect("consumer builds");
         consumer.open().await.expect("consumer opens");
-        consumer.seek_to_beginning().await.expect("seek to beginning");
+        consumer
+            .seek_to_beginning()
+            .await
+            .expect("seek to beginning");
         consumer.set_timeout(Some(timeout));
         consumer
     }
@@ -86,5 +99,7 @@ pub fn user_added(category: Category, id: i64) -> Event {
 
 /// `n` sample events with ids `first..first + n`, all of one category.
 pub fn users(category: Category, first: i64, n: i64) -> Vec<Event> {
-    (first..first + n).map(|id| user_added(category, id)).collect()
+    (first..first + n)
+        .map(|id| user_added(category, id))
+        .collect()
 }

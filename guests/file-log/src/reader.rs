@@ -29,7 +29,12 @@ impl Consumer for FileLogConsumer {
     type Settings = Settings;
 
     fn new(settings: Settings) -> Result<Self, BusError> {
-        Ok(FileLogConsumer { dir: PathBuf::from(&settings.path), next_offset: 0, cursor: None, open: false })
+        Ok(FileLogConsumer {
+            dir: PathBuf::from(&settings.path),
+            next_offset: 0,
+            cursor: None,
+            open: false,
+        })
     }
 
     fn open(&mut self) -> Result<(), BusError> {
@@ -83,10 +88,15 @@ impl Consumer for FileLogConsumer {
             if self.cursor.is_none() && !self.place_cursor()? {
                 return Ok(None);
             }
-            let Some(cursor) = self.cursor.as_mut() else { return Ok(None) };
+            let Some(cursor) = self.cursor.as_mut() else {
+                return Ok(None);
+            };
             let path = record::segment_path(&self.dir, cursor.first);
             let fail = |e| io_error(&format!("cannot read {}", path.display()), e);
-            cursor.file.seek(SeekFrom::Start(cursor.pos)).map_err(fail)?;
+            cursor
+                .file
+                .seek(SeekFrom::Start(cursor.pos))
+                .map_err(fail)?;
             match record::read_slot(&mut cursor.file).map_err(fail)? {
                 Slot::Record { offset, body, len } => {
                     if offset != self.next_offset {
@@ -98,7 +108,11 @@ impl Consumer for FileLogConsumer {
                         )));
                     }
                     let consumed = record::decode(&body).map_err(|e| {
-                        BusError::Corrupted(format!("{} at byte {}: {e}", path.display(), cursor.pos))
+                        BusError::Corrupted(format!(
+                            "{} at byte {}: {e}",
+                            path.display(),
+                            cursor.pos
+                        ))
                     })?;
                     cursor.pos += len;
                     self.next_offset += 1;
@@ -123,7 +137,10 @@ impl Consumer for FileLogConsumer {
                         }
                         // The tail of the newest segment: a crashed producer
                         // left it, and cuts it off when it opens again.
-                        log::debug(format!("{}: waiting at a damaged tail ({why})", path.display()));
+                        log::debug(format!(
+                            "{}: waiting at a damaged tail ({why})",
+                            path.display()
+                        ));
                     }
                     return Ok(None);
                 }
@@ -141,8 +158,8 @@ impl FileLogConsumer {
         };
         let (mut file, _) = self.open_segment(newest)?;
         let mut end = newest;
-        while let Slot::Record { offset, .. } =
-            record::read_slot(&mut file).map_err(|e| io_error("cannot read the newest segment", e))?
+        while let Slot::Record { offset, .. } = record::read_slot(&mut file)
+            .map_err(|e| io_error("cannot read the newest segment", e))?
         {
             if offset != end {
                 break;
@@ -156,7 +173,8 @@ impl FileLogConsumer {
     /// segment is still being created.
     fn open_segment(&self, first: u64) -> Result<(File, bool), BusError> {
         let path = record::segment_path(&self.dir, first);
-        let mut file = File::open(&path).map_err(|e| io_error(&format!("cannot open {}", path.display()), e))?;
+        let mut file = File::open(&path)
+            .map_err(|e| io_error(&format!("cannot open {}", path.display()), e))?;
         let ready = record::read_magic(&mut file, &path)?;
         Ok((file, ready))
     }
@@ -168,8 +186,15 @@ impl FileLogConsumer {
             return Err(BusError::NotOpen);
         }
         let segments = record::list_segments(&self.dir)?;
-        let Some(&first) = segments.iter().rev().find(|&&first| first <= self.next_offset) else {
-            if segments.first().is_some_and(|&oldest| oldest > self.next_offset) {
+        let Some(&first) = segments
+            .iter()
+            .rev()
+            .find(|&&first| first <= self.next_offset)
+        else {
+            if segments
+                .first()
+                .is_some_and(|&oldest| oldest > self.next_offset)
+            {
                 return Err(BusError::UnknownOffset(format!(
                     "offset {} was deleted by retention",
                     self.next_offset

@@ -43,10 +43,10 @@ pub fn list_segments(dir: &Path) -> Result<Vec<u64>, BusError> {
         let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(SUFFIX)) else {
             continue;
         };
-        if stem.len() == 20 {
-            if let Ok(first) = stem.parse() {
-                firsts.push(first);
-            }
+        if stem.len() == 20
+            && let Ok(first) = stem.parse()
+        {
+            firsts.push(first);
         }
     }
     firsts.sort_unstable();
@@ -80,7 +80,11 @@ pub fn encode(offset: u64, at: &Timestamp, category: Category, event_json: &str)
 #[derive(Debug)]
 pub enum Slot {
     /// A whole record whose checksum matches.
-    Record { offset: u64, body: Vec<u8>, len: u64 },
+    Record {
+        offset: u64,
+        body: Vec<u8>,
+        len: u64,
+    },
     /// Nothing, or the start of a record not wholly written yet.
     Incomplete,
     /// Bytes that cannot be a valid record: why, and where the record would
@@ -110,7 +114,10 @@ pub fn read_slot(file: &mut File) -> io::Result<Slot> {
     let len = u32::from_le_bytes(frame[0..4].try_into().unwrap_or_default());
     let crc = u32::from_le_bytes(frame[4..8].try_into().unwrap_or_default());
     if (len as usize) < BODY_FIXED_LEN || len > MAX_BODY_LEN {
-        return Ok(Slot::Damaged(format!("impossible record length {len}"), None));
+        return Ok(Slot::Damaged(
+            format!("impossible record length {len}"),
+            None,
+        ));
     }
     let mut body = vec![0u8; len as usize];
     if read_full(file, &mut body)? < body.len() {
@@ -121,7 +128,11 @@ pub fn read_slot(file: &mut File) -> io::Result<Slot> {
         return Ok(Slot::Damaged("checksum mismatch".into(), Some(end)));
     }
     let offset = u64::from_le_bytes(body[0..8].try_into().unwrap_or_default());
-    Ok(Slot::Record { offset, body, len: FRAME_LEN as u64 + u64::from(len) })
+    Ok(Slot::Record {
+        offset,
+        body,
+        len: FRAME_LEN as u64 + u64::from(len),
+    })
 }
 
 /// Decodes a checked record body into the event it holds.
@@ -146,7 +157,10 @@ pub fn decode(body: &[u8]) -> Result<ConsumedEvent, String> {
     }
     Ok(ConsumedEvent {
         offset: Offset::Int(offset as i64),
-        timestamp: Timestamp { seconds, nanoseconds },
+        timestamp: Timestamp {
+            seconds,
+            nanoseconds,
+        },
         event,
     })
 }
@@ -169,12 +183,16 @@ fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 /// than the magic (a segment being created).
 pub fn read_magic(file: &mut File, path: &Path) -> Result<bool, BusError> {
     let mut magic = [0u8; 8];
-    let n = read_full(file, &mut magic).map_err(|e| io_error(&format!("cannot read {}", path.display()), e))?;
+    let n = read_full(file, &mut magic)
+        .map_err(|e| io_error(&format!("cannot read {}", path.display()), e))?;
     if n < magic.len() {
         return Ok(false);
     }
     if &magic != MAGIC {
-        return Err(BusError::Corrupted(format!("{} is not a file-log segment", path.display())));
+        return Err(BusError::Corrupted(format!(
+            "{} is not a file-log segment",
+            path.display()
+        )));
     }
     Ok(true)
 }
@@ -184,7 +202,9 @@ pub fn read_magic(file: &mut File, path: &Path) -> Result<bool, BusError> {
 /// retry.
 pub fn io_error(context: &str, e: io::Error) -> BusError {
     match e.kind() {
-        io::ErrorKind::PermissionDenied => BusError::Other(format!("{context}: {e} (is the directory granted to the plugin?)")),
+        io::ErrorKind::PermissionDenied => BusError::Other(format!(
+            "{context}: {e} (is the directory granted to the plugin?)"
+        )),
         _ => BusError::Unavailable(format!("{context}: {e}")),
     }
 }
@@ -194,7 +214,10 @@ pub fn now() -> Timestamp {
     let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    Timestamp { seconds: since.as_secs() as i64, nanoseconds: since.subsec_nanos() }
+    Timestamp {
+        seconds: since.as_secs() as i64,
+        nanoseconds: since.subsec_nanos(),
+    }
 }
 
 #[cfg(test)]
@@ -204,14 +227,23 @@ mod tests {
     use std::io::{SeekFrom, Write};
 
     fn event() -> Event {
-        Event::new(Category::Initsync, EventType::Added, Some("T".into()), Value::from(1), Value::empty_object())
+        Event::new(
+            Category::Initsync,
+            EventType::Added,
+            Some("T".into()),
+            Value::from(1),
+            Value::empty_object(),
+        )
     }
 
     #[test]
     fn a_record_reads_back_and_a_flipped_bit_is_caught() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("seg");
-        let at = Timestamp { seconds: 1_700_000_000, nanoseconds: 42 };
+        let at = Timestamp {
+            seconds: 1_700_000_000,
+            nanoseconds: 42,
+        };
         let record = encode(7, &at, Category::Initsync, &event().to_json());
         std::fs::write(&path, &record).expect("write");
 
@@ -230,7 +262,9 @@ mod tests {
         damaged[last] ^= 0x10;
         std::fs::write(&path, &damaged).expect("write");
         let mut file = File::open(&path).expect("open");
-        assert!(matches!(read_slot(&mut file).expect("read"), Slot::Damaged(_, Some(end)) if end == record.len() as u64));
+        assert!(
+            matches!(read_slot(&mut file).expect("read"), Slot::Damaged(_, Some(end)) if end == record.len() as u64)
+        );
     }
 
     #[test]
@@ -243,7 +277,10 @@ mod tests {
             file.write_all(&record[..cut]).expect("write");
             let mut file = File::open(&path).expect("open");
             file.seek(SeekFrom::Start(0)).expect("seek");
-            assert!(matches!(read_slot(&mut file).expect("read"), Slot::Incomplete), "cut at {cut}");
+            assert!(
+                matches!(read_slot(&mut file).expect("read"), Slot::Incomplete),
+                "cut at {cut}"
+            );
         }
     }
 }

@@ -32,7 +32,11 @@ impl Producer for FileLogProducer {
     type Settings = Settings;
 
     fn new(settings: Settings) -> Result<Self, BusError> {
-        Ok(FileLogProducer { dir: PathBuf::from(&settings.path), settings, active: None })
+        Ok(FileLogProducer {
+            dir: PathBuf::from(&settings.path),
+            settings,
+            active: None,
+        })
     }
 
     fn open(&mut self) -> Result<(), BusError> {
@@ -57,7 +61,10 @@ impl Producer for FileLogProducer {
 
     fn send(&mut self, event: &Event) -> Result<Offset, BusError> {
         let offsets = self.send_batch(std::slice::from_ref(event))?;
-        offsets.into_iter().next().ok_or_else(|| BusError::Other("empty send".into()))
+        offsets
+            .into_iter()
+            .next()
+            .ok_or_else(|| BusError::Other("empty send".into()))
     }
 
     fn send_batch(&mut self, events: &[Event]) -> Result<Vec<Offset>, BusError> {
@@ -65,8 +72,14 @@ impl Producer for FileLogProducer {
         let mut pending: Vec<u8> = Vec::new();
         for event in events {
             let active = self.active.as_mut().ok_or(BusError::NotOpen)?;
-            let record = record::encode(active.next_offset, &record::now(), event.evcategory, &event.to_json());
-            let full = active.len + pending.len() as u64 + record.len() as u64 > self.settings.segment_max_bytes;
+            let record = record::encode(
+                active.next_offset,
+                &record::now(),
+                event.evcategory,
+                &event.to_json(),
+            );
+            let full = active.len + pending.len() as u64 + record.len() as u64
+                > self.settings.segment_max_bytes;
             if full && active.len + pending.len() as u64 > HEADER_LEN {
                 self.flush(&mut pending)?;
                 self.roll()?;
@@ -95,13 +108,19 @@ impl FileLogProducer {
         if pending.is_empty() {
             return Ok(());
         }
-        let written = active.file.write_all(pending).and_then(|()| active.file.flush());
+        let written = active
+            .file
+            .write_all(pending)
+            .and_then(|()| active.file.flush());
         if let Err(e) = written {
             let _ = active.file.set_len(active.len);
             let _ = active.file.seek(SeekFrom::Start(active.len));
             active.next_offset -= count_records(pending);
             pending.clear();
-            return Err(io_error(&format!("cannot append to {}", active.path.display()), e));
+            return Err(io_error(
+                &format!("cannot append to {}", active.path.display()),
+                e,
+            ));
         }
         active.len += pending.len() as u64;
         pending.clear();
@@ -114,7 +133,9 @@ impl FileLogProducer {
 
     /// Closes the full segment and starts the next one.
     fn roll(&mut self) -> Result<(), BusError> {
-        let Some(mut old) = self.active.take() else { return Err(BusError::NotOpen) };
+        let Some(mut old) = self.active.take() else {
+            return Err(BusError::NotOpen);
+        };
         sync(&mut old)?;
         self.active = Some(self.create_segment(old.next_offset)?);
         Ok(())
@@ -123,10 +144,21 @@ impl FileLogProducer {
     fn create_segment(&self, first: u64) -> Result<Active, BusError> {
         let path = record::segment_path(&self.dir, first);
         let fail = |e| io_error(&format!("cannot create {}", path.display()), e);
-        let mut file = OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(fail)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(fail)?;
         file.write_all(MAGIC).map_err(fail)?;
         file.sync_all().map_err(fail)?;
-        Ok(Active { file, path, len: HEADER_LEN, next_offset: first, last_sync: Instant::now() })
+        Ok(Active {
+            file,
+            path,
+            len: HEADER_LEN,
+            next_offset: first,
+            last_sync: Instant::now(),
+        })
     }
 
     /// Opens the newest segment for appending after its last valid record,
@@ -134,14 +166,24 @@ impl FileLogProducer {
     fn recover(&self, first: u64) -> Result<Active, BusError> {
         let path = record::segment_path(&self.dir, first);
         let fail = |e| io_error(&format!("cannot open {}", path.display()), e);
-        let mut file = OpenOptions::new().read(true).write(true).open(&path).map_err(fail)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(fail)?;
         if !record::read_magic(&mut file, &path)? {
             // Created but never written: start it again.
             file.set_len(0).map_err(fail)?;
             file.seek(SeekFrom::Start(0)).map_err(fail)?;
             file.write_all(MAGIC).map_err(fail)?;
             file.sync_all().map_err(fail)?;
-            return Ok(Active { file, path, len: HEADER_LEN, next_offset: first, last_sync: Instant::now() });
+            return Ok(Active {
+                file,
+                path,
+                len: HEADER_LEN,
+                next_offset: first,
+                last_sync: Instant::now(),
+            });
         }
         let mut valid = HEADER_LEN;
         let mut next_offset = first;
@@ -181,15 +223,25 @@ impl FileLogProducer {
             file.sync_all().map_err(fail)?;
         }
         file.seek(SeekFrom::Start(valid)).map_err(fail)?;
-        Ok(Active { file, path, len: valid, next_offset, last_sync: Instant::now() })
+        Ok(Active {
+            file,
+            path,
+            len: valid,
+            next_offset,
+            last_sync: Instant::now(),
+        })
     }
 
     /// Deletes the segments, newest excepted, not written to within the
     /// retention period.
     fn apply_retention(&self, segments: &[u64]) -> Result<(), BusError> {
-        let Some(days) = self.settings.retention_in_days else { return Ok(()) };
+        let Some(days) = self.settings.retention_in_days else {
+            return Ok(());
+        };
         let keep = Duration::from_secs(u64::from(days) * 86_400);
-        let Some(cutoff) = SystemTime::now().checked_sub(keep) else { return Ok(()) };
+        let Some(cutoff) = SystemTime::now().checked_sub(keep) else {
+            return Ok(());
+        };
         // Segments are written in order, so the expired ones come first.
         for &first in segments.iter().take(segments.len().saturating_sub(1)) {
             let path = record::segment_path(&self.dir, first);

@@ -75,7 +75,11 @@ pub async fn run(args: ConsumeArgs) -> Result<()> {
     let limit = args.limit.unwrap_or(u64::MAX);
     while printed < limit {
         let events = match category {
-            Some(category) => consumer.find_next_event_of_category(category).await?.into_iter().collect(),
+            Some(category) => consumer
+                .find_next_event_of_category(category)
+                .await?
+                .into_iter()
+                .collect(),
             None => {
                 let max = u32::try_from(limit - printed).unwrap_or(BATCH).min(BATCH);
                 consumer.next_batch(max).await?
@@ -96,9 +100,10 @@ pub async fn run(args: ConsumeArgs) -> Result<()> {
 
 /// `{"offset": ..., "timestamp": "...", "event": {...}}` on one line.
 fn line(consumed: &Consumed) -> String {
-    let timestamp = DateTime::from_timestamp(consumed.timestamp.seconds, consumed.timestamp.nanoseconds)
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true))
-        .unwrap_or_default();
+    let timestamp =
+        DateTime::from_timestamp(consumed.timestamp.seconds, consumed.timestamp.nanoseconds)
+            .map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true))
+            .unwrap_or_default();
     format!(
         "{{\"offset\": {}, \"timestamp\": \"{timestamp}\", \"event\": {}}}",
         offset::to_json(&consumed.offset),

@@ -67,9 +67,18 @@ pub struct PluginArgs {
 impl PluginArgs {
     /// Loads the plugin with its grants.
     async fn load(&self) -> Result<Arc<Plugin>> {
-        let dirs = self.dirs.iter().map(|spec| DirGrant::parse(spec)).collect::<Result<Vec<_>, _>>()?;
-        let memory_limit = usize::try_from(self.memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
-        let grants = Grants { dirs, memory_limit, call_deadline: Duration::from_millis(self.call_deadline_ms) };
+        let dirs = self
+            .dirs
+            .iter()
+            .map(|spec| DirGrant::parse(spec))
+            .collect::<Result<Vec<_>, _>>()?;
+        let memory_limit =
+            usize::try_from(self.memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+        let grants = Grants {
+            dirs,
+            memory_limit,
+            call_deadline: Duration::from_millis(self.call_deadline_ms),
+        };
         load_plugin(self.plugin.as_deref(), grants, &self.cache).await
     }
 }
@@ -88,8 +97,16 @@ pub struct CacheArgs {
 }
 
 /// Loads the plugin at `path`, or the built-in file-log bus.
-async fn load_plugin(path: Option<&Path>, grants: Grants, cache: &CacheArgs) -> Result<Arc<Plugin>> {
-    let cache_dir = if cache.no_cache { None } else { cache.cache_dir.clone().or_else(Engine::default_cache_dir) };
+async fn load_plugin(
+    path: Option<&Path>,
+    grants: Grants,
+    cache: &CacheArgs,
+) -> Result<Arc<Plugin>> {
+    let cache_dir = if cache.no_cache {
+        None
+    } else {
+        cache.cache_dir.clone().or_else(Engine::default_cache_dir)
+    };
     let engine = Engine::new(cache_dir)?;
     let plugin = match path {
         Some(path) => Plugin::from_file(&engine, path, grants).await?,
@@ -114,7 +131,15 @@ pub fn init_logging(verbose: u8, quiet: bool) {
         (false, 1) => "debug",
         (false, _) => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HERMES_WASM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,hermes_wasm={default},plugin={default}")));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("HERMES_WASM_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!(
+                "warn,hermes_wasm={default},plugin={default}"
+            ))
+        });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
 }

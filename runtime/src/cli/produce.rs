@@ -46,7 +46,10 @@ pub async fn run(args: ProduceArgs) -> Result<()> {
     }
     producer.close().await?;
     let summary = match last {
-        Some(last) => format!("sent {sent} events, last offset {}\n", offset::to_json(&last)),
+        Some(last) => format!(
+            "sent {sent} events, last offset {}\n",
+            offset::to_json(&last)
+        ),
         None => "sent 0 events\n".to_owned(),
     };
     std::io::stdout().lock().write_all(summary.as_bytes())?;
@@ -58,7 +61,9 @@ fn read_events(input: Option<&PathBuf>) -> Result<(String, Vec<Event>)> {
     let (name, reader): (String, Box<dyn Read>) = match input {
         Some(path) => (
             path.display().to_string(),
-            Box::new(std::fs::File::open(path).with_context(|| format!("--input {}", path.display()))?),
+            Box::new(
+                std::fs::File::open(path).with_context(|| format!("--input {}", path.display()))?,
+            ),
         ),
         None => ("stdin".to_owned(), Box::new(std::io::stdin())),
     };
@@ -70,7 +75,10 @@ fn read_events(input: Option<&PathBuf>) -> Result<(String, Vec<Event>)> {
         }
         match Event::from_json(&line) {
             Ok(event) => events.push(event),
-            Err(e) => bail!("{name}: line {}: not a hermes event: {e}; nothing was sent", index + 1),
+            Err(e) => bail!(
+                "{name}: line {}: not a hermes event: {e}; nothing was sent",
+                index + 1
+            ),
         }
     }
     Ok((name, events))

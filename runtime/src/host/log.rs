@@ -60,28 +60,48 @@ pub struct GuestOutput {
 
 impl GuestOutput {
     pub(crate) fn stdout(plugin: Arc<str>) -> Self {
-        GuestOutput { level: Level::Info, plugin, pending: Arc::default() }
+        GuestOutput {
+            level: Level::Info,
+            plugin,
+            pending: Arc::default(),
+        }
     }
 
     pub(crate) fn stderr(plugin: Arc<str>) -> Self {
-        GuestOutput { level: Level::Warn, plugin, pending: Arc::default() }
+        GuestOutput {
+            level: Level::Warn,
+            plugin,
+            pending: Arc::default(),
+        }
     }
 
     fn take(&self, bytes: &[u8]) {
-        let Ok(mut pending) = self.pending.lock() else { return };
+        let Ok(mut pending) = self.pending.lock() else {
+            return;
+        };
         pending.extend_from_slice(bytes);
         while let Some(end) = pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = pending.drain(..=end).collect();
-            emit(&self.plugin, self.level, truncate(String::from_utf8_lossy(&line[..end]).trim_end_matches('\r')));
+            emit(
+                &self.plugin,
+                self.level,
+                truncate(String::from_utf8_lossy(&line[..end]).trim_end_matches('\r')),
+            );
         }
         if pending.len() > MAX_LINE {
             let line: Vec<u8> = std::mem::take(&mut *pending);
-            emit(&self.plugin, self.level, truncate(&String::from_utf8_lossy(&line)));
+            emit(
+                &self.plugin,
+                self.level,
+                truncate(&String::from_utf8_lossy(&line)),
+            );
         }
     }
 
     fn finish(&self) {
-        let Ok(mut pending) = self.pending.lock() else { return };
+        let Ok(mut pending) = self.pending.lock() else {
+            return;
+        };
         if !pending.is_empty() {
             let line = std::mem::take(&mut *pending);
             emit(&self.plugin, self.level, &String::from_utf8_lossy(&line));
@@ -102,7 +122,11 @@ impl StdoutStream for GuestOutput {
 }
 
 impl AsyncWrite for GuestOutput {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.take(buf);
         Poll::Ready(Ok(buf.len()))
     }

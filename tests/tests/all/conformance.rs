@@ -14,7 +14,10 @@ use hermes_wasm_tests::{Bus, user_added, users};
 const DRAINED: Duration = Duration::from_millis(200);
 
 fn unknown_offset(result: Result<(), Error>) -> bool {
-    matches!(result.as_ref().map_err(Error::bus_error), Err(Some(BusError::UnknownOffset(_))))
+    matches!(
+        result.as_ref().map_err(Error::bus_error),
+        Err(Some(BusError::UnknownOffset(_)))
+    )
 }
 
 async fn send_each(bus: &Bus, events: &[hermes_event::Event]) -> Vec<Offset> {
@@ -36,14 +39,26 @@ async fn iteration_yields_every_event_in_order_with_its_offset_and_timestamp(bus
     while let Some(consumed) = consumer.next().await.expect("next") {
         read.push(consumed);
     }
-    assert_eq!(read.iter().map(|c| c.event.clone()).collect::<Vec<_>>(), events);
-    assert_eq!(read.iter().map(|c| c.offset.clone()).collect::<Vec<_>>(), offsets);
+    assert_eq!(
+        read.iter().map(|c| c.event.clone()).collect::<Vec<_>>(),
+        events
+    );
+    assert_eq!(
+        read.iter().map(|c| c.offset.clone()).collect::<Vec<_>>(),
+        offsets
+    );
     for pair in read.windows(2) {
         let (a, b) = (&pair[0].timestamp, &pair[1].timestamp);
-        assert!((a.seconds, a.nanoseconds) <= (b.seconds, b.nanoseconds), "timestamps go forward");
+        assert!(
+            (a.seconds, a.nanoseconds) <= (b.seconds, b.nanoseconds),
+            "timestamps go forward"
+        );
     }
     for consumed in &read {
-        assert!(consumed.timestamp.seconds >= before - 1 && consumed.timestamp.seconds <= now_secs() + 1);
+        assert!(
+            consumed.timestamp.seconds >= before - 1
+                && consumed.timestamp.seconds <= now_secs() + 1
+        );
     }
 }
 
@@ -53,8 +68,14 @@ async fn seek_to_beginning_returns_to_the_oldest_event(bus: Bus) {
     let mut consumer = bus.consumer(DRAINED).await;
     consumer.next().await.expect("next");
     consumer.next().await.expect("next");
-    consumer.seek_to_beginning().await.expect("seek to beginning");
-    assert_eq!(consumer.next().await.expect("next").map(|c| c.event), Some(events[0].clone()));
+    consumer
+        .seek_to_beginning()
+        .await
+        .expect("seek to beginning");
+    assert_eq!(
+        consumer.next().await.expect("next").map(|c| c.event),
+        Some(events[0].clone())
+    );
 }
 
 async fn seek_positions_at_the_event_with_that_offset(bus: Bus) {
@@ -74,10 +95,20 @@ async fn seek_after_resumes_right_after_the_event(bus: Bus) {
     let mut consumer = bus.consumer(DRAINED).await;
     for i in 0..events.len() - 1 {
         consumer.seek_after(&offsets[i]).await.expect("seek after");
-        assert_eq!(consumer.next().await.expect("next").map(|c| c.event), Some(events[i + 1].clone()));
+        assert_eq!(
+            consumer.next().await.expect("next").map(|c| c.event),
+            Some(events[i + 1].clone())
+        );
     }
-    consumer.seek_after(&offsets[3]).await.expect("seek after the last event");
-    assert_eq!(consumer.next().await.expect("next"), None, "nothing after the last event");
+    consumer
+        .seek_after(&offsets[3])
+        .await
+        .expect("seek after the last event");
+    assert_eq!(
+        consumer.next().await.expect("next"),
+        None,
+        "nothing after the last event"
+    );
 }
 
 async fn an_offset_the_bus_does_not_hold_is_an_error(bus: Bus) {
@@ -91,20 +122,44 @@ async fn an_offset_the_bus_does_not_hold_is_an_error(bus: Bus) {
         Offset::Bytes(vec![0xde, 0xad]),
     ];
     for offset in &strangers {
-        assert!(unknown_offset(consumer.seek(offset).await), "seek({offset:?}) must fail");
-        assert!(unknown_offset(consumer.seek_after(offset).await), "seek_after({offset:?}) must fail");
+        assert!(
+            unknown_offset(consumer.seek(offset).await),
+            "seek({offset:?}) must fail"
+        );
+        assert!(
+            unknown_offset(consumer.seek_after(offset).await),
+            "seek_after({offset:?}) must fail"
+        );
     }
     // A failed seek leaves the position where it was.
-    assert_eq!(consumer.next().await.expect("next").map(|c| c.event), Some(user_added(Category::Base, 1)));
+    assert_eq!(
+        consumer.next().await.expect("next").map(|c| c.event),
+        Some(user_added(Category::Base, 1))
+    );
 }
 
 async fn the_timeout_ends_iteration(bus: Bus) {
     let mut consumer = bus.consumer(Duration::from_millis(300)).await;
     let started = Instant::now();
     assert_eq!(consumer.next().await.expect("next"), None);
-    assert!(started.elapsed() >= Duration::from_millis(300), "it waited for the timeout");
-    assert!(consumer.next_batch(10).await.expect("next batch").is_empty());
-    assert_eq!(consumer.find_next_event_of_category(Category::Base).await.expect("find"), None);
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "it waited for the timeout"
+    );
+    assert!(
+        consumer
+            .next_batch(10)
+            .await
+            .expect("next batch")
+            .is_empty()
+    );
+    assert_eq!(
+        consumer
+            .find_next_event_of_category(Category::Base)
+            .await
+            .expect("find"),
+        None
+    );
 }
 
 async fn a_waiting_consumer_gets_an_event_sent_meanwhile(bus: Bus) {
@@ -126,12 +181,27 @@ async fn find_next_event_of_category_moves_the_position(bus: Bus) {
     ];
     send_each(&bus, &events).await;
     let mut consumer = bus.consumer(DRAINED).await;
-    let found = consumer.find_next_event_of_category(Category::Initsync).await.expect("find");
+    let found = consumer
+        .find_next_event_of_category(Category::Initsync)
+        .await
+        .expect("find");
     assert_eq!(found.map(|c| c.event), Some(events[1].clone()));
-    assert_eq!(consumer.next().await.expect("next").map(|c| c.event), Some(events[2].clone()));
-    let found = consumer.find_next_event_of_category(Category::Initsync).await.expect("find");
+    assert_eq!(
+        consumer.next().await.expect("next").map(|c| c.event),
+        Some(events[2].clone())
+    );
+    let found = consumer
+        .find_next_event_of_category(Category::Initsync)
+        .await
+        .expect("find");
     assert_eq!(found.map(|c| c.event), Some(events[3].clone()));
-    assert_eq!(consumer.find_next_event_of_category(Category::Base).await.expect("find"), None);
+    assert_eq!(
+        consumer
+            .find_next_event_of_category(Category::Base)
+            .await
+            .expect("find"),
+        None
+    );
 }
 
 async fn the_same_events_can_be_read_twice(bus: Bus) {
@@ -161,14 +231,26 @@ async fn a_batch_is_stored_in_order_with_its_offsets(bus: Bus) {
         offsets.push(producer.send(event).await.expect("send"));
     }
     offsets.extend(producer.send_batch(&batch).await.expect("send batch"));
-    assert!(producer.send_batch(&[]).await.expect("empty batch").is_empty());
+    assert!(
+        producer
+            .send_batch(&[])
+            .await
+            .expect("empty batch")
+            .is_empty()
+    );
     producer.close().await.expect("close");
 
     let mut consumer = bus.consumer(DRAINED).await;
     let read = consumer.next_batch(1000).await.expect("next batch");
     let expected: Vec<_> = first.iter().chain(&batch).cloned().collect();
-    assert_eq!(read.iter().map(|c| c.event.clone()).collect::<Vec<_>>(), expected);
-    assert_eq!(read.iter().map(|c| c.offset.clone()).collect::<Vec<_>>(), offsets);
+    assert_eq!(
+        read.iter().map(|c| c.event.clone()).collect::<Vec<_>>(),
+        expected
+    );
+    assert_eq!(
+        read.iter().map(|c| c.offset.clone()).collect::<Vec<_>>(),
+        offsets
+    );
 }
 
 async fn producer_and_consumer_reopen_after_close(bus: Bus) {
@@ -177,7 +259,11 @@ async fn producer_and_consumer_reopen_after_close(bus: Bus) {
     producer.send_batch(&events[..2]).await.expect("send");
     producer.close().await.expect("close");
     assert!(matches!(
-        producer.send(&events[2]).await.as_ref().map_err(Error::bus_error),
+        producer
+            .send(&events[2])
+            .await
+            .as_ref()
+            .map_err(Error::bus_error),
         Err(Some(BusError::NotOpen))
     ));
     producer.open().await.expect("reopen");
@@ -185,11 +271,23 @@ async fn producer_and_consumer_reopen_after_close(bus: Bus) {
     producer.close().await.expect("close");
 
     let mut consumer = bus.consumer(DRAINED).await;
-    assert_eq!(consumer.next().await.expect("next").map(|c| c.event), Some(events[0].clone()));
+    assert_eq!(
+        consumer.next().await.expect("next").map(|c| c.event),
+        Some(events[0].clone())
+    );
     consumer.close().await.expect("close");
-    assert!(matches!(consumer.next().await.as_ref().map_err(Error::bus_error), Err(Some(BusError::NotOpen))));
+    assert!(matches!(
+        consumer.next().await.as_ref().map_err(Error::bus_error),
+        Err(Some(BusError::NotOpen))
+    ));
     consumer.open().await.expect("reopen");
-    let rest: Vec<_> = consumer.next_batch(10).await.expect("next batch").into_iter().map(|c| c.event).collect();
+    let rest: Vec<_> = consumer
+        .next_batch(10)
+        .await
+        .expect("next batch")
+        .into_iter()
+        .map(|c| c.event)
+        .collect();
     assert_eq!(rest, events[1..], "a reopened consumer keeps its position");
 }
 
@@ -202,12 +300,21 @@ async fn two_consumers_keep_their_own_positions(bus: Bus) {
         fast.next().await.expect("next");
     }
     slow.next().await.expect("next");
-    assert_eq!(fast.next().await.expect("next").map(|c| c.event), Some(events[3].clone()));
-    assert_eq!(slow.next().await.expect("next").map(|c| c.event), Some(events[1].clone()));
+    assert_eq!(
+        fast.next().await.expect("next").map(|c| c.event),
+        Some(events[3].clone())
+    );
+    assert_eq!(
+        slow.next().await.expect("next").map(|c| c.event),
+        Some(events[1].clone())
+    );
 }
 
 fn now_secs() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// Runs every case of the suite against the bus that `$make` builds.

@@ -22,7 +22,12 @@ fn segments(bus: &Bus) -> Vec<PathBuf> {
 }
 
 fn append(path: &Path, bytes: &[u8]) {
-    OpenOptions::new().append(true).open(path).expect("open segment").write_all(bytes).expect("append");
+    OpenOptions::new()
+        .append(true)
+        .open(path)
+        .expect("open segment")
+        .write_all(bytes)
+        .expect("append");
 }
 
 async fn read_all(consumer: &mut Consumer) -> Vec<hermes_wasm::consumer::Consumed> {
@@ -54,17 +59,27 @@ async fn a_torn_tail_is_never_delivered_and_is_cut_off_when_the_producer_reopens
     append(segment, &[200, 0, 0, 0, 1, 2, 3, 4, b'{', b'"']);
     let mut consumer = bus.consumer(DRAINED).await;
     let read = read_all(&mut consumer).await;
-    assert_eq!(read.into_iter().map(|c| c.event).collect::<Vec<_>>(), events, "the torn record is not delivered");
+    assert_eq!(
+        read.into_iter().map(|c| c.event).collect::<Vec<_>>(),
+        events,
+        "the torn record is not delivered"
+    );
 
     let size_with_tail = std::fs::metadata(segment).expect("stat").len();
     let mut producer = bus.producer().await;
-    assert!(std::fs::metadata(segment).expect("stat").len() < size_with_tail, "the tail was cut off");
+    assert!(
+        std::fs::metadata(segment).expect("stat").len() < size_with_tail,
+        "the tail was cut off"
+    );
     let more = users(Category::Base, 10, 1);
     assert_eq!(producer.send(&more[0]).await.expect("send"), Offset::Int(3));
     producer.close().await.expect("close");
 
     // The waiting consumer moves on to the repaired record.
-    assert_eq!(consumer.next().await.expect("next").map(|c| c.event), Some(more[0].clone()));
+    assert_eq!(
+        consumer.next().await.expect("next").map(|c| c.event),
+        Some(more[0].clone())
+    );
 }
 
 #[tokio::test]
@@ -83,12 +98,31 @@ async fn a_damaged_record_inside_the_log_is_an_error_and_nothing_is_cut() {
     std::fs::write(segment, &bytes).expect("write");
 
     let mut consumer = bus.consumer(DRAINED).await;
-    assert_eq!(consumer.next().await.expect("first record is fine").map(|c| c.event), Some(events[0].clone()));
-    assert!(matches!(bus_error(consumer.next().await), BusError::Corrupted(_)));
+    assert_eq!(
+        consumer
+            .next()
+            .await
+            .expect("first record is fine")
+            .map(|c| c.event),
+        Some(events[0].clone())
+    );
+    assert!(matches!(
+        bus_error(consumer.next().await),
+        BusError::Corrupted(_)
+    ));
 
-    let mut producer = Producer::create(bus.plugin.clone(), &bus.settings).await.expect("create");
-    assert!(matches!(bus_error(producer.open().await), BusError::Corrupted(_)));
-    assert_eq!(std::fs::read(segment).expect("read"), bytes, "the producer cut nothing");
+    let mut producer = Producer::create(bus.plugin.clone(), &bus.settings)
+        .await
+        .expect("create");
+    assert!(matches!(
+        bus_error(producer.open().await),
+        BusError::Corrupted(_)
+    ));
+    assert_eq!(
+        std::fs::read(segment).expect("read"),
+        bytes,
+        "the producer cut nothing"
+    );
 }
 
 #[tokio::test]
@@ -96,26 +130,45 @@ async fn segments_roll_and_reading_crosses_them() {
     let dir = tempfile::tempdir().expect("tempdir");
     let plugin = load(guests::FILE_LOG, &[dir.path()], Grants::default()).await;
     let settings = serde_json::json!({ "path": dir.path().join("bus"), "segment_max_bytes": 4096, "fsync": "always" });
-    let bus = Bus { plugin, settings, dir };
+    let bus = Bus {
+        plugin,
+        settings,
+        dir,
+    };
 
     let events = users(Category::Base, 0, 60);
     let mut producer = bus.producer().await;
-    producer.send_batch(&events[..30]).await.expect("send batch");
+    producer
+        .send_batch(&events[..30])
+        .await
+        .expect("send batch");
     for event in &events[30..] {
         producer.send(event).await.expect("send");
     }
     producer.close().await.expect("close");
     let files = segments(&bus);
-    assert!(files.len() >= 3, "60 events of ~300 bytes make several 4 KiB segments, got {files:?}");
+    assert!(
+        files.len() >= 3,
+        "60 events of ~300 bytes make several 4 KiB segments, got {files:?}"
+    );
     for file in &files[..files.len() - 1] {
         assert!(std::fs::metadata(file).expect("stat").len() <= 4096);
     }
 
     let mut consumer = bus.consumer(DRAINED).await;
     let read = read_all(&mut consumer).await;
-    assert_eq!(read.iter().map(|c| c.event.clone()).collect::<Vec<_>>(), events);
-    consumer.seek(&Offset::Int(45)).await.expect("seek into a later segment");
-    assert_eq!(consumer.next().await.expect("next").map(|c| c.event), Some(events[45].clone()));
+    assert_eq!(
+        read.iter().map(|c| c.event.clone()).collect::<Vec<_>>(),
+        events
+    );
+    consumer
+        .seek(&Offset::Int(45))
+        .await
+        .expect("seek into a later segment");
+    assert_eq!(
+        consumer.next().await.expect("next").map(|c| c.event),
+        Some(events[45].clone())
+    );
 }
 
 #[tokio::test]
@@ -124,45 +177,92 @@ async fn retention_deletes_old_segments_at_open_and_keeps_the_newest() {
     let plugin = load(guests::FILE_LOG, &[dir.path()], Grants::default()).await;
     let path = dir.path().join("bus");
     let settings = serde_json::json!({ "path": path, "segment_max_bytes": 4096 });
-    let bus = Bus { plugin: plugin.clone(), settings, dir };
+    let bus = Bus {
+        plugin: plugin.clone(),
+        settings,
+        dir,
+    };
     let mut producer = bus.producer().await;
-    producer.send_batch(&users(Category::Base, 0, 60)).await.expect("send");
+    producer
+        .send_batch(&users(Category::Base, 0, 60))
+        .await
+        .expect("send");
     producer.close().await.expect("close");
 
     let files = segments(&bus);
     let ten_days_ago = SystemTime::now() - Duration::from_secs(10 * 86_400);
     for file in &files {
-        std::fs::File::options().write(true).open(file).expect("open").set_modified(ten_days_ago).expect("mtime");
+        std::fs::File::options()
+            .write(true)
+            .open(file)
+            .expect("open")
+            .set_modified(ten_days_ago)
+            .expect("mtime");
     }
-    let retained = serde_json::json!({ "path": path, "segment_max_bytes": 4096, "retention_in_days": 1 });
-    let mut producer = Producer::create(plugin.clone(), &retained).await.expect("create");
+    let retained =
+        serde_json::json!({ "path": path, "segment_max_bytes": 4096, "retention_in_days": 1 });
+    let mut producer = Producer::create(plugin.clone(), &retained)
+        .await
+        .expect("create");
     producer.open().await.expect("open applies retention");
-    let next = producer.send(&users(Category::Base, 99, 1)[0]).await.expect("send");
+    let next = producer
+        .send(&users(Category::Base, 99, 1)[0])
+        .await
+        .expect("send");
     producer.close().await.expect("close");
 
     let left = segments(&bus);
-    assert_eq!(left, files[files.len() - 1..], "only the newest segment is left");
-    let first_left: i64 = left[0].file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse().ok()).expect("name");
+    assert_eq!(
+        left,
+        files[files.len() - 1..],
+        "only the newest segment is left"
+    );
+    let first_left: i64 = left[0]
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.parse().ok())
+        .expect("name");
     assert_eq!(next, Offset::Int(60), "offsets go on after retention");
 
     let mut consumer = bus.consumer(DRAINED).await;
-    assert_eq!(consumer.next().await.expect("next").map(|c| c.offset), Some(Offset::Int(first_left)));
-    assert!(matches!(bus_error(consumer.seek(&Offset::Int(0)).await), BusError::UnknownOffset(_)));
+    assert_eq!(
+        consumer.next().await.expect("next").map(|c| c.offset),
+        Some(Offset::Int(first_left))
+    );
+    assert!(matches!(
+        bus_error(consumer.seek(&Offset::Int(0)).await),
+        BusError::UnknownOffset(_)
+    ));
 }
 
 #[tokio::test]
 async fn the_offset_after_the_last_event_is_the_end_and_nothing_beyond() {
     let bus = Bus::file_log().await;
     let mut producer = bus.producer().await;
-    producer.send_batch(&users(Category::Base, 0, 3)).await.expect("send");
+    producer
+        .send_batch(&users(Category::Base, 0, 3))
+        .await
+        .expect("send");
     let mut consumer = bus.consumer(DRAINED).await;
-    consumer.seek(&Offset::Int(3)).await.expect("the next offset is valid");
+    consumer
+        .seek(&Offset::Int(3))
+        .await
+        .expect("the next offset is valid");
     assert_eq!(consumer.next().await.expect("next"), None);
-    assert!(matches!(bus_error(consumer.seek(&Offset::Int(4)).await), BusError::UnknownOffset(_)));
-    assert!(matches!(bus_error(consumer.seek_after(&Offset::Int(3)).await), BusError::UnknownOffset(_)));
+    assert!(matches!(
+        bus_error(consumer.seek(&Offset::Int(4)).await),
+        BusError::UnknownOffset(_)
+    ));
+    assert!(matches!(
+        bus_error(consumer.seek_after(&Offset::Int(3)).await),
+        BusError::UnknownOffset(_)
+    ));
     let later = users(Category::Base, 7, 1);
     producer.send(&later[0]).await.expect("send");
-    assert_eq!(consumer.next().await.expect("next").map(|c| c.event), Some(later[0].clone()));
+    assert_eq!(
+        consumer.next().await.expect("next").map(|c| c.event),
+        Some(later[0].clone())
+    );
 }
 
 #[tokio::test]
@@ -170,9 +270,18 @@ async fn a_missing_log_is_an_empty_bus_for_a_consumer() {
     let bus = Bus::file_log().await;
     let mut consumer = bus.consumer(DRAINED).await;
     assert_eq!(consumer.next().await.expect("next"), None);
-    consumer.seek(&Offset::Int(0)).await.expect("offset 0 is the end of an empty log");
-    assert!(matches!(bus_error(consumer.seek(&Offset::Int(1)).await), BusError::UnknownOffset(_)));
-    assert!(!bus.dir.path().join("bus").exists(), "a consumer creates nothing");
+    consumer
+        .seek(&Offset::Int(0))
+        .await
+        .expect("offset 0 is the end of an empty log");
+    assert!(matches!(
+        bus_error(consumer.seek(&Offset::Int(1)).await),
+        BusError::UnknownOffset(_)
+    ));
+    assert!(
+        !bus.dir.path().join("bus").exists(),
+        "a consumer creates nothing"
+    );
 }
 
 #[tokio::test]
@@ -181,7 +290,11 @@ async fn every_fsync_policy_stores_the_events() {
         let dir = tempfile::tempdir().expect("tempdir");
         let plugin = load(guests::FILE_LOG, &[dir.path()], Grants::default()).await;
         let settings = serde_json::json!({ "path": dir.path().join("bus"), "fsync": fsync, "fsync_interval_ms": 50 });
-        let bus = Bus { plugin, settings, dir };
+        let bus = Bus {
+            plugin,
+            settings,
+            dir,
+        };
         let events = users(Category::Initsync, 0, 5);
         let mut producer = bus.producer().await;
         producer.send_batch(&events[..2]).await.expect("send batch");
@@ -189,7 +302,11 @@ async fn every_fsync_policy_stores_the_events() {
             producer.send(event).await.expect("send");
         }
         let mut consumer = bus.consumer(DRAINED).await;
-        let read: Vec<_> = read_all(&mut consumer).await.into_iter().map(|c| c.event).collect();
+        let read: Vec<_> = read_all(&mut consumer)
+            .await
+            .into_iter()
+            .map(|c| c.event)
+            .collect();
         assert_eq!(read, events, "fsync {fsync}");
     }
 }
@@ -200,18 +317,45 @@ async fn bad_settings_are_refused_before_the_plugin_sees_them_naming_the_field()
     let path = bus.dir.path().join("bus");
     let cases = [
         (serde_json::json!({}), "path"),
-        (serde_json::json!({ "path": path, "fsync": "sometimes" }), "/fsync"),
-        (serde_json::json!({ "path": path, "colour": "blue" }), "colour"),
-        (serde_json::json!({ "path": path, "retention_in_days": 0 }), "/retention_in_days"),
-        (serde_json::json!({ "path": path, "segment_max_bytes": "big" }), "/segment_max_bytes"),
+        (
+            serde_json::json!({ "path": path, "fsync": "sometimes" }),
+            "/fsync",
+        ),
+        (
+            serde_json::json!({ "path": path, "colour": "blue" }),
+            "colour",
+        ),
+        (
+            serde_json::json!({ "path": path, "retention_in_days": 0 }),
+            "/retention_in_days",
+        ),
+        (
+            serde_json::json!({ "path": path, "segment_max_bytes": "big" }),
+            "/segment_max_bytes",
+        ),
         (serde_json::json!({ "path": 42 }), "/path"),
     ];
     for (settings, field) in cases {
-        let error = Producer::create(bus.plugin.clone(), &settings).await.err().expect("refused");
-        assert!(matches!(error, Error::Settings { .. }), "{settings}: {error}");
-        assert!(error.to_string().contains(field), "{settings}: {error} should name {field}");
-        let error = Consumer::create(bus.plugin.clone(), &settings).await.err().expect("refused");
-        assert!(error.to_string().contains(field), "{settings}: {error} should name {field}");
+        let error = Producer::create(bus.plugin.clone(), &settings)
+            .await
+            .err()
+            .expect("refused");
+        assert!(
+            matches!(error, Error::Settings { .. }),
+            "{settings}: {error}"
+        );
+        assert!(
+            error.to_string().contains(field),
+            "{settings}: {error} should name {field}"
+        );
+        let error = Consumer::create(bus.plugin.clone(), &settings)
+            .await
+            .err()
+            .expect("refused");
+        assert!(
+            error.to_string().contains(field),
+            "{settings}: {error} should name {field}"
+        );
     }
 }
 
@@ -223,6 +367,17 @@ async fn a_log_outside_the_granted_directories_cannot_be_opened() {
     let settings = serde_json::json!({ "path": elsewhere.path().join("bus") });
     let mut producer = Producer::create(plugin, &settings).await.expect("create");
     let error = producer.open().await.expect_err("outside the grant");
-    assert!(error.to_string().contains(&elsewhere.path().join("bus").display().to_string()), "{error}");
-    assert!(std::fs::read_dir(elsewhere.path()).expect("list").next().is_none(), "nothing was created there");
+    assert!(
+        error
+            .to_string()
+            .contains(&elsewhere.path().join("bus").display().to_string()),
+        "{error}"
+    );
+    assert!(
+        std::fs::read_dir(elsewhere.path())
+            .expect("list")
+            .next()
+            .is_none(),
+        "nothing was created there"
+    );
 }

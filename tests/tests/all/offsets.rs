@@ -16,7 +16,11 @@ async fn round_trip(kind: &str, matches_kind: fn(&Offset) -> bool) {
     let all = consumer.next_batch(10).await.expect("read");
     assert_eq!(all.len(), 4);
     for consumed in &all {
-        assert!(matches_kind(&consumed.offset), "{kind}: {:?}", consumed.offset);
+        assert!(
+            matches_kind(&consumed.offset),
+            "{kind}: {:?}",
+            consumed.offset
+        );
     }
 
     for (i, consumed) in all.iter().enumerate() {
@@ -25,10 +29,18 @@ async fn round_trip(kind: &str, matches_kind: fn(&Offset) -> bool) {
         assert_eq!(parsed, consumed.offset, "{kind}: {printed}");
 
         consumer.seek(&parsed).await.expect("seek");
-        assert_eq!(consumer.next().await.expect("next").as_ref(), Some(consumed), "{kind}: seek {printed}");
+        assert_eq!(
+            consumer.next().await.expect("next").as_ref(),
+            Some(consumed),
+            "{kind}: seek {printed}"
+        );
 
         consumer.seek_after(&parsed).await.expect("seek after");
-        assert_eq!(consumer.next().await.expect("next").as_ref(), all.get(i + 1), "{kind}: seek-after {printed}");
+        assert_eq!(
+            consumer.next().await.expect("next").as_ref(),
+            all.get(i + 1),
+            "{kind}: seek-after {printed}"
+        );
     }
 }
 
@@ -61,7 +73,15 @@ async fn after_a_trap_a_fresh_instance_resumes_after_the_last_event_delivered() 
     consumer.set_timeout(Some(Duration::from_millis(100)));
     let mut keys = Vec::new();
     for _ in 0..2 {
-        keys.push(consumer.next().await.expect("next").expect("event").event.objpkey);
+        keys.push(
+            consumer
+                .next()
+                .await
+                .expect("next")
+                .expect("event")
+                .event
+                .objpkey,
+        );
     }
     // Every instance traps on its third read: the first after events 0 and 1,
     // the second (placed after event 1) after events 2 and 3.
@@ -71,7 +91,10 @@ async fn after_a_trap_a_fresh_instance_resumes_after_the_last_event_delivered() 
             Ok(Some(consumed)) => keys.push(consumed.event.objpkey),
             Ok(None) => break,
             Err(error) => {
-                assert!(matches!(error, hermes_wasm::Error::Trapped { .. }), "{error}");
+                assert!(
+                    matches!(error, hermes_wasm::Error::Trapped { .. }),
+                    "{error}"
+                );
                 assert!(error.to_string().contains("crashed"), "{error}");
                 traps += 1;
             }

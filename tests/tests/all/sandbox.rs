@@ -6,7 +6,9 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use hermes_event::{Category, Event, EventType, Value};
-use hermes_wasm::{BusError, CodeSource, Consumer, Engine, Error, Grants, Offset, Plugin, Producer, World};
+use hermes_wasm::{
+    BusError, CodeSource, Consumer, Engine, Error, Grants, Offset, Plugin, Producer, World,
+};
 use hermes_wasm_tests::{guests, load};
 
 fn attempt(what: &str, arg: &str) -> Event {
@@ -21,7 +23,9 @@ fn attempt(what: &str, arg: &str) -> Event {
 
 async fn probe(grants: Grants, granted: &[&std::path::Path]) -> Producer {
     let plugin = load(guests::SANDBOX_PROBE, granted, grants).await;
-    let mut producer = Producer::create(plugin, &serde_json::json!({})).await.expect("create");
+    let mut producer = Producer::create(plugin, &serde_json::json!({}))
+        .await
+        .expect("create");
     producer.open().await.expect("open");
     producer
 }
@@ -29,7 +33,10 @@ async fn probe(grants: Grants, granted: &[&std::path::Path]) -> Producer {
 /// The error a refused attempt returns: the plugin saw a failure, and says so.
 fn refused(result: Result<Offset, Error>) -> String {
     match result {
-        Err(Error::Bus { error: BusError::Other(message), .. }) => message,
+        Err(Error::Bus {
+            error: BusError::Other(message),
+            ..
+        }) => message,
         other => panic!("expected the attempt to be refused, got {other:?}"),
     }
 }
@@ -43,13 +50,24 @@ async fn files_outside_the_grant_cannot_be_read() {
     std::fs::write(granted.path().join("open.txt"), "fine").expect("write");
 
     let mut producer = probe(Grants::default(), &[granted.path()]).await;
-    let message = refused(producer.send(&attempt("read-file", &secret.display().to_string())).await);
+    let message = refused(
+        producer
+            .send(&attempt("read-file", &secret.display().to_string()))
+            .await,
+    );
     assert!(message.contains("read"), "{message}");
     let message = refused(producer.send(&attempt("read-file", "/etc/passwd")).await);
     assert!(message.contains("/etc/passwd"), "{message}");
     // The grant itself works, so the refusals above are the sandbox's doing.
-    let breach = producer.send(&attempt("read-file", &granted.path().join("open.txt").display().to_string())).await;
-    assert!(matches!(breach, Err(Error::Bus { error: BusError::Corrupted(m), .. }) if m.contains("read 4 bytes")));
+    let breach = producer
+        .send(&attempt(
+            "read-file",
+            &granted.path().join("open.txt").display().to_string(),
+        ))
+        .await;
+    assert!(
+        matches!(breach, Err(Error::Bus { error: BusError::Corrupted(m), .. }) if m.contains("read 4 bytes"))
+    );
 }
 
 #[tokio::test]
@@ -60,7 +78,11 @@ async fn environment_variables_are_not_visible() {
         std::env::set_var("HERMES_PROBE_SECRET", "leaked")
     };
     let mut producer = probe(Grants::default(), &[]).await;
-    let message = refused(producer.send(&attempt("read-env", "HERMES_PROBE_SECRET")).await);
+    let message = refused(
+        producer
+            .send(&attempt("read-env", "HERMES_PROBE_SECRET"))
+            .await,
+    );
     assert!(message.contains("HERMES_PROBE_SECRET"), "{message}");
 }
 
@@ -72,32 +94,61 @@ async fn the_network_is_closed() {
     let mut producer = probe(Grants::default(), &[]).await;
     let message = refused(producer.send(&attempt("connect", &address)).await);
     assert!(message.contains(&address), "{message}");
-    assert!(listener.accept().is_err(), "no connection reached the listener");
+    assert!(
+        listener.accept().is_err(),
+        "no connection reached the listener"
+    );
 }
 
 #[tokio::test]
 async fn a_guest_stuck_in_a_loop_is_interrupted_and_the_host_carries_on() {
-    let grants = Grants { call_deadline: Duration::from_millis(300), ..Grants::default() };
+    let grants = Grants {
+        call_deadline: Duration::from_millis(300),
+        ..Grants::default()
+    };
     let mut producer = probe(grants, &[]).await;
-    assert_eq!(producer.send(&attempt("ok", "")).await.expect("send"), Offset::Int(0));
-    let error = producer.send(&attempt("loop", "")).await.expect_err("interrupted");
+    assert_eq!(
+        producer.send(&attempt("ok", "")).await.expect("send"),
+        Offset::Int(0)
+    );
+    let error = producer
+        .send(&attempt("loop", ""))
+        .await
+        .expect_err("interrupted");
     assert!(matches!(error, Error::Trapped { .. }), "{error}");
     assert!(error.to_string().contains("call deadline"), "{error}");
     // The next call runs in a fresh instance (its counter starts again).
-    assert_eq!(producer.send(&attempt("ok", "")).await.expect("send"), Offset::Int(0));
+    assert_eq!(
+        producer.send(&attempt("ok", "")).await.expect("send"),
+        Offset::Int(0)
+    );
 }
 
 #[tokio::test]
 async fn allocating_past_the_memory_cap_fails_and_the_host_carries_on() {
-    let grants = Grants { memory_limit: 32 << 20, ..Grants::default() };
+    let grants = Grants {
+        memory_limit: 32 << 20,
+        ..Grants::default()
+    };
     let mut producer = probe(grants, &[]).await;
-    let error = producer.send(&attempt("allocate", "64")).await.expect_err("over the cap");
+    let error = producer
+        .send(&attempt("allocate", "64"))
+        .await
+        .expect_err("over the cap");
     assert!(matches!(error, Error::Trapped { .. }), "{error}");
-    assert!(error.to_string().contains("memory cap of 32 MiB"), "{error}");
+    assert!(
+        error.to_string().contains("memory cap of 32 MiB"),
+        "{error}"
+    );
     // Within the cap is fine, in the fresh instance.
     let within = producer.send(&attempt("allocate", "8")).await;
-    assert!(matches!(within, Err(Error::Bus { error: BusError::Corrupted(m), .. }) if m.contains("allocated 8 MiB")));
-    assert_eq!(producer.send(&attempt("ok", "")).await.expect("send"), Offset::Int(0));
+    assert!(
+        matches!(within, Err(Error::Bus { error: BusError::Corrupted(m), .. }) if m.contains("allocated 8 MiB"))
+    );
+    assert_eq!(
+        producer.send(&attempt("ok", "")).await.expect("send"),
+        Offset::Int(0)
+    );
 }
 
 #[tokio::test]
@@ -105,14 +156,43 @@ async fn the_world_is_read_from_the_exports_and_a_missing_role_is_refused() {
     let probe = load(guests::SANDBOX_PROBE, &[], Grants::default()).await;
     assert_eq!(probe.world(), World::Producer);
     assert_eq!(probe.name(), "sandbox-probe");
-    let error = Consumer::create(probe, &serde_json::json!({})).await.err().expect("no consumer role");
-    assert!(matches!(error, Error::MissingRole { role: "consumer", .. }), "{error}");
+    let error = Consumer::create(probe, &serde_json::json!({}))
+        .await
+        .err()
+        .expect("no consumer role");
+    assert!(
+        matches!(
+            error,
+            Error::MissingRole {
+                role: "consumer",
+                ..
+            }
+        ),
+        "{error}"
+    );
 
     let offsets = load(guests::OFFSET_KINDS, &[], Grants::default()).await;
-    let roles: Vec<_> = offsets.metadata().roles.iter().map(|r| r.role.as_str()).collect();
+    let roles: Vec<_> = offsets
+        .metadata()
+        .roles
+        .iter()
+        .map(|r| r.role.as_str())
+        .collect();
     assert_eq!(roles, ["consumer"]);
-    let error = Producer::create(offsets, &serde_json::json!({})).await.err().expect("no producer role");
-    assert!(matches!(error, Error::MissingRole { role: "producer", .. }), "{error}");
+    let error = Producer::create(offsets, &serde_json::json!({}))
+        .await
+        .err()
+        .expect("no producer role");
+    assert!(
+        matches!(
+            error,
+            Error::MissingRole {
+                role: "producer",
+                ..
+            }
+        ),
+        "{error}"
+    );
 
     let file_log = load(guests::FILE_LOG, &[], Grants::default()).await;
     assert_eq!(file_log.world(), World::Bus);
@@ -124,16 +204,33 @@ async fn what_is_not_a_plugin_is_refused_with_a_clear_error() {
     let engine = hermes_wasm_tests::engine();
     let not_wasm = dir.path().join("notes.wasm");
     std::fs::write(&not_wasm, "hello").expect("write");
-    let error = Plugin::from_file(&engine, &not_wasm, Grants::default()).await.err().expect("refused");
-    assert!(error.to_string().contains("not a valid WebAssembly component"), "{error}");
+    let error = Plugin::from_file(&engine, &not_wasm, Grants::default())
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        error
+            .to_string()
+            .contains("not a valid WebAssembly component"),
+        "{error}"
+    );
 
     // A valid component that is not a hermes plugin: an empty component.
     let empty_component = b"\0asm\x0d\0\x01\0";
-    let error = Plugin::load(&engine, empty_component, "empty", Grants::default()).await.err().expect("refused");
-    assert!(error.to_string().contains("not a hermes bus plugin"), "{error}");
+    let error = Plugin::load(&engine, empty_component, "empty", Grants::default())
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        error.to_string().contains("not a hermes bus plugin"),
+        "{error}"
+    );
 
     let missing = dir.path().join("missing.wasm");
-    let error = Plugin::from_file(&engine, &missing, Grants::default()).await.err().expect("refused");
+    let error = Plugin::from_file(&engine, &missing, Grants::default())
+        .await
+        .err()
+        .expect("refused");
     assert!(error.to_string().contains("cannot read"), "{error}");
 }
 
@@ -142,14 +239,20 @@ async fn a_second_load_reads_the_compiled_code_from_the_cache() {
     let cache = tempfile::tempdir().expect("tempdir");
     let bytes = std::fs::read(guests::SANDBOX_PROBE).expect("guest");
     let engine = Engine::new(Some(cache.path().to_owned())).expect("engine");
-    let first = Plugin::load(&engine, &bytes, "probe", Grants::default()).await.expect("load");
+    let first = Plugin::load(&engine, &bytes, "probe", Grants::default())
+        .await
+        .expect("load");
     assert_eq!(first.code_source(), CodeSource::Compiled);
     let again = Engine::new(Some(cache.path().to_owned())).expect("engine");
-    let second = Plugin::load(&again, &bytes, "probe", Grants::default()).await.expect("load");
+    let second = Plugin::load(&again, &bytes, "probe", Grants::default())
+        .await
+        .expect("load");
     assert_eq!(second.code_source(), CodeSource::Cache);
     let mut other = bytes.clone();
     // A custom section named "abc" holding "xyz": other bytes, so another key.
     other.extend_from_slice(&[0x00, 0x07, 0x03, b'a', b'b', b'c', b'x', b'y', b'z']);
-    let third = Plugin::load(&again, &other, "probe", Grants::default()).await.expect("load");
+    let third = Plugin::load(&again, &other, "probe", Grants::default())
+        .await
+        .expect("load");
     assert_eq!(third.code_source(), CodeSource::Compiled);
 }

@@ -3,7 +3,9 @@
 //! ...), `float` (0.5, 1.5, ...), `str` ("id-0", "id-1", ...) or `bytes`
 //! ([0, i]). It lets tests drive every offset kind through the host.
 
-use hermes_guest::{BusError, Category, ConsumedEvent, Consumer, Event, EventType, Offset, Timestamp, Value};
+use hermes_guest::{
+    BusError, Category, ConsumedEvent, Consumer, Event, EventType, Offset, Timestamp, Value,
+};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -48,7 +50,11 @@ impl OffsetKinds {
 
     /// The index of `offset`; the end (`count`) is valid only if `end_ok`.
     fn index(&self, offset: &Offset, end_ok: bool) -> Result<u8, BusError> {
-        let last = if end_ok { self.count } else { self.count.saturating_sub(1) };
+        let last = if end_ok {
+            self.count
+        } else {
+            self.count.saturating_sub(1)
+        };
         (0..=last)
             .filter(|&i| end_ok || i < self.count)
             .find(|&i| &self.offset(i) == offset)
@@ -60,7 +66,13 @@ impl Consumer for OffsetKinds {
     type Settings = Settings;
 
     fn new(settings: Settings) -> Result<Self, BusError> {
-        Ok(OffsetKinds { kind: settings.kind, count: settings.count, next: 0, reads: 0, panic_on_read: settings.panic_on_read })
+        Ok(OffsetKinds {
+            kind: settings.kind,
+            count: settings.count,
+            next: 0,
+            reads: 0,
+            panic_on_read: settings.panic_on_read,
+        })
     }
 
     fn open(&mut self) -> Result<(), BusError> {
@@ -105,7 +117,10 @@ impl Consumer for OffsetKinds {
         );
         Ok(Some(ConsumedEvent {
             offset: self.offset(index),
-            timestamp: Timestamp { seconds: 1_700_000_000 + i64::from(index), nanoseconds: 0 },
+            timestamp: Timestamp {
+                seconds: 1_700_000_000 + i64::from(index),
+                nanoseconds: 0,
+            },
             event,
         }))
     }

@@ -36,7 +36,10 @@ impl PluginGuest for Probe {
             name: "sandbox-probe".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             description: env!("CARGO_PKG_DESCRIPTION").into(),
-            roles: vec![RoleInfo { role: Role::Producer, settings_schema: r#"{"type": "object"}"#.into() }],
+            roles: vec![RoleInfo {
+                role: Role::Producer,
+                settings_schema: r#"{"type": "object"}"#.into(),
+            }],
         }
     }
 }
@@ -72,7 +75,11 @@ impl GuestProducer for ProbeProducer {
 
     fn send(&self, event: Event) -> Result<Offset, BusError> {
         let attrs: serde_json::Value = serde_json::from_str(&event.objattrs).unwrap_or_default();
-        let arg = attrs.get("arg").and_then(|a| a.as_str()).unwrap_or_default().to_owned();
+        let arg = attrs
+            .get("arg")
+            .and_then(|a| a.as_str())
+            .unwrap_or_default()
+            .to_owned();
         match event.objtype.as_deref().unwrap_or_default() {
             "read-file" => match std::fs::read(&arg) {
                 Ok(bytes) => return Err(breach(format!("read {} bytes of {arg}", bytes.len()))),
@@ -82,7 +89,9 @@ impl GuestProducer for ProbeProducer {
                 let all = std::env::vars().count();
                 match std::env::var(&arg) {
                     Ok(value) => return Err(breach(format!("{arg}={value}"))),
-                    Err(_) if all > 0 => return Err(breach(format!("{all} environment variables visible"))),
+                    Err(_) if all > 0 => {
+                        return Err(breach(format!("{all} environment variables visible")));
+                    }
                     Err(e) => return Err(refused(&format!("env {arg}"), e)),
                 }
             }
@@ -99,7 +108,10 @@ impl GuestProducer for ProbeProducer {
             "allocate" => {
                 let mib: usize = arg.parse().unwrap_or(1);
                 let block = vec![1u8; mib << 20];
-                return Err(breach(format!("allocated {} MiB", std::hint::black_box(block).len() >> 20)));
+                return Err(breach(format!(
+                    "allocated {} MiB",
+                    std::hint::black_box(block).len() >> 20
+                )));
             }
             "print" => {
                 println!("{arg}");
@@ -117,4 +129,6 @@ impl GuestProducer for ProbeProducer {
     }
 }
 
+// Native builds (`cargo test --workspace`) have nothing to export to.
+#[cfg(target_arch = "wasm32")]
 export!(Probe);

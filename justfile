@@ -1,0 +1,41 @@
+# The everyday commands. CI runs `just ci` (through .ci/run).
+
+# List the recipes.
+default:
+    @just --list
+
+# Install what building needs: the wasm32-wasip2 target.
+setup:
+    rustup target add wasm32-wasip2
+
+# Build the hermes-wasm binary (the built-in file-log plugin included).
+build: setup
+    cargo build --release -p hermes-wasm
+
+# Run every test: the guests are built from source by the tests' build script.
+test: setup
+    cargo test --workspace
+
+# Formatting and lints, as CI checks them.
+check:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Format the code.
+fmt:
+    cargo fmt --all
+
+# The main job on the built-in file-log bus: produce, then consume.
+quickstart:
+    ./examples/quickstart.sh
+
+# Describe a plugin (the built-in file-log bus by default).
+inspect plugin="":
+    cargo run --quiet -p hermes-wasm -- inspect {{plugin}}
+
+# Build a guest for wasm32-wasip2, e.g. `just guest file-log`.
+guest name: setup
+    cargo build --profile guest --target wasm32-wasip2 -p {{name}}
+
+# Everything CI runs.
+ci: check test quickstart
