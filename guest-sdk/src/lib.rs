@@ -6,28 +6,58 @@
 //! with a [`schemars::JsonSchema`] derive: the host validates the operator's
 //! settings against that schema before the plugin sees them.
 //!
-//! ```ignore
+//! ```
+//! use std::io::Write;
+//!
 //! use hermes_guest::{BusError, Event, Offset, Producer};
 //!
+//! /// Settings: the host checks them against this type's JSON Schema.
 //! #[derive(serde::Deserialize, schemars::JsonSchema)]
-//! struct Settings { path: String }
+//! #[serde(deny_unknown_fields)]
+//! pub struct Settings {
+//!     /// The file to append to, inside a directory granted to the plugin.
+//!     file: String,
+//! }
 //!
-//! struct Stdout { settings: Settings, sent: i64 }
+//! pub struct JsonLines {
+//!     settings: Settings,
+//!     out: Option<std::fs::File>,
+//!     next: i64,
+//! }
 //!
-//! impl Producer for Stdout {
+//! impl Producer for JsonLines {
 //!     type Settings = Settings;
-//!     fn new(settings: Settings) -> Result<Self, BusError> { Ok(Stdout { settings, sent: 0 }) }
-//!     fn open(&mut self) -> Result<(), BusError> { Ok(()) }
-//!     fn close(&mut self) -> Result<(), BusError> { Ok(()) }
+//!
+//!     fn new(settings: Settings) -> Result<Self, BusError> {
+//!         Ok(JsonLines { settings, out: None, next: 0 })
+//!     }
+//!
+//!     fn open(&mut self) -> Result<(), BusError> {
+//!         let file = std::fs::OpenOptions::new().create(true).append(true).open(&self.settings.file);
+//!         self.out = Some(file.map_err(|e| BusError::Unavailable(format!("{}: {e}", self.settings.file)))?);
+//!         Ok(())
+//!     }
+//!
+//!     fn close(&mut self) -> Result<(), BusError> {
+//!         self.out = None;
+//!         Ok(())
+//!     }
+//!
 //!     fn send(&mut self, event: &Event) -> Result<Offset, BusError> {
-//!         println!("{}", event.to_json());
-//!         self.sent += 1;
-//!         Ok(Offset::Int(self.sent - 1))
+//!         let out = self.out.as_mut().ok_or(BusError::NotOpen)?;
+//!         writeln!(out, "{}", event.to_json_compact())
+//!             .and_then(|()| out.sync_data())
+//!             .map_err(|e| BusError::Unavailable(e.to_string()))?;
+//!         self.next += 1;
+//!         Ok(Offset::Int(self.next - 1))
 //!     }
 //! }
 //!
-//! hermes_guest::export!(producer: Stdout);
+//! hermes_guest::export!(producer: JsonLines);
+//! # fn main() {}
 //! ```
+//!
+//! The same plugin is the README's "plugin in five minutes".
 //!
 //! The event type and its JSON codec are [`hermes_event`]'s, the same the host
 //! uses: [`Event::to_json`] is byte-identical to hermes' own `to_json()`.

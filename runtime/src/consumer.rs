@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use wasmtime::component::ResourceAny;
 
 use crate::bindings::consume;
+use crate::bindings::types::Timestamp;
 use crate::bindings::types::{ConsumedEvent, Offset};
-pub use crate::convert::Consumed;
 use crate::convert::consumed_from_wit;
 use crate::error::{Error, Result};
 use crate::plugin::{Instance, Plugin, Role, guest_call};
@@ -21,6 +21,17 @@ use hermes_event::Category;
 
 /// The longest wait the host asks of a plugin in one call.
 pub const WAIT_SLICE: Duration = Duration::from_secs(1);
+
+/// An event read from a bus, with its offset and storage time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Consumed {
+    /// Where it stands on the bus.
+    pub offset: Offset,
+    /// When the bus stored it.
+    pub timestamp: Timestamp,
+    /// The event.
+    pub event: hermes_event::Event,
+}
 
 /// Where the consumer stands, in terms any instance understands.
 #[derive(Debug, Clone, PartialEq)]
@@ -168,9 +179,8 @@ impl Consumer {
             let slice = self.slice(deadline);
             self.give_timeout(slice).await?;
             let found = guest_call!(self, "find-next-event-of-category", slice, live => live.guest.consumer().call_find_next_event_of_category(&mut live.instance.store, live.resource, category.into()))?;
-            // Events of the other category were read and passed: the position
-            // is now right before whatever the plugin reads next, which only
-            // the plugin knows until an event is found. Track what is known.
+            // Events of the other category passed are not tracked: after a
+            // trap they are read and passed again, which changes nothing.
             match found {
                 Some(event) => return Ok(self.deliver(vec![event])?.pop()),
                 None if expired(deadline) => return Ok(None),

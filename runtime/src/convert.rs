@@ -3,7 +3,8 @@
 
 use hermes_event::{Category as EvCategory, Event, Value};
 
-use crate::bindings::types::{Category, ConsumedEvent, Event as WitEvent, Offset, Timestamp};
+use crate::bindings::types::{Category, ConsumedEvent, Event as WitEvent};
+use crate::consumer::Consumed;
 
 impl From<EvCategory> for Category {
     fn from(category: EvCategory) -> Self {
@@ -48,17 +49,6 @@ pub(crate) fn event_from_wit(record: WitEvent) -> Result<Event, String> {
         step: record.step,
         is_partially_processed: record.is_partially_processed,
     })
-}
-
-/// An event read from a bus, with its offset and storage time.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Consumed {
-    /// Where it stands on the bus.
-    pub offset: Offset,
-    /// When the bus stored it.
-    pub timestamp: Timestamp,
-    /// The event.
-    pub event: Event,
 }
 
 pub(crate) fn consumed_from_wit(record: ConsumedEvent) -> Result<Consumed, String> {

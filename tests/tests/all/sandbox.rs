@@ -256,3 +256,56 @@ async fn a_second_load_reads_the_compiled_code_from_the_cache() {
         .expect("load");
     assert_eq!(third.code_source(), CodeSource::Compiled);
 }
+
+/// Collects what the host logs, for the test running on this thread.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// A current-thread runtime keeps the plugin's calls, and the task that
+// forwards its stdout, on this thread, where the subscriber below applies.
+#[tokio::test(flavor = "current_thread")]
+async fn what_a_plugin_prints_or_logs_reaches_the_host_log_tagged_with_its_name() {
+    let buffer = LogBuffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mut producer = probe(Grants::default(), &[]).await;
+    producer
+        .send(&attempt("print", "hello from the probe"))
+        .await
+        .expect("send");
+    producer.close().await.expect("close");
+    drop(producer);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let log = String::from_utf8(buffer.0.lock().expect("log buffer").clone()).expect("utf-8");
+    let printed = log
+        .lines()
+        .find(|l| l.contains("hello from the probe") && !l.contains("logged:"));
+    let logged = log
+        .lines()
+        .find(|l| l.contains("logged: hello from the probe"));
+    assert!(
+        printed.is_some_and(|l| l.contains("INFO") && l.contains("plugin=\"sandbox-probe\"")),
+        "{log}"
+    );
+    assert!(
+        logged.is_some_and(|l| l.contains("WARN") && l.contains("plugin=\"sandbox-probe\"")),
+        "{log}"
+    );
+}
