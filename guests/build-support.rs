@@ -4,7 +4,9 @@
 //! wrappers removed. A failure stops the build, with cargo's own output.
 //!
 //! For each package `name`, `OUT_DIR/<name>.wasm` holds the component and
-//! `OUT_DIR/guests.rs` defines `pub const <NAME>: &str` with its path.
+//! `OUT_DIR/guests.rs` defines `pub const <NAME>: &str` with its path, and a
+//! macro `foreach_guest!(m)` that calls `m!(name)` for each guest, so tests
+//! can make the compiler check that every guest has one.
 //! Included by `runtime/build.rs` and `tests/build.rs`.
 
 use std::env;
@@ -76,6 +78,15 @@ pub fn build_guests(packages: &[&str]) {
         .expect("writing to a string");
         rerun_if_deps_changed(&artifacts.join(format!("{stem}.d")));
     }
+    let calls: String = packages
+        .iter()
+        .map(|p| format!("$m!({});", p.replace('-', "_")))
+        .collect();
+    writeln!(
+        consts,
+        "#[macro_export]\nmacro_rules! foreach_guest {{ ($m:ident) => {{ {calls} }}; }}"
+    )
+    .expect("writing to a string");
     std::fs::write(out_dir.join("guests.rs"), consts).expect("cannot write guests.rs");
     println!(
         "cargo:rerun-if-changed={}",

@@ -82,22 +82,22 @@ fn parse_settings<S: DeserializeOwned>(settings: &str) -> Result<S, BusError> {
     serde_json::from_str(settings).map_err(|e| BusError::InvalidSettings(e.to_string()))
 }
 
-/// A producer and whether it is open.
-pub struct ProducerCell<P> {
-    inner: RefCell<P>,
+/// A plugin's value and whether it is open: every call but `open` needs it
+/// open, and opening or closing twice does nothing.
+struct Gate<T> {
+    inner: RefCell<T>,
     open: Cell<bool>,
 }
 
-impl<P: Producer> ProducerCell<P> {
-    /// Parses the settings and builds the producer.
-    pub fn create(settings: &str) -> Result<Self, BusError> {
-        Ok(ProducerCell {
-            inner: RefCell::new(P::new(parse_settings(settings)?)?),
+impl<T> Gate<T> {
+    fn new(inner: T) -> Self {
+        Gate {
+            inner: RefCell::new(inner),
             open: Cell::new(false),
-        })
+        }
     }
 
-    fn opened(&self) -> Result<std::cell::RefMut<'_, P>, BusError> {
+    fn opened(&self) -> Result<std::cell::RefMut<'_, T>, BusError> {
         if self.open.get() {
             Ok(self.inner.borrow_mut())
         } else {
@@ -105,33 +105,53 @@ impl<P: Producer> ProducerCell<P> {
         }
     }
 
-    /// See [`Producer::open`]; opening an open producer does nothing.
-    pub fn open(&self) -> Result<(), BusError> {
+    fn open(&self, open: impl FnOnce(&mut T) -> Result<(), BusError>) -> Result<(), BusError> {
         if !self.open.get() {
-            self.inner.borrow_mut().open()?;
+            open(&mut self.inner.borrow_mut())?;
             self.open.set(true);
         }
         Ok(())
     }
 
-    /// See [`Producer::close`]; closing a closed producer does nothing.
-    pub fn close(&self) -> Result<(), BusError> {
-        if self.open.get() {
-            self.open.set(false);
-            self.inner.borrow_mut().close()?;
+    fn close(&self, close: impl FnOnce(&mut T) -> Result<(), BusError>) -> Result<(), BusError> {
+        if self.open.replace(false) {
+            close(&mut self.inner.borrow_mut())?;
         }
         Ok(())
+    }
+}
+
+/// A producer behind its gate.
+pub struct ProducerCell<P> {
+    gate: Gate<P>,
+}
+
+impl<P: Producer> ProducerCell<P> {
+    /// Parses the settings and builds the producer.
+    pub fn create(settings: &str) -> Result<Self, BusError> {
+        Ok(ProducerCell {
+            gate: Gate::new(P::new(parse_settings(settings)?)?),
+        })
+    }
+
+    /// See [`Producer::open`].
+    pub fn open(&self) -> Result<(), BusError> {
+        self.gate.open(P::open)
+    }
+
+    /// See [`Producer::close`].
+    pub fn close(&self) -> Result<(), BusError> {
+        self.gate.close(P::close)
     }
 
     /// See [`Producer::send`].
     pub fn send(&self, event: wit::Event) -> Result<Offset, BusError> {
-        let mut producer = self.opened()?;
-        producer.send(&event_from_wit(event)?)
+        self.gate.opened()?.send(&event_from_wit(event)?)
     }
 
     /// See [`Producer::send_batch`].
     pub fn send_batch(&self, events: Vec<wit::Event>) -> Result<Vec<Offset>, BusError> {
-        let mut producer = self.opened()?;
+        let mut producer = self.gate.opened()?;
         let events = events
             .into_iter()
             .map(event_from_wit)
@@ -140,10 +160,9 @@ impl<P: Producer> ProducerCell<P> {
     }
 }
 
-/// A consumer, whether it is open, and its timeout.
+/// A consumer behind its gate, and its timeout.
 pub struct ConsumerCell<C> {
-    inner: RefCell<C>,
-    open: Cell<bool>,
+    gate: Gate<C>,
     timeout: Cell<Option<Duration>>,
 }
 
@@ -151,51 +170,34 @@ impl<C: Consumer> ConsumerCell<C> {
     /// Parses the settings and builds the consumer.
     pub fn create(settings: &str) -> Result<Self, BusError> {
         Ok(ConsumerCell {
-            inner: RefCell::new(C::new(parse_settings(settings)?)?),
-            open: Cell::new(false),
+            gate: Gate::new(C::new(parse_settings(settings)?)?),
             timeout: Cell::new(None),
         })
     }
 
-    fn opened(&self) -> Result<std::cell::RefMut<'_, C>, BusError> {
-        if self.open.get() {
-            Ok(self.inner.borrow_mut())
-        } else {
-            Err(BusError::NotOpen)
-        }
-    }
-
-    /// See [`Consumer::open`]; opening an open consumer does nothing.
+    /// See [`Consumer::open`].
     pub fn open(&self) -> Result<(), BusError> {
-        if !self.open.get() {
-            self.inner.borrow_mut().open()?;
-            self.open.set(true);
-        }
-        Ok(())
+        self.gate.open(C::open)
     }
 
-    /// See [`Consumer::close`]; closing a closed consumer does nothing.
+    /// See [`Consumer::close`].
     pub fn close(&self) -> Result<(), BusError> {
-        if self.open.get() {
-            self.open.set(false);
-            self.inner.borrow_mut().close()?;
-        }
-        Ok(())
+        self.gate.close(C::close)
     }
 
     /// See [`Consumer::seek_to_beginning`].
     pub fn seek_to_beginning(&self) -> Result<(), BusError> {
-        self.opened()?.seek_to_beginning()
+        self.gate.opened()?.seek_to_beginning()
     }
 
     /// See [`Consumer::seek`].
     pub fn seek(&self, offset: Offset) -> Result<(), BusError> {
-        self.opened()?.seek(&offset)
+        self.gate.opened()?.seek(&offset)
     }
 
     /// See [`Consumer::seek_after`].
     pub fn seek_after(&self, offset: Offset) -> Result<(), BusError> {
-        self.opened()?.seek_after(&offset)
+        self.gate.opened()?.seek_after(&offset)
     }
 
     /// Sets how long reading waits once the bus is drained.
@@ -223,13 +225,13 @@ impl<C: Consumer> ConsumerCell<C> {
 
     /// See the WIT `next`.
     pub fn next(&self) -> Result<Option<wit::ConsumedEvent>, BusError> {
-        let mut consumer = self.opened()?;
+        let mut consumer = self.gate.opened()?;
         Ok(self.next_waiting(&mut consumer)?.map(Into::into))
     }
 
     /// See the WIT `next-batch`: waits for the first event only.
     pub fn next_batch(&self, max: u32) -> Result<Vec<wit::ConsumedEvent>, BusError> {
-        let mut consumer = self.opened()?;
+        let mut consumer = self.gate.opened()?;
         let mut batch = Vec::new();
         if max == 0 {
             return Ok(batch);
@@ -251,7 +253,7 @@ impl<C: Consumer> ConsumerCell<C> {
         &self,
         category: wit::Category,
     ) -> Result<Option<wit::ConsumedEvent>, BusError> {
-        let mut consumer = self.opened()?;
+        let mut consumer = self.gate.opened()?;
         let wanted = Category::from(category);
         while let Some(event) = self.next_waiting(&mut consumer)? {
             if event.event.evcategory == wanted {

@@ -110,7 +110,7 @@ impl Consumer {
 
     /// Connects to the bus.
     pub async fn open(&mut self) -> Result<()> {
-        guest_call!(self, "open", Duration::ZERO, live => live.guest.consumer().call_open(&mut live.instance.store, live.resource))?;
+        guest_call!(self, "open", Duration::ZERO, consumer.call_open())?;
         self.recipe.opened = true;
         Ok(())
     }
@@ -118,12 +118,17 @@ impl Consumer {
     /// Disconnects; the position is kept.
     pub async fn close(&mut self) -> Result<()> {
         self.recipe.opened = false;
-        guest_call!(self, "close", Duration::ZERO, live => live.guest.consumer().call_close(&mut live.instance.store, live.resource))
+        guest_call!(self, "close", Duration::ZERO, consumer.call_close())
     }
 
     /// Positions at the oldest event on the bus.
     pub async fn seek_to_beginning(&mut self) -> Result<()> {
-        guest_call!(self, "seek-to-beginning", Duration::ZERO, live => live.guest.consumer().call_seek_to_beginning(&mut live.instance.store, live.resource))?;
+        guest_call!(
+            self,
+            "seek-to-beginning",
+            Duration::ZERO,
+            consumer.call_seek_to_beginning()
+        )?;
         self.recipe.position = Position::Beginning;
         Ok(())
     }
@@ -131,14 +136,19 @@ impl Consumer {
     /// Positions at the event with this offset (or at the end, for the
     /// offset the bus will give next).
     pub async fn seek(&mut self, offset: &Offset) -> Result<()> {
-        guest_call!(self, "seek", Duration::ZERO, live => live.guest.consumer().call_seek(&mut live.instance.store, live.resource, offset))?;
+        guest_call!(self, "seek", Duration::ZERO, consumer.call_seek(offset))?;
         self.recipe.position = Position::At(offset.clone());
         Ok(())
     }
 
     /// Positions right after the event with this offset.
     pub async fn seek_after(&mut self, offset: &Offset) -> Result<()> {
-        guest_call!(self, "seek-after", Duration::ZERO, live => live.guest.consumer().call_seek_after(&mut live.instance.store, live.resource, offset))?;
+        guest_call!(
+            self,
+            "seek-after",
+            Duration::ZERO,
+            consumer.call_seek_after(offset)
+        )?;
         self.recipe.position = Position::After(offset.clone());
         Ok(())
     }
@@ -161,7 +171,7 @@ impl Consumer {
         loop {
             let slice = self.slice(deadline);
             self.give_timeout(slice).await?;
-            let batch = guest_call!(self, "next-batch", slice, live => live.guest.consumer().call_next_batch(&mut live.instance.store, live.resource, max))?;
+            let batch = guest_call!(self, "next-batch", slice, consumer.call_next_batch(max))?;
             if !batch.is_empty() || expired(deadline) {
                 return self.deliver(batch);
             }
@@ -178,7 +188,12 @@ impl Consumer {
         loop {
             let slice = self.slice(deadline);
             self.give_timeout(slice).await?;
-            let found = guest_call!(self, "find-next-event-of-category", slice, live => live.guest.consumer().call_find_next_event_of_category(&mut live.instance.store, live.resource, category.into()))?;
+            let found = guest_call!(
+                self,
+                "find-next-event-of-category",
+                slice,
+                consumer.call_find_next_event_of_category(category.into())
+            )?;
             // Events of the other category passed are not tracked: after a
             // trap they are read and passed again, which changes nothing.
             match found {
@@ -207,9 +222,7 @@ impl Consumer {
             return Ok(());
         }
         let ms = u64::try_from(slice.as_millis()).unwrap_or(u64::MAX);
-        guest_call!(self, "set-timeout", Duration::ZERO, live => async {
-            live.guest.consumer().call_set_timeout(&mut live.instance.store, live.resource, Some(ms)).await.map(Ok::<(), crate::BusError>)
-        })?;
+        guest_call!(self, "set-timeout", Duration::ZERO, infallible consumer.call_set_timeout(Some(ms)))?;
         if let Some(live) = self.live.as_mut() {
             live.slice = Some(slice);
         }
@@ -242,47 +255,43 @@ impl Recipe {
         let guest = indices
             .load(&mut instance.store, &instance.instance)
             .map_err(|e| plugin.trapped("create", e.to_string()))?;
-        let limit = plugin.arm(&mut instance.store, Duration::ZERO);
-        let outcome = tokio::time::timeout(
-            limit,
-            guest
-                .consumer()
-                .call_create(&mut instance.store, &self.settings),
-        )
-        .await;
-        let resource = plugin.settle(&instance.store, "create", limit, outcome)?;
+        let consumer = guest.consumer();
+        let store = &mut instance.store;
+        let none = Duration::ZERO;
+        let resource = plugin
+            .call(store, "create", none, async |s| {
+                consumer.call_create(s, &self.settings).await
+            })
+            .await?;
         if self.opened {
-            let consumer = guest.consumer();
-            let limit = plugin.arm(&mut instance.store, Duration::ZERO);
-            let outcome =
-                tokio::time::timeout(limit, consumer.call_open(&mut instance.store, resource))
-                    .await;
-            plugin.settle(&instance.store, "open", limit, outcome)?;
-            let limit = plugin.arm(&mut instance.store, Duration::ZERO);
-            let outcome = match &self.position {
+            plugin
+                .call(store, "open", none, async |s| {
+                    consumer.call_open(s, resource).await
+                })
+                .await?;
+            match &self.position {
                 Position::Beginning => {
-                    tokio::time::timeout(
-                        limit,
-                        consumer.call_seek_to_beginning(&mut instance.store, resource),
-                    )
-                    .await
+                    plugin
+                        .call(store, "seek-to-beginning", none, async |s| {
+                            consumer.call_seek_to_beginning(s, resource).await
+                        })
+                        .await?
                 }
                 Position::At(offset) => {
-                    tokio::time::timeout(
-                        limit,
-                        consumer.call_seek(&mut instance.store, resource, offset),
-                    )
-                    .await
+                    plugin
+                        .call(store, "seek", none, async |s| {
+                            consumer.call_seek(s, resource, offset).await
+                        })
+                        .await?
                 }
                 Position::After(offset) => {
-                    tokio::time::timeout(
-                        limit,
-                        consumer.call_seek_after(&mut instance.store, resource, offset),
-                    )
-                    .await
+                    plugin
+                        .call(store, "seek-after", none, async |s| {
+                            consumer.call_seek_after(s, resource, offset).await
+                        })
+                        .await?
                 }
-            };
-            plugin.settle(&instance.store, "seek", limit, outcome)?;
+            }
         }
         Ok(Live {
             instance,

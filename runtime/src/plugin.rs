@@ -331,9 +331,22 @@ impl Plugin {
         }
     }
 
-    /// Sorts what an export call gave back: its value, the bus error the
+    /// Runs one export call under the deadline (the call deadline plus
+    /// `waiting`) and sorts what it gave back: its value, the bus error the
     /// plugin returned, or [`Error::Trapped`] when the instance must go.
-    pub(crate) fn settle<T>(
+    pub(crate) async fn call<T>(
+        &self,
+        store: &mut Store<HostState>,
+        call: &'static str,
+        waiting: Duration,
+        f: impl AsyncFnOnce(&mut Store<HostState>) -> wasmtime::Result<std::result::Result<T, BusError>>,
+    ) -> Result<T> {
+        let limit = self.arm(store, waiting);
+        let outcome = tokio::time::timeout(limit, f(&mut *store)).await;
+        self.settle(store, call, limit, outcome)
+    }
+
+    fn settle<T>(
         &self,
         store: &Store<HostState>,
         call: &'static str,
@@ -356,20 +369,29 @@ impl Plugin {
     }
 }
 
-/// Calls a plugin export on a live instance under its deadline:
-/// `guest_call!(self, "name", waiting, live => future)`. The handle keeps the
-/// instance unless the call trapped; `self` needs a `take_live` method and a
-/// `live` field.
+/// Calls a plugin export on a handle's live instance, under its deadline:
+/// `guest_call!(self, "name", waiting, consumer.call_seek(offset))`, the store
+/// and the resource being passed first. `infallible` marks an export that
+/// returns no `result`. The handle keeps the instance unless the call trapped;
+/// `self` needs a `take_live` method and a `live` field.
 macro_rules! guest_call {
-    ($self:ident, $name:literal, $waiting:expr, $live:ident => $call:expr) => {{
-        let mut $live = $self.take_live().await?;
-        let limit = $self.plugin.arm(&mut $live.instance.store, $waiting);
-        let outcome = tokio::time::timeout(limit, $call).await;
-        let result = $self
-            .plugin
-            .settle(&$live.instance.store, $name, limit, outcome);
+    ($self:ident, $name:literal, $waiting:expr, $role:ident . $method:ident ( $($arg:expr),* )) => {
+        guest_call!(@run $self, $name, $waiting, $role, |role, store, resource| {
+            role.$method(store, resource $(, $arg)*).await
+        })
+    };
+    ($self:ident, $name:literal, $waiting:expr, infallible $role:ident . $method:ident ( $($arg:expr),* )) => {
+        guest_call!(@run $self, $name, $waiting, $role, |role, store, resource| {
+            role.$method(store, resource $(, $arg)*).await.map(Ok::<(), $crate::BusError>)
+        })
+    };
+    (@run $self:ident, $name:literal, $waiting:expr, $accessor:ident, |$role:ident, $store:ident, $resource:ident| $call:expr) => {{
+        let mut live = $self.take_live().await?;
+        let $role = live.guest.$accessor();
+        let $resource = live.resource;
+        let result = $self.plugin.call(&mut live.instance.store, $name, $waiting, async |$store| $call).await;
         if !matches!(result, Err($crate::error::Error::Trapped { .. })) {
-            $self.live = Some($live);
+            $self.live = Some(live);
         }
         result
     }};

@@ -80,7 +80,7 @@ impl Producer {
 
     /// Connects to the bus.
     pub async fn open(&mut self) -> Result<()> {
-        guest_call!(self, "open", Duration::ZERO, live => live.guest.producer().call_open(&mut live.instance.store, live.resource))?;
+        guest_call!(self, "open", Duration::ZERO, producer.call_open())?;
         self.recipe.opened = true;
         Ok(())
     }
@@ -88,19 +88,24 @@ impl Producer {
     /// Flushes and disconnects.
     pub async fn close(&mut self) -> Result<()> {
         self.recipe.opened = false;
-        guest_call!(self, "close", Duration::ZERO, live => live.guest.producer().call_close(&mut live.instance.store, live.resource))
+        guest_call!(self, "close", Duration::ZERO, producer.call_close())
     }
 
     /// Puts one event on the bus; returns once the bus holds it.
     pub async fn send(&mut self, event: &Event) -> Result<Offset> {
         let record = event_to_wit(event);
-        guest_call!(self, "send", Duration::ZERO, live => live.guest.producer().call_send(&mut live.instance.store, live.resource, &record))
+        guest_call!(self, "send", Duration::ZERO, producer.call_send(&record))
     }
 
     /// Puts events on the bus in order; returns their offsets once all are stored.
     pub async fn send_batch(&mut self, events: &[Event]) -> Result<Vec<Offset>> {
         let records: Vec<_> = events.iter().map(event_to_wit).collect();
-        let offsets = guest_call!(self, "send-batch", Duration::ZERO, live => live.guest.producer().call_send_batch(&mut live.instance.store, live.resource, &records))?;
+        let offsets = guest_call!(
+            self,
+            "send-batch",
+            Duration::ZERO,
+            producer.call_send_batch(&records)
+        )?;
         if offsets.len() != events.len() {
             return Err(self.plugin.trapped(
                 "send-batch",
@@ -125,23 +130,19 @@ impl Recipe {
         let guest = indices
             .load(&mut instance.store, &instance.instance)
             .map_err(|e| plugin.trapped("create", e.to_string()))?;
-        let limit = plugin.arm(&mut instance.store, Duration::ZERO);
-        let outcome = tokio::time::timeout(
-            limit,
-            guest
-                .producer()
-                .call_create(&mut instance.store, &self.settings),
-        )
-        .await;
-        let resource = plugin.settle(&instance.store, "create", limit, outcome)?;
+        let producer = guest.producer();
+        let store = &mut instance.store;
+        let resource = plugin
+            .call(store, "create", Duration::ZERO, async |s| {
+                producer.call_create(s, &self.settings).await
+            })
+            .await?;
         if self.opened {
-            let limit = plugin.arm(&mut instance.store, Duration::ZERO);
-            let outcome = tokio::time::timeout(
-                limit,
-                guest.producer().call_open(&mut instance.store, resource),
-            )
-            .await;
-            plugin.settle(&instance.store, "open", limit, outcome)?;
+            plugin
+                .call(store, "open", Duration::ZERO, async |s| {
+                    producer.call_open(s, resource).await
+                })
+                .await?;
         }
         Ok(Live {
             instance,

@@ -1,6 +1,15 @@
-//! Integration tests, one binary: every module is an area.
+//! Integration tests, one binary: a module per area, and one per guest.
 
 mod conformance;
 mod file_log;
-mod offsets;
-mod sandbox;
+mod offset_kinds;
+mod sandbox_probe;
+
+/// Every guest the build script builds has a test module of its name.
+macro_rules! assert_test_exists {
+    ($guest:ident) => {
+        #[allow(unused_imports)]
+        use self::$guest as _;
+    };
+}
+hermes_wasm_tests::foreach_guest!(assert_test_exists);

@@ -1,6 +1,7 @@
 //! Every offset kind (int, float, str, bytes) travels from a plugin through
 //! the host, through the CLI's text form, and back into `seek` and
-//! `seek_after`, unchanged.
+//! `seek_after`, unchanged (with the offset-kinds guest); and a consumer that
+//! traps resumes where it stood.
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
-//! The sandbox: a plugin gets only what it was granted, and a plugin that
-//! misbehaves fails its call without taking the host down. Each attempt is a
-//! `send` of the sandbox-probe guest (see its source for the protocol).
+//! The sandbox, shown by the sandbox-probe guest: a plugin gets only what it
+//! was granted, and a plugin that misbehaves fails its call without taking the
+//! host down. Each attempt is a `send` of the probe (see its source).
 
 use std::net::TcpListener;
 use std::time::Duration;
