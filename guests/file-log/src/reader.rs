@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use hermes_guest::{BusError, ConsumedEvent, Consumer, Offset, log};
 
@@ -37,7 +37,19 @@ impl Consumer for FileLogConsumer {
         })
     }
 
+    /// A log that does not exist yet is an empty bus, but only where the
+    /// producer could create it: its parent directory must be reachable, or
+    /// the consumer would wait forever on a path the sandbox hides.
     fn open(&mut self) -> Result<(), BusError> {
+        if !self.dir.exists() {
+            let parent = self
+                .dir
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            std::fs::metadata(parent)
+                .map_err(|e| io_error(&format!("cannot reach {}", parent.display()), e))?;
+        }
         self.open = true;
         Ok(())
     }

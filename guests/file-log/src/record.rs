@@ -197,13 +197,14 @@ pub fn read_magic(file: &mut File, path: &Path) -> Result<bool, BusError> {
     Ok(true)
 }
 
-/// Classifies an I/O failure: a full disk or a permission problem will not
-/// go away by itself, but the bus may become usable again, so the host may
-/// retry.
+/// Classifies an I/O failure. A path the sandbox hides or refuses will not
+/// come back by itself; anything else (a full disk, a busy device) may pass,
+/// so the host may retry.
 pub fn io_error(context: &str, e: io::Error) -> BusError {
     match e.kind() {
-        io::ErrorKind::PermissionDenied => BusError::Other(format!(
-            "{context}: {e} (is the directory granted to the plugin?)"
+        io::ErrorKind::PermissionDenied | io::ErrorKind::NotFound => BusError::Other(format!(
+            "{context}: {e} (is it inside a directory granted to the plugin, \
+             with write access for a producer?)"
         )),
         _ => BusError::Unavailable(format!("{context}: {e}")),
     }

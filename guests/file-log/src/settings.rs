@@ -10,7 +10,11 @@ pub struct Settings {
     #[schemars(length(min = 1))]
     pub path: String,
 
-    /// When a sent event is made durable with fsync.
+    /// When a sent event is made durable with fsync: `always` (after every
+    /// event, even inside a batch), `batch` (once per send or send-batch,
+    /// before it returns) or `interval` (at most every `fsync_interval_ms`: a
+    /// send returns once written, and a machine crash may lose the last
+    /// interval's events).
     #[serde(default)]
     pub fsync: Fsync,
 
@@ -34,17 +38,13 @@ pub struct Settings {
     pub retention_in_days: Option<u32>,
 }
 
-/// When a send is made durable.
+/// When a send is made durable (see [`Settings::fsync`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Fsync {
-    /// After every event, even inside a batch.
     Always,
-    /// Once per `send` or `send-batch`, before it returns.
     #[default]
     Batch,
-    /// At most every `fsync_interval_ms`: a send returns once written, and a
-    /// machine crash may lose the last interval's events.
     Interval,
 }
 
