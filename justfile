@@ -39,3 +39,8 @@ guest name: setup
 
 # Everything CI runs.
 ci: check test quickstart
+
+# The benchmarks whose results the README records.
+bench: setup
+    cargo bench -p hermes-event --bench codec
+    cargo bench -p hermes-wasm-tests --bench file_log

@@ -1,7 +1,7 @@
 //! The consumer: follows the segments from a position, never writing.
 
 use std::fs::File;
-use std::io::{Seek, SeekFrom};
+use std::io::{BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use hermes_guest::{BusError, ConsumedEvent, Consumer, Offset, log};
@@ -19,11 +19,18 @@ pub struct FileLogConsumer {
     open: bool,
 }
 
+/// Reads are buffered: each read of the file is a call to the host, and a
+/// buffer turns two calls per record into one per 64 KiB.
 struct Cursor {
     first: u64,
-    file: File,
+    reader: BufReader<File>,
+    /// Byte position of the next record; the reader stands there unless
+    /// `astray` (after a look at an incomplete or damaged record).
     pos: u64,
+    astray: bool,
 }
+
+const READ_BUFFER: usize = 64 * 1024;
 
 impl Consumer for FileLogConsumer {
     type Settings = Settings;
@@ -105,11 +112,14 @@ impl Consumer for FileLogConsumer {
             };
             let path = record::segment_path(&self.dir, cursor.first);
             let fail = |e| io_error(&format!("cannot read {}", path.display()), e);
-            cursor
-                .file
-                .seek(SeekFrom::Start(cursor.pos))
-                .map_err(fail)?;
-            match record::read_slot(&mut cursor.file).map_err(fail)? {
+            if cursor.astray {
+                cursor
+                    .reader
+                    .seek(SeekFrom::Start(cursor.pos))
+                    .map_err(fail)?;
+                cursor.astray = false;
+            }
+            match record::read_slot(&mut cursor.reader).map_err(fail)? {
                 Slot::Record { offset, body, len } => {
                     if offset != self.next_offset {
                         return Err(BusError::Corrupted(format!(
@@ -131,6 +141,7 @@ impl Consumer for FileLogConsumer {
                     return Ok(Some(consumed));
                 }
                 slot => {
+                    cursor.astray = true;
                     // The end of this segment, for now. Move on only if the
                     // log went on in a newer segment.
                     let segments = record::list_segments(&self.dir)?;
@@ -140,7 +151,7 @@ impl Consumer for FileLogConsumer {
                     }
                     if let Slot::Damaged(why, _) = &slot {
                         let newer = segments.last().is_some_and(|&last| last > cursor.first);
-                        if newer || slot.damage_inside(&cursor.file) {
+                        if newer || slot.damage_inside(cursor.reader.get_ref()) {
                             return Err(BusError::Corrupted(format!(
                                 "{} at byte {}: {why}",
                                 path.display(),
@@ -183,10 +194,11 @@ impl FileLogConsumer {
 
     /// Opens a segment positioned after its magic; `None` position if the
     /// segment is still being created.
-    fn open_segment(&self, first: u64) -> Result<(File, bool), BusError> {
+    fn open_segment(&self, first: u64) -> Result<(BufReader<File>, bool), BusError> {
         let path = record::segment_path(&self.dir, first);
-        let mut file = File::open(&path)
+        let file = File::open(&path)
             .map_err(|e| io_error(&format!("cannot open {}", path.display()), e))?;
+        let mut file = BufReader::with_capacity(READ_BUFFER, file);
         let ready = record::read_magic(&mut file, &path)?;
         Ok((file, ready))
     }
@@ -229,7 +241,12 @@ impl FileLogConsumer {
                 _ => return Ok(false),
             }
         }
-        self.cursor = Some(Cursor { first, file, pos });
+        self.cursor = Some(Cursor {
+            first,
+            reader: file,
+            pos,
+            astray: false,
+        });
         Ok(true)
     }
 }

@@ -105,7 +105,7 @@ impl Slot {
 
 /// Reads the record at the reader's position, leaving it after the record.
 /// A short read is `Incomplete`, never an error: a writer may be mid-append.
-pub fn read_slot(file: &mut File) -> io::Result<Slot> {
+pub fn read_slot(file: &mut (impl Read + Seek)) -> io::Result<Slot> {
     let start = file.stream_position()?;
     let mut frame = [0u8; FRAME_LEN];
     if read_full(file, &mut frame)? < FRAME_LEN {
@@ -166,7 +166,7 @@ pub fn decode(body: &[u8]) -> Result<ConsumedEvent, String> {
 }
 
 /// Reads until `buf` is full or the file ends; returns how much was read.
-fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+fn read_full(file: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match file.read(&mut buf[filled..]) {
@@ -181,7 +181,7 @@ fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 
 /// Reads and checks a segment's magic. `Ok(false)` if the file is shorter
 /// than the magic (a segment being created).
-pub fn read_magic(file: &mut File, path: &Path) -> Result<bool, BusError> {
+pub fn read_magic(file: &mut impl Read, path: &Path) -> Result<bool, BusError> {
     let mut magic = [0u8; 8];
     let n = read_full(file, &mut magic)
         .map_err(|e| io_error(&format!("cannot read {}", path.display()), e))?;

@@ -1,7 +1,7 @@
 //! The producer: appends records to the newest segment.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{BufReader, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -187,8 +187,10 @@ impl FileLogProducer {
         }
         let mut valid = HEADER_LEN;
         let mut next_offset = first;
+        let mut reader = BufReader::with_capacity(64 * 1024, &file);
+        reader.seek(SeekFrom::Start(HEADER_LEN)).map_err(fail)?;
         loop {
-            let slot = record::read_slot(&mut file).map_err(fail)?;
+            let slot = record::read_slot(&mut reader).map_err(fail)?;
             match slot {
                 Slot::Record { offset, len, .. } if offset == next_offset => {
                     valid += len;
