@@ -5,5 +5,11 @@
 mod build_support;
 
 fn main() {
-    build_support::build_guests(&["file-log", "sandbox-probe", "offset-kinds"]);
+    build_support::build_guests(&[
+        "file-log",
+        "sqlite",
+        "redis-streams",
+        "sandbox-probe",
+        "offset-kinds",
+    ]);
 }

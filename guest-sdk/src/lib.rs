@@ -72,6 +72,8 @@ mod convert;
 pub mod glue;
 pub mod log;
 mod producer;
+pub mod redis;
+pub mod sqlite;
 #[doc(hidden)]
 pub mod wit;
 

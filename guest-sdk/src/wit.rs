@@ -1,7 +1,7 @@
 //! The raw bindings, generated once per world. Plugin code never names them:
 //! it uses the types re-exported at the crate root and the [`export!`] macro.
 //!
-//! The imports (`log`, and the `types` every world uses) are generated in a
+//! The imports (the capabilities, and the `types` every world uses) are generated in a
 //! world of their own; the exports are the `bus` world's. Every component the
 //! SDK builds therefore has the `bus` world's shape, and a plugin that provides
 //! one role only says so in its metadata and refuses to build the other (the
@@ -18,6 +18,8 @@ pub mod imports {
             world imports {
                 import hermes:bus/types@0.1.0;
                 import hermes:bus/log@0.1.0;
+                import hermes:bus/redis@0.1.0;
+                import hermes:bus/sqlite@0.1.0;
             }
         ",
         path: "../wit",
@@ -36,6 +38,8 @@ pub mod bus {
         with: {
             "hermes:bus/types@0.1.0": crate::wit::imports::hermes::bus::types,
             "hermes:bus/log@0.1.0": crate::wit::imports::hermes::bus::log,
+            "hermes:bus/redis@0.1.0": crate::wit::imports::hermes::bus::redis,
+            "hermes:bus/sqlite@0.1.0": crate::wit::imports::hermes::bus::sqlite,
         },
         pub_export_macro: true,
         export_macro_name: "__export_bus_world",

@@ -8,7 +8,15 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "hermes:bus/bus",
+    imports: {
+        "hermes:bus/redis": async | trappable,
+        "hermes:bus/sqlite": async | trappable,
+    },
     exports: { default: async },
+    with: {
+        "hermes:bus/redis.connection": crate::host::redis::Connection,
+        "hermes:bus/sqlite.database": crate::host::sqlite::Database,
+    },
     additional_derives: [PartialEq],
 });
 
@@ -16,4 +24,6 @@ pub use exports::hermes::bus::consume;
 pub use exports::hermes::bus::plugin;
 pub use exports::hermes::bus::produce;
 pub use hermes::bus::log;
+pub use hermes::bus::redis;
+pub use hermes::bus::sqlite;
 pub use hermes::bus::types;

@@ -29,7 +29,7 @@ pub use error::{Error, Result};
 pub use hermes_event::{Category, Event};
 pub use plugin::{Plugin, Role, World};
 pub use producer::Producer;
-pub use sandbox::{DirGrant, Grants};
+pub use sandbox::{DirGrant, Grants, RedisAllow};
 
 /// The file-log plugin, built from `guests/file-log` with this binary: the
 /// default bus.

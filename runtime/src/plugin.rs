@@ -23,6 +23,14 @@ const CONSUME_INTERFACE: &str = "hermes:bus/consume@0.1.0";
 /// guest blocked in a host call, where the epoch cannot interrupt it.
 const DEADLINE_GRACE: Duration = Duration::from_millis(500);
 
+/// The capability an import names, `hermes:bus/redis@0.1.0` giving `redis`;
+/// `types` is the contract's shared types, not a capability.
+fn capability_name(import: &str) -> Option<String> {
+    let interface = import.strip_prefix("hermes:bus/")?;
+    let interface = interface.split('@').next().unwrap_or(interface);
+    (interface != "types").then(|| interface.to_owned())
+}
+
 /// Which `hermes:bus` world a component implements, from its exports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum World {
@@ -90,6 +98,7 @@ pub struct Plugin {
     origin: String,
     world: World,
     metadata: Metadata,
+    capabilities: Vec<String>,
     grants: Grants,
     code_source: CodeSource,
     pre: InstancePre<HostState>,
@@ -126,6 +135,11 @@ impl Plugin {
             .map(|(name, _)| name.to_owned())
             .collect();
         let has = |name: &str| exports.iter().any(|e| e == name);
+        let capabilities = component
+            .component_type()
+            .imports(engine.wasmtime())
+            .filter_map(|(name, _)| capability_name(name))
+            .collect();
         let world = match (has(PRODUCE_INTERFACE), has(CONSUME_INTERFACE)) {
             _ if !has(PLUGIN_INTERFACE) => None,
             (true, true) => Some(World::Bus),
@@ -180,6 +194,7 @@ impl Plugin {
                 description: String::new(),
                 roles: vec![],
             },
+            capabilities,
             grants,
             code_source,
             pre,
@@ -210,6 +225,12 @@ impl Plugin {
     /// The world the component implements.
     pub fn world(&self) -> World {
         self.world
+    }
+
+    /// The host capabilities the component imports (`log`, `redis`,
+    /// `sqlite`), whether or not the operator granted them.
+    pub fn capabilities(&self) -> &[String] {
+        &self.capabilities
     }
 
     /// What the plugin says about itself.

@@ -3,7 +3,8 @@
 //!
 //! A plugin starts with nothing: no environment variables, no network, no
 //! files, no stdin. Its stdout and stderr go to the host log. The operator
-//! grants directories, and sets the memory cap and the call deadline.
+//! grants directories and Redis servers, and sets the memory cap and the call
+//! deadline.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::error::{Error, Result};
 use crate::host;
+pub use crate::host::redis::RedisAllow;
 
 /// Default memory cap: hermes events are small; a bus plugin that needs more
 /// than this is leaking.
@@ -52,8 +54,10 @@ impl DirGrant {
 /// Everything the operator grants a plugin.
 #[derive(Debug, Clone)]
 pub struct Grants {
-    /// Directories the plugin may use.
+    /// Directories the plugin may use, through WASI and the `sqlite` capability.
     pub dirs: Vec<DirGrant>,
+    /// Redis servers the plugin may connect to through the `redis` capability.
+    pub redis: Vec<RedisAllow>,
     /// The most linear memory the plugin may have, in bytes.
     pub memory_limit: usize,
     /// The most time one call may run.
@@ -64,6 +68,7 @@ impl Default for Grants {
     fn default() -> Self {
         Grants {
             dirs: Vec::new(),
+            redis: Vec::new(),
             memory_limit: DEFAULT_MEMORY_LIMIT,
             call_deadline: DEFAULT_CALL_DEADLINE,
         }
@@ -73,9 +78,10 @@ impl Default for Grants {
 /// The state of one plugin instance's store.
 pub struct HostState {
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(crate) table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) plugin: Arc<str>,
+    pub(crate) grants: Arc<Grants>,
 }
 
 impl HostState {
@@ -104,6 +110,7 @@ impl HostState {
                 exceeded: false,
             },
             plugin,
+            grants: Arc::new(grants.clone()),
         })
     }
 }

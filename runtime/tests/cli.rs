@@ -345,8 +345,9 @@ fn inspect_describes_the_built_in_bus() {
     let output = hermes_wasm(dir.path(), &["inspect"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
-    assert!(text.contains("plugin:      file-log"), "{text}");
-    assert!(text.contains("world:       hermes:bus/bus"), "{text}");
-    assert!(text.contains("roles:       producer, consumer"), "{text}");
+    assert!(text.contains("plugin:       file-log"), "{text}");
+    assert!(text.contains("world:        hermes:bus/bus"), "{text}");
+    assert!(text.contains("roles:        producer, consumer"), "{text}");
+    assert!(text.contains("capabilities: log\n"), "{text}");
     assert!(text.contains("\"retention_in_days\""), "{text}");
 }

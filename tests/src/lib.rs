@@ -7,8 +7,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use hermes_event::{Category, Event, EventType, Value};
-use hermes_wasm::{Consumer, DirGrant, Engine, Grants, Plugin, Producer};
+use hermes_wasm::{Consumer, DirGrant, Engine, Grants, Plugin, Producer, RedisAllow};
 use tempfile::TempDir;
+
+mod redis_server;
+pub use redis_server::RedisServer;
 
 /// Paths of the guest components, built by this crate's build script.
 pub mod guests {
@@ -27,34 +30,85 @@ pub fn engine() -> Engine {
         .clone()
 }
 
-/// Loads a guest with read-write access to `dirs`.
+/// Loads a guest with `grants` and read-write access to `dirs` as well.
 pub async fn load(path: &str, dirs: &[&Path], grants: Grants) -> Arc<Plugin> {
-    let dirs = dirs
+    let dirs: Vec<DirGrant> = dirs
         .iter()
         .map(|dir| DirGrant::parse(&dir.display().to_string()).expect("granted directory exists"))
         .collect();
-    Plugin::from_file(&engine(), Path::new(path), Grants { dirs, ..grants })
+    let mut grants = grants;
+    grants.dirs.extend(dirs);
+    Plugin::from_file(&engine(), Path::new(path), grants)
         .await
         .expect("guest loads")
 }
 
-/// A bus under test: a plugin, its settings, and the directory it lives in.
+/// A bus under test: a plugin, its settings for each role, the directory it
+/// may use, and the Redis server it talks to, if any.
 pub struct Bus {
     pub plugin: Arc<Plugin>,
     pub settings: serde_json::Value,
+    pub consumer_settings: serde_json::Value,
     pub dir: TempDir,
+    pub redis: Option<RedisServer>,
 }
 
 impl Bus {
+    /// A bus whose roles share `settings`.
+    pub fn new(plugin: Arc<Plugin>, settings: serde_json::Value, dir: TempDir) -> Bus {
+        Bus {
+            plugin,
+            consumer_settings: settings.clone(),
+            settings,
+            dir,
+            redis: None,
+        }
+    }
+
     /// A fresh, empty file-log bus.
     pub async fn file_log() -> Bus {
         let dir = tempfile::tempdir().expect("tempdir");
         let plugin = load(guests::FILE_LOG, &[dir.path()], Grants::default()).await;
         let settings = serde_json::json!({ "path": dir.path().join("bus") });
+        Bus::new(plugin, settings, dir)
+    }
+
+    /// A fresh sqlite bus: a database file (not created yet) in a temporary
+    /// directory.
+    pub async fn sqlite() -> Bus {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plugin = load(guests::SQLITE, &[dir.path()], Grants::default()).await;
+        let uri = dir.path().join("bus.sqlite");
         Bus {
             plugin,
+            settings: serde_json::json!({ "uri": uri, "retention_in_days": 30 }),
+            consumer_settings: serde_json::json!({ "uri": uri }),
+            dir,
+            redis: None,
+        }
+    }
+
+    /// A fresh Redis streams bus on its own redis-server, which the plugin is
+    /// allowed to reach.
+    pub async fn redis_streams() -> Bus {
+        Bus::on_redis(RedisServer::start()).await
+    }
+
+    /// A Redis streams bus on `server`.
+    pub async fn on_redis(server: RedisServer) -> Bus {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let grants = Grants {
+            redis: vec![RedisAllow::parse(&server.url()).expect("a valid URL")],
+            ..Grants::default()
+        };
+        let plugin = load(guests::REDIS_STREAMS, &[], grants).await;
+        let settings = serde_json::json!({ "url": server.url(), "stream": "hermes" });
+        Bus {
+            plugin,
+            consumer_settings: settings.clone(),
             settings,
             dir,
+            redis: Some(server),
         }
     }
 
@@ -69,7 +123,7 @@ impl Bus {
 
     /// An open consumer at the beginning, waiting at most `timeout` once drained.
     pub async fn consumer(&self, timeout: Duration) -> Consumer {
-        let mut consumer = Consumer::create(self.plugin.clone(), &self.settings)
+        let mut consumer = Consumer::create(self.plugin.clone(), &self.consumer_settings)
             .await
             .expect("consumer builds");
         consumer.open().await.expect("consumer opens");

@@ -22,14 +22,20 @@ pub async fn run(args: InspectArgs) -> Result<()> {
     let plugin = super::load_plugin(args.plugin.as_deref(), Grants::default(), &args.cache).await?;
     let meta = plugin.metadata();
     let roles: Vec<_> = meta.roles.iter().map(|r| r.role.as_str()).collect();
+    let capabilities = if plugin.capabilities().is_empty() {
+        "none".to_owned()
+    } else {
+        plugin.capabilities().join(", ")
+    };
     let mut out = format!(
-        "plugin:      {} {}\ndescription: {}\nworld:       {}\nsource:      {}\nroles:       {}\n",
+        "plugin:       {} {}\ndescription:  {}\nworld:        {}\nsource:       {}\nroles:        {}\ncapabilities: {}\n",
         meta.name,
         meta.version,
         meta.description,
         plugin.world(),
         plugin.origin(),
-        roles.join(", ")
+        roles.join(", "),
+        capabilities,
     );
     for info in &meta.roles {
         let schema = serde_json::to_string_pretty(&info.settings_schema)?;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
-use hermes_wasm::{DirGrant, Engine, FILE_LOG_WASM, Grants, Plugin};
+use hermes_wasm::{DirGrant, Engine, FILE_LOG_WASM, Grants, Plugin, RedisAllow};
 
 /// Run hermes message-bus plugins compiled to WebAssembly components.
 #[derive(Debug, Parser)]
@@ -51,6 +51,12 @@ pub struct PluginArgs {
     #[arg(long = "dir", value_name = "DIR[:ro]")]
     dirs: Vec<String>,
 
+    /// Allow the plugin to connect to this Redis server, such as
+    /// `redis://127.0.0.1:6379` (any database) or `redis://127.0.0.1:6379/2`
+    /// (that database only). Repeatable; no server is allowed by default.
+    #[arg(long = "allow-redis", value_name = "URL")]
+    allow_redis: Vec<String>,
+
     /// The plugin's memory cap, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = (hermes_wasm::sandbox::DEFAULT_MEMORY_LIMIT >> 20) as u64)]
     memory_mib: u64,
@@ -72,10 +78,16 @@ impl PluginArgs {
             .iter()
             .map(|spec| DirGrant::parse(spec))
             .collect::<Result<Vec<_>, _>>()?;
+        let redis = self
+            .allow_redis
+            .iter()
+            .map(|url| RedisAllow::parse(url).map_err(|e| anyhow::anyhow!("--allow-redis {e}")))
+            .collect::<Result<Vec<_>>>()?;
         let memory_limit =
             usize::try_from(self.memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
         let grants = Grants {
             dirs,
+            redis,
             memory_limit,
             call_deadline: Duration::from_millis(self.call_deadline_ms),
         };

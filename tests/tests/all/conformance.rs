@@ -349,3 +349,5 @@ macro_rules! conformance {
 }
 
 conformance!(file_log, Bus::file_log().await);
+conformance!(sqlite, Bus::sqlite().await);
+conformance!(redis_streams, Bus::redis_streams().await);

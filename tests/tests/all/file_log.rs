@@ -130,11 +130,7 @@ async fn segments_roll_and_reading_crosses_them() {
     let dir = tempfile::tempdir().expect("tempdir");
     let plugin = load(guests::FILE_LOG, &[dir.path()], Grants::default()).await;
     let settings = serde_json::json!({ "path": dir.path().join("bus"), "segment_max_bytes": 4096, "fsync": "always" });
-    let bus = Bus {
-        plugin,
-        settings,
-        dir,
-    };
+    let bus = Bus::new(plugin, settings, dir);
 
     let events = users(Category::Base, 0, 60);
     let mut producer = bus.producer().await;
@@ -177,11 +173,7 @@ async fn retention_deletes_old_segments_at_open_and_keeps_the_newest() {
     let plugin = load(guests::FILE_LOG, &[dir.path()], Grants::default()).await;
     let path = dir.path().join("bus");
     let settings = serde_json::json!({ "path": path, "segment_max_bytes": 4096 });
-    let bus = Bus {
-        plugin: plugin.clone(),
-        settings,
-        dir,
-    };
+    let bus = Bus::new(plugin.clone(), settings, dir);
     let mut producer = bus.producer().await;
     producer
         .send_batch(&users(Category::Base, 0, 60))
@@ -290,11 +282,7 @@ async fn every_fsync_policy_stores_the_events() {
         let dir = tempfile::tempdir().expect("tempdir");
         let plugin = load(guests::FILE_LOG, &[dir.path()], Grants::default()).await;
         let settings = serde_json::json!({ "path": dir.path().join("bus"), "fsync": fsync, "fsync_interval_ms": 50 });
-        let bus = Bus {
-            plugin,
-            settings,
-            dir,
-        };
+        let bus = Bus::new(plugin, settings, dir);
         let events = users(Category::Initsync, 0, 5);
         let mut producer = bus.producer().await;
         producer.send_batch(&events[..2]).await.expect("send batch");

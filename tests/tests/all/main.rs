@@ -3,7 +3,9 @@
 mod conformance;
 mod file_log;
 mod offset_kinds;
+mod redis_streams;
 mod sandbox_probe;
+mod sqlite;
 
 /// Every guest the build script builds has a test module of its name.
 macro_rules! assert_test_exists {

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use hermes_event::{Category, Event, EventType, Value};
 use hermes_wasm::{
-    BusError, CodeSource, Consumer, Engine, Error, Grants, Offset, Plugin, Producer, World,
+    BusError, CodeSource, Consumer, DirGrant, Engine, Error, Grants, Offset, Plugin, Producer,
+    RedisAllow, World,
 };
-use hermes_wasm_tests::{guests, load};
+use hermes_wasm_tests::{RedisServer, guests, load};
 
 fn attempt(what: &str, arg: &str) -> Event {
     Event::new(
@@ -97,6 +98,100 @@ async fn the_network_is_closed() {
     assert!(
         listener.accept().is_err(),
         "no connection reached the listener"
+    );
+}
+
+#[tokio::test]
+async fn a_redis_server_the_operator_did_not_allow_is_refused() {
+    let server = RedisServer::start();
+    let other = RedisServer::start();
+    let grants = Grants {
+        redis: vec![RedisAllow::parse(&other.url()).expect("valid")],
+        ..Grants::default()
+    };
+    let mut producer = probe(grants, &[]).await;
+    let message = refused(producer.send(&attempt("redis", &server.url())).await);
+    assert!(
+        message.contains("Refused") && message.contains(&server.url()),
+        "{message}"
+    );
+    let message = refused(producer.send(&attempt("redis", "not a url")).await);
+    assert!(message.contains("InvalidUrl"), "{message}");
+    // The allowed server answers, so the refusal above is the grant's doing,
+    // and the plugin carries on after being refused.
+    let breach = producer.send(&attempt("redis", &other.url())).await;
+    assert!(
+        matches!(&breach, Err(Error::Bus { error: BusError::Corrupted(m), .. }) if m.contains("PONG")),
+        "{breach:?}"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_files_outside_the_grant_or_written_through_a_read_only_grant_are_refused() {
+    let granted = tempfile::tempdir().expect("tempdir");
+    let read_only = tempfile::tempdir().expect("tempdir");
+    let outside = tempfile::tempdir().expect("tempdir");
+    let existing = read_only.path().join("bus.sqlite");
+    rusqlite::Connection::open(&existing)
+        .and_then(|db| db.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (0)"))
+        .expect("a database to protect");
+    let before = std::fs::read(&existing).expect("read");
+
+    let grants = Grants {
+        dirs: vec![
+            DirGrant::parse(&granted.path().display().to_string()).expect("grant"),
+            DirGrant::parse(&format!("{}:ro", read_only.path().display())).expect("grant"),
+        ],
+        ..Grants::default()
+    };
+    let ro_dir = grants.dirs[1].path.clone();
+    let mut producer = probe(grants, &[]).await;
+
+    let target = outside.path().join("escape.sqlite");
+    let message = refused(
+        producer
+            .send(&attempt("sqlite-write", &target.display().to_string()))
+            .await,
+    );
+    assert!(
+        message.contains("Refused") && message.contains("outside"),
+        "{message}"
+    );
+    assert!(!target.exists(), "nothing was created outside the grant");
+
+    let inside_ro = ro_dir.join("bus.sqlite").display().to_string();
+    let message = refused(producer.send(&attempt("sqlite-write", &inside_ro)).await);
+    assert!(
+        message.contains("Refused") && message.contains("read-only"),
+        "{message}"
+    );
+    let message = refused(
+        producer
+            .send(&attempt("sqlite-read-only-write", &inside_ro))
+            .await,
+    );
+    assert!(
+        message.contains("Refused") && message.contains("read-only"),
+        "{message}"
+    );
+    assert_eq!(
+        std::fs::read(&existing).expect("read"),
+        before,
+        "the database is untouched"
+    );
+
+    // The read-write grant works, so the refusals above are the sandbox's doing.
+    let inside = granted
+        .path()
+        .canonicalize()
+        .expect("dir")
+        .join("bus.sqlite");
+    let breach = producer
+        .send(&attempt("sqlite-write", &inside.display().to_string()))
+        .await;
+    assert!(
+        matches!(&breach, Err(Error::Bus { error: BusError::Corrupted(m), .. }) if m.contains("wrote")),
+        "{breach:?}"
     );
 }
 

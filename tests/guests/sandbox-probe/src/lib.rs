@@ -11,6 +11,10 @@
 //! - `loop`: spin forever;
 //! - `allocate`: allocate and touch `arg` MiB;
 //! - `print`: print `arg` on stdout and log it;
+//! - `redis`: connect to the Redis URL `arg` and `PING` it;
+//! - `sqlite-write`: open the database `arg` read-write and write a row;
+//! - `sqlite-read-only-write`: open the database `arg` read-only and try to
+//!   write a row anyway;
 //! - anything else: succeed.
 //!
 //! A refused attempt returns `bus-error.other` with the error the plugin saw;
@@ -26,6 +30,7 @@ use exports::hermes::bus::plugin::{Guest as PluginGuest, Metadata, Role, RoleInf
 use exports::hermes::bus::produce::{Guest as ProduceGuest, GuestProducer, Producer};
 use hermes::bus::log::{Level, log};
 use hermes::bus::types::{BusError, Event, Offset};
+use hermes::bus::{redis, sqlite};
 use std::cell::Cell;
 
 struct Probe;
@@ -112,6 +117,33 @@ impl GuestProducer for ProbeProducer {
                     "allocated {} MiB",
                     std::hint::black_box(block).len() >> 20
                 )));
+            }
+            "redis" => {
+                let pong =
+                    redis::Connection::open(&arg).and_then(|c| c.command(&[b"PING".to_vec()]));
+                match pong {
+                    Ok(reply) => return Err(breach(format!("redis {arg} answered {reply:?}"))),
+                    Err(e) => return Err(refused(&format!("redis {arg}"), format!("{e:?}"))),
+                }
+            }
+            "sqlite-write" => {
+                let written =
+                    sqlite::Database::open(&arg, sqlite::Access::ReadWrite).and_then(|db| {
+                        db.execute("CREATE TABLE IF NOT EXISTS t (x)", &[])?;
+                        db.execute("INSERT INTO t VALUES (1)", &[])
+                    });
+                match written {
+                    Ok(_) => return Err(breach(format!("wrote to {arg}"))),
+                    Err(e) => return Err(refused(&format!("sqlite {arg}"), format!("{e:?}"))),
+                }
+            }
+            "sqlite-read-only-write" => {
+                let written = sqlite::Database::open(&arg, sqlite::Access::ReadOnly)
+                    .and_then(|db| db.execute("INSERT INTO t VALUES (2)", &[]));
+                match written {
+                    Ok(_) => return Err(breach(format!("wrote to {arg}"))),
+                    Err(e) => return Err(refused(&format!("sqlite {arg}"), format!("{e:?}"))),
+                }
             }
             "print" => {
                 println!("{arg}");

@@ -1,0 +1,268 @@
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use hermes_guest::sqlite::{Access, Database, SqliteError, Value};
+use hermes_guest::{BusError, ConsumedEvent, Consumer, Event, Offset, Timestamp};
+
+use crate::settings::ConsumerSettings;
+use crate::table;
+
+/// Rows read from the database at a time.
+const PAGE: i64 = 256;
+
+/// How often a waiting consumer looks for new rows (hermes' own plugin
+/// looks every 0.5 s).
+const POLL: Duration = Duration::from_millis(100);
+
+/// Reads `hermesmessages` in msgid order, from a read-only connection.
+pub struct SqliteConsumer {
+    settings: ConsumerSettings,
+    open: bool,
+    /// None while the database file does not exist.
+    db: Option<Database>,
+    /// The next msgid to read: every row with `msgid >= next`.
+    next: i64,
+    /// Rows read ahead, all at or after `next`.
+    ahead: VecDeque<ConsumedEvent>,
+    /// Whether the table was seen: it is never dropped once created.
+    table: bool,
+}
+
+impl SqliteConsumer {
+    fn fail(&self, e: SqliteError) -> BusError {
+        table::bus_error(&self.settings.uri, e)
+    }
+
+    /// The database, opening it if its file has appeared; none while the bus
+    /// does not exist yet or its table is not created.
+    fn db(&mut self) -> Result<Option<&Database>, BusError> {
+        if !self.open {
+            return Err(BusError::NotOpen);
+        }
+        if self.db.is_none() {
+            match Database::open(&self.settings.uri, Access::ReadOnly) {
+                Ok(db) => self.db = Some(db),
+                Err(SqliteError::NotFound(_)) => return Ok(None),
+                Err(e) => return Err(self.fail(e)),
+            }
+        }
+        let Some(db) = self.db.as_ref() else {
+            return Ok(None);
+        };
+        if !self.table {
+            let exists = db
+                .query(table::EXISTS, &[])
+                .map_err(|e| table::bus_error(&self.settings.uri, e))?;
+            self.table = integer(&exists.rows, 0) == Some(1);
+        }
+        Ok(if self.table { self.db.as_ref() } else { None })
+    }
+
+    /// `(oldest msgid held, last msgid assigned)`.
+    fn bounds(&mut self) -> Result<(Option<i64>, Option<i64>), BusError> {
+        let uri = self.settings.uri.clone();
+        let Some(db) = self.db()? else {
+            return Ok((None, None));
+        };
+        let rows = db
+            .query(table::BOUNDS, &[])
+            .map_err(|e| table::bus_error(&uri, e))?;
+        Ok((integer(&rows.rows, 0), integer(&rows.rows, 1)))
+    }
+
+    fn position(&mut self, next: i64) {
+        self.next = next;
+        self.ahead.clear();
+    }
+
+    fn fill(&mut self) -> Result<(), BusError> {
+        let uri = self.settings.uri.clone();
+        let next = self.next;
+        let Some(db) = self.db()? else {
+            return Ok(());
+        };
+        let rows = db
+            .query(table::PAGE, &[Value::Integer(next), Value::Integer(PAGE)])
+            .map_err(|e| table::bus_error(&uri, e))?;
+        for row in rows.rows {
+            match consumed(&uri, row) {
+                Ok(event) => self.ahead.push_back(event),
+                // Deliver what comes before a damaged row; the next read
+                // reaches it and reports it.
+                Err(_) if !self.ahead.is_empty() => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn int_offset(offset: &Offset) -> Result<i64, BusError> {
+    match offset {
+        Offset::Int(n) => Ok(*n),
+        other => Err(BusError::UnknownOffset(format!(
+            "{other:?}: the sqlite bus's offsets are integers (msgid)"
+        ))),
+    }
+}
+
+fn integer(rows: &[Vec<Value>], column: usize) -> Option<i64> {
+    match rows.first()?.get(column)? {
+        Value::Integer(n) => Some(*n),
+        _ => None,
+    }
+}
+
+/// One row as a consumed event; anything unexpected in it is `corrupted`.
+fn consumed(uri: &str, row: Vec<Value>) -> Result<ConsumedEvent, BusError> {
+    let corrupted = |what: String| BusError::Corrupted(format!("{uri}: {what}"));
+    let [Value::Integer(msgid), data, timestamp] = <[Value; 3]>::try_from(row)
+        .map_err(|_| corrupted("a row without its three columns".into()))?
+    else {
+        return Err(corrupted("a msgid that is not an integer".into()));
+    };
+    let Value::Text(data) = data else {
+        return Err(corrupted(format!("msgid {msgid}: data is not text")));
+    };
+    let seconds = match timestamp {
+        Value::Real(x) => x,
+        Value::Integer(n) => n as f64,
+        _ => {
+            return Err(corrupted(format!(
+                "msgid {msgid}: timestamp is not a number"
+            )));
+        }
+    };
+    let event = Event::from_json(&data)
+        .map_err(|e| corrupted(format!("msgid {msgid}: data is not a hermes event: {e}")))?;
+    Ok(ConsumedEvent {
+        offset: Offset::Int(msgid),
+        timestamp: to_timestamp(seconds),
+        event,
+    })
+}
+
+/// Unix seconds as a float, to the nearest microsecond (a float holds no more).
+fn to_timestamp(seconds: f64) -> Timestamp {
+    let micros = (seconds * 1e6).round();
+    let whole = (micros / 1e6).floor();
+    Timestamp {
+        seconds: whole as i64,
+        nanoseconds: ((micros - whole * 1e6) as u32).min(999_999) * 1000,
+    }
+}
+
+impl Consumer for SqliteConsumer {
+    type Settings = ConsumerSettings;
+
+    fn new(settings: ConsumerSettings) -> Result<Self, BusError> {
+        Ok(SqliteConsumer {
+            settings,
+            open: false,
+            db: None,
+            next: i64::MIN,
+            ahead: VecDeque::new(),
+            table: false,
+        })
+    }
+
+    fn open(&mut self) -> Result<(), BusError> {
+        self.open = true;
+        match self.db() {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                self.open = false;
+                Err(e)
+            }
+        }
+    }
+
+    fn close(&mut self) -> Result<(), BusError> {
+        self.open = false;
+        self.db = None;
+        self.table = false;
+        self.ahead.clear();
+        Ok(())
+    }
+
+    fn seek_to_beginning(&mut self) -> Result<(), BusError> {
+        self.position(i64::MIN);
+        Ok(())
+    }
+
+    /// hermes' rule: from the oldest msgid held to the next one to be
+    /// assigned (the last assigned + 1). On an empty bus only that next one.
+    fn seek(&mut self, offset: &Offset) -> Result<(), BusError> {
+        let offset = int_offset(offset)?;
+        let (oldest, last) = self.bounds()?;
+        let next = last.unwrap_or(0).saturating_add(1);
+        if oldest.unwrap_or(next) <= offset && offset <= next {
+            self.position(offset);
+            Ok(())
+        } else {
+            Err(BusError::UnknownOffset(format!(
+                "{offset}: the bus holds msgid {} to {}",
+                oldest.map_or("none".into(), |o| o.to_string()),
+                last.map_or("none".into(), |l| l.to_string()),
+            )))
+        }
+    }
+
+    fn seek_after(&mut self, offset: &Offset) -> Result<(), BusError> {
+        let msgid = int_offset(offset)?;
+        let uri = self.settings.uri.clone();
+        let held = match self.db()? {
+            Some(db) => db
+                .query(table::HOLDS, &[Value::Integer(msgid)])
+                .map_err(|e| table::bus_error(&uri, e))?,
+            None => {
+                return Err(BusError::UnknownOffset(format!(
+                    "{msgid}: the bus is empty"
+                )));
+            }
+        };
+        if integer(&held.rows, 0) != Some(1) {
+            return Err(BusError::UnknownOffset(format!(
+                "{msgid}: the bus holds no such msgid"
+            )));
+        }
+        self.position(msgid.saturating_add(1));
+        Ok(())
+    }
+
+    fn read(&mut self) -> Result<Option<ConsumedEvent>, BusError> {
+        if !self.open {
+            return Err(BusError::NotOpen);
+        }
+        if self.ahead.is_empty() {
+            self.fill()?;
+        }
+        let Some(consumed) = self.ahead.pop_front() else {
+            return Ok(None);
+        };
+        if let Offset::Int(msgid) = consumed.offset {
+            self.next = msgid.saturating_add(1);
+        }
+        Ok(Some(consumed))
+    }
+
+    fn wait(&mut self, at_most: Duration) -> Result<(), BusError> {
+        std::thread::sleep(at_most.min(POLL));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn float_timestamps_keep_their_microseconds() {
+        let t = to_timestamp(1_700_000_000.123_456);
+        assert_eq!((t.seconds, t.nanoseconds), (1_700_000_000, 123_456_000));
+        let t = to_timestamp(1_700_000_000.999_999_9);
+        assert_eq!((t.seconds, t.nanoseconds), (1_700_000_001, 0));
+        let t = to_timestamp(-0.5);
+        assert_eq!((t.seconds, t.nanoseconds), (-1, 500_000_000));
+    }
+}

@@ -1,0 +1,87 @@
+use hermes_guest::sqlite::{Access, Database, Value};
+use hermes_guest::{BusError, Event, Offset, Producer, log};
+
+use crate::settings::ProducerSettings;
+use crate::table;
+
+/// Seconds in a day, for the retention.
+const DAY: f64 = 86_400.0;
+
+/// Inserts each event as one row; a batch is one transaction.
+pub struct SqliteProducer {
+    settings: ProducerSettings,
+    db: Option<Database>,
+}
+
+impl SqliteProducer {
+    fn db(&self) -> Result<&Database, BusError> {
+        self.db.as_ref().ok_or(BusError::NotOpen)
+    }
+
+    fn fail(&self, e: hermes_guest::sqlite::SqliteError) -> BusError {
+        table::bus_error(&self.settings.uri, e)
+    }
+
+    fn insert(&self, db: &Database, event: &Event) -> Result<Offset, BusError> {
+        let row = [Value::Text(event.to_json()), Value::Real(table::now())];
+        let outcome = db.execute(table::INSERT, &row).map_err(|e| self.fail(e))?;
+        Ok(Offset::Int(outcome.last_insert_rowid))
+    }
+}
+
+impl Producer for SqliteProducer {
+    type Settings = ProducerSettings;
+
+    fn new(settings: ProducerSettings) -> Result<Self, BusError> {
+        Ok(SqliteProducer { settings, db: None })
+    }
+
+    fn open(&mut self) -> Result<(), BusError> {
+        let db = Database::open(&self.settings.uri, Access::ReadWrite).map_err(|e| self.fail(e))?;
+        db.execute(table::CREATE, &[]).map_err(|e| self.fail(e))?;
+        let limit = table::now() - f64::from(self.settings.retention_in_days) * DAY;
+        let purged = db
+            .execute(table::PURGE, &[Value::Real(limit)])
+            .map_err(|e| self.fail(e))?;
+        if purged.changes > 0 {
+            log::info(format!(
+                "{}: purged {} events older than {} days",
+                self.settings.uri, purged.changes, self.settings.retention_in_days
+            ));
+        }
+        db.execute("VACUUM", &[]).map_err(|e| self.fail(e))?;
+        self.db = Some(db);
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), BusError> {
+        self.db = None;
+        Ok(())
+    }
+
+    fn send(&mut self, event: &Event) -> Result<Offset, BusError> {
+        let db = self.db()?;
+        self.insert(db, event)
+    }
+
+    fn send_batch(&mut self, events: &[Event]) -> Result<Vec<Offset>, BusError> {
+        let db = self.db()?;
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        db.begin().map_err(|e| self.fail(e))?;
+        let inserted: Result<Vec<Offset>, BusError> =
+            events.iter().map(|event| self.insert(db, event)).collect();
+        match inserted.and_then(|offsets| {
+            db.commit().map_err(|e| self.fail(e))?;
+            Ok(offsets)
+        }) {
+            Ok(offsets) => Ok(offsets),
+            Err(e) => {
+                // Nothing of the batch is stored; the error says why.
+                let _ = db.rollback();
+                Err(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! The `hermesmessages` table: its SQL, and the mapping between the host's
+//! SQLite errors and bus errors.
+
+use hermes_guest::BusError;
+use hermes_guest::sqlite::SqliteError;
+
+/// hermes' table, exactly.
+pub const CREATE: &str = "CREATE TABLE IF NOT EXISTS hermesmessages (\
+    msgid INTEGER PRIMARY KEY AUTOINCREMENT, \
+    data TEXT NOT NULL, timestamp REAL NOT NULL)";
+
+/// Appends one event.
+pub const INSERT: &str = "INSERT INTO hermesmessages (data, timestamp) VALUES (?1, ?2)";
+
+/// Deletes the rows stored before a Unix time.
+pub const PURGE: &str = "DELETE FROM hermesmessages WHERE timestamp < ?1";
+
+/// Whether the table exists yet.
+pub const EXISTS: &str =
+    "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'hermesmessages'";
+
+/// The oldest msgid held (NULL when empty) and the last one ever assigned
+/// (NULL before the first insert).
+pub const BOUNDS: &str = "SELECT (SELECT min(msgid) FROM hermesmessages), \
+    (SELECT seq FROM sqlite_sequence WHERE name = 'hermesmessages')";
+
+/// Whether a msgid is held.
+pub const HOLDS: &str = "SELECT count(*) FROM hermesmessages WHERE msgid = ?1";
+
+/// The next rows from a msgid on, in order.
+pub const PAGE: &str = "SELECT msgid, data, timestamp FROM hermesmessages \
+    WHERE msgid >= ?1 ORDER BY msgid LIMIT ?2";
+
+/// Unix time now, in seconds, as hermes stores it.
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// A bus error for a failed database call about `uri`.
+pub fn bus_error(uri: &str, e: SqliteError) -> BusError {
+    match e {
+        SqliteError::Busy(m) | SqliteError::NotFound(m) => {
+            BusError::Unavailable(format!("{uri}: {m}"))
+        }
+        SqliteError::Corrupted(m) => BusError::Corrupted(format!("{uri}: {m}")),
+        SqliteError::Refused(m) | SqliteError::Failed(m) => BusError::Other(format!("{uri}: {m}")),
+    }
+}

@@ -1,0 +1,396 @@
+//! The `sqlite` capability: database files inside the granted directories,
+//! opened with `rusqlite`'s bundled SQLite. Every call runs on tokio's
+//! blocking pool, so a slow disk or a lock wait never stalls the host.
+
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use rusqlite::limits::Limit;
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{ErrorCode, OpenFlags};
+use wasmtime::component::{HasSelf, Linker, Resource};
+
+use crate::bindings::sqlite::{Access, Host, HostDatabase, Outcome, Rows, SqliteError, Value};
+use crate::sandbox::{DirGrant, HostState};
+
+/// How long a call waits for another connection's lock before `busy`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The most data one query may return: a plugin reads in pages (`LIMIT`), and
+/// the host does not buffer without bound.
+const MAX_RESULT_BYTES: usize = 64 * 1024 * 1024;
+
+/// A plugin's open database.
+pub struct Database {
+    connection: Arc<Mutex<rusqlite::Connection>>,
+}
+
+impl Host for HostState {}
+
+impl HostDatabase for HostState {
+    async fn open(
+        &mut self,
+        path: String,
+        access: Access,
+    ) -> wasmtime::Result<Result<Resource<Database>, SqliteError>> {
+        let resolved = match resolve(&path, access, &self.grants.dirs) {
+            Ok(resolved) => resolved,
+            Err(e) => {
+                if let SqliteError::Refused(why) = &e {
+                    tracing::warn!(target: "plugin", plugin = &*self.plugin, "sqlite: refused {why}");
+                }
+                return Ok(Err(e));
+            }
+        };
+        let opened = blocking(move || connect(&path, &resolved, access)).await;
+        Ok(match opened {
+            Ok(connection) => Ok(self.table.push(Database {
+                connection: Arc::new(Mutex::new(connection)),
+            })?),
+            Err(e) => Err(e),
+        })
+    }
+
+    async fn execute(
+        &mut self,
+        database: Resource<Database>,
+        sql: String,
+        params: Vec<Value>,
+    ) -> wasmtime::Result<Result<Outcome, SqliteError>> {
+        let connection = self.table.get(&database)?.connection.clone();
+        Ok(blocking(move || {
+            let connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
+            let changes = connection
+                .execute(&sql, rusqlite::params_from_iter(params.iter().map(Param)))
+                .map_err(error)?;
+            Ok(Outcome {
+                changes: changes as u64,
+                last_insert_rowid: connection.last_insert_rowid(),
+            })
+        })
+        .await)
+    }
+
+    async fn query(
+        &mut self,
+        database: Resource<Database>,
+        sql: String,
+        params: Vec<Value>,
+    ) -> wasmtime::Result<Result<Rows, SqliteError>> {
+        let connection = self.table.get(&database)?.connection.clone();
+        Ok(blocking(move || {
+            let connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut statement = connection.prepare(&sql).map_err(error)?;
+            let columns: Vec<String> = statement.column_names().map(String::from).collect();
+            let width = columns.len();
+            let mut rows = Vec::new();
+            let mut size = 0usize;
+            let mut cursor = statement
+                .query(rusqlite::params_from_iter(params.iter().map(Param)))
+                .map_err(error)?;
+            while let Some(row) = cursor.next().map_err(error)? {
+                let mut values = Vec::with_capacity(width);
+                for i in 0..width {
+                    let value = from_sql(row.get_ref(i).map_err(error)?);
+                    size += value_size(&value);
+                    values.push(value);
+                }
+                if size > MAX_RESULT_BYTES {
+                    return Err(SqliteError::Failed(format!(
+                        "the result is larger than {} MiB: read it in pages with LIMIT",
+                        MAX_RESULT_BYTES >> 20
+                    )));
+                }
+                rows.push(values);
+            }
+            Ok(Rows { columns, rows })
+        })
+        .await)
+    }
+
+    async fn begin(
+        &mut self,
+        database: Resource<Database>,
+    ) -> wasmtime::Result<Result<(), SqliteError>> {
+        self.batch(database, "BEGIN IMMEDIATE").await
+    }
+
+    async fn commit(
+        &mut self,
+        database: Resource<Database>,
+    ) -> wasmtime::Result<Result<(), SqliteError>> {
+        self.batch(database, "COMMIT").await
+    }
+
+    async fn rollback(
+        &mut self,
+        database: Resource<Database>,
+    ) -> wasmtime::Result<Result<(), SqliteError>> {
+        self.batch(database, "ROLLBACK").await
+    }
+
+    async fn drop(&mut self, database: Resource<Database>) -> wasmtime::Result<()> {
+        let database = self.table.delete(database)?;
+        // Closing may roll back an open transaction: not on the async threads.
+        tokio::task::spawn_blocking(move || drop(database));
+        Ok(())
+    }
+}
+
+impl HostState {
+    async fn batch(
+        &mut self,
+        database: Resource<Database>,
+        sql: &'static str,
+    ) -> wasmtime::Result<Result<(), SqliteError>> {
+        let connection = self.table.get(&database)?.connection.clone();
+        Ok(blocking(move || {
+            let connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
+            connection.execute_batch(sql).map_err(error)
+        })
+        .await)
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, SqliteError> + Send + 'static,
+) -> Result<T, SqliteError> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        Err(SqliteError::Failed(format!(
+            "the database call failed: {e}"
+        )))
+    })
+}
+
+/// Checks `path` against the grants and returns the host file to open.
+///
+/// The path must be absolute, without `..`, inside a granted directory once
+/// every symbolic link is followed, and the grant must allow writing for a
+/// read-write open.
+fn resolve(path: &str, access: Access, grants: &[DirGrant]) -> Result<PathBuf, SqliteError> {
+    let refused = |why: &str| Err(SqliteError::Refused(format!("{path}: {why}")));
+    let lexical = Path::new(path);
+    if !lexical.is_absolute() {
+        return refused("not an absolute path");
+    }
+    if lexical
+        .components()
+        .any(|c| matches!(c, Component::ParentDir))
+    {
+        return refused("a path with `..` is not allowed");
+    }
+    let (Some(parent), Some(name)) = (lexical.parent(), lexical.file_name()) else {
+        return refused("not a file path");
+    };
+    let Some(grant) = grants.iter().find(|g| lexical.starts_with(&g.path)) else {
+        return refused("outside the directories granted to the plugin");
+    };
+    let parent = match std::fs::canonicalize(parent) {
+        Ok(parent) => parent,
+        Err(e) => {
+            return Err(SqliteError::NotFound(format!(
+                "{path}: its directory is missing: {e}"
+            )));
+        }
+    };
+    let mut file = parent.join(name);
+    if file.exists() {
+        file = std::fs::canonicalize(&file)
+            .map_err(|e| SqliteError::Failed(format!("{path}: {e}")))?;
+    }
+    if !file.starts_with(&grant.path) {
+        return refused("a symbolic link leads outside the granted directories");
+    }
+    if access == Access::ReadWrite && grant.read_only {
+        return refused("the directory is granted read-only");
+    }
+    if access == Access::ReadOnly && !file.is_file() {
+        return Err(SqliteError::NotFound(format!("{path}: no such database")));
+    }
+    Ok(file)
+}
+
+fn connect(shown: &str, file: &Path, access: Access) -> Result<rusqlite::Connection, SqliteError> {
+    let flags = match access {
+        Access::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
+        Access::ReadWrite => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+    } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let context = |e: SqliteError| match e {
+        SqliteError::Failed(m) => SqliteError::Failed(format!("{shown}: {m}")),
+        SqliteError::Corrupted(m) => SqliteError::Corrupted(format!("{shown}: {m}")),
+        other => other,
+    };
+    let mut connection = rusqlite::Connection::open_with_flags(file, flags)
+        .map_err(error)
+        .map_err(context)?;
+    connection.busy_timeout(BUSY_TIMEOUT).map_err(error)?;
+    // The sandbox: no other database file, no extension, no global setting.
+    // VACUUM works through a temporary attached database with no file name:
+    // that one is allowed, a file (`ATTACH`, `VACUUM INTO`) is not.
+    connection
+        .set_limit(Limit::SQLITE_LIMIT_ATTACHED, 1)
+        .map_err(error)?;
+    connection
+        .authorizer(Some(|context: AuthContext<'_>| match context.action {
+            AuthAction::Attach { filename: "" } => Authorization::Allow,
+            AuthAction::Attach { .. } => Authorization::Deny,
+            AuthAction::Function {
+                function_name: "load_extension",
+            } => Authorization::Deny,
+            AuthAction::Pragma { pragma_name, .. }
+                if matches!(
+                    pragma_name.to_ascii_lowercase().as_str(),
+                    "temp_store_directory" | "data_store_directory"
+                ) =>
+            {
+                Authorization::Deny
+            }
+            _ => Authorization::Allow,
+        }))
+        .map_err(error)?;
+    // Reading the schema now turns "not a database" into an error at open.
+    connection
+        .query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
+        .map_err(error)
+        .map_err(context)?;
+    Ok(connection)
+}
+
+fn error(e: rusqlite::Error) -> SqliteError {
+    let message = e.to_string();
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => SqliteError::Busy(message),
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+            SqliteError::Corrupted(message)
+        }
+        Some(ErrorCode::ReadOnly) => {
+            SqliteError::Refused(format!("the database is open read-only: {message}"))
+        }
+        Some(ErrorCode::AuthorizationForStatementDenied) => SqliteError::Refused(format!(
+            "attaching databases, loading extensions and moving SQLite's files are not allowed: {message}"
+        )),
+        _ => SqliteError::Failed(message),
+    }
+}
+
+/// A WIT value as an SQL parameter.
+struct Param<'a>(&'a Value);
+
+impl rusqlite::ToSql for Param<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self.0 {
+            Value::Null => ValueRef::Null,
+            Value::Integer(n) => ValueRef::Integer(*n),
+            Value::Real(x) => ValueRef::Real(*x),
+            Value::Text(text) => ValueRef::Text(text.as_bytes()),
+            Value::Blob(bytes) => ValueRef::Blob(bytes),
+        }))
+    }
+}
+
+fn from_sql(value: ValueRef<'_>) -> Value {
+    match value {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(n) => Value::Integer(n),
+        ValueRef::Real(x) => Value::Real(x),
+        ValueRef::Text(text) => Value::Text(String::from_utf8_lossy(text).into_owned()),
+        ValueRef::Blob(bytes) => Value::Blob(bytes.to_vec()),
+    }
+}
+
+fn value_size(value: &Value) -> usize {
+    match value {
+        Value::Text(text) => text.len() + 16,
+        Value::Blob(bytes) => bytes.len() + 16,
+        _ => 16,
+    }
+}
+
+pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    crate::bindings::sqlite::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(dir: &Path, read_only: bool) -> Vec<DirGrant> {
+        vec![DirGrant {
+            path: std::fs::canonicalize(dir).expect("dir"),
+            read_only,
+        }]
+    }
+
+    fn refused(result: Result<PathBuf, SqliteError>) -> bool {
+        matches!(result, Err(SqliteError::Refused(_)))
+    }
+
+    #[test]
+    fn paths_outside_the_grants_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let grants = grant(dir.path(), false);
+        let root = grants[0].path.display().to_string();
+        let inside = format!("{root}/bus.sqlite");
+        assert!(resolve(&inside, Access::ReadWrite, &grants).is_ok());
+        assert!(refused(resolve("bus.sqlite", Access::ReadWrite, &grants)));
+        assert!(refused(resolve("/etc/passwd", Access::ReadOnly, &grants)));
+        assert!(refused(resolve(
+            &format!("{root}/../escape.sqlite"),
+            Access::ReadWrite,
+            &grants
+        )));
+        #[cfg(unix)]
+        {
+            let outside = tempfile::tempdir().expect("tempdir");
+            std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).expect("symlink");
+            assert!(refused(resolve(
+                &format!("{root}/link/bus.sqlite"),
+                Access::ReadWrite,
+                &grants
+            )));
+        }
+    }
+
+    #[test]
+    fn a_read_only_grant_refuses_a_read_write_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let grants = grant(dir.path(), true);
+        let file = format!("{}/bus.sqlite", grants[0].path.display());
+        assert!(refused(resolve(&file, Access::ReadWrite, &grants)));
+        assert!(matches!(
+            resolve(&file, Access::ReadOnly, &grants),
+            Err(SqliteError::NotFound(_))
+        ));
+        std::fs::write(&file, b"").expect("create");
+        assert!(resolve(&file, Access::ReadOnly, &grants).is_ok());
+    }
+
+    #[test]
+    fn a_connection_cannot_reach_other_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("bus.sqlite");
+        let connection = connect("bus.sqlite", &file, Access::ReadWrite).expect("opens");
+        let other = dir.path().join("other.sqlite");
+        for sql in [
+            format!("ATTACH DATABASE '{}' AS other", other.display()),
+            format!("VACUUM INTO '{}'", other.display()),
+            "SELECT load_extension('x')".to_string(),
+            "PRAGMA temp_store_directory = '/tmp'".to_string(),
+        ] {
+            let result = connection.execute_batch(&sql).map_err(error);
+            assert!(
+                matches!(
+                    result,
+                    Err(SqliteError::Refused(_) | SqliteError::Failed(_))
+                ),
+                "{sql}: {result:?}"
+            );
+        }
+        assert!(!other.exists(), "no file was written outside the database");
+        connection
+            .execute_batch("VACUUM")
+            .expect("a plain VACUUM works");
+    }
+}

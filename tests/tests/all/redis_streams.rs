@@ -1,0 +1,214 @@
+//! What the Redis streams bus promises beyond the conformance suite: the
+//! entries' shape, trimming, and riding out a Redis server that goes away and
+//! comes back, with nothing lost or duplicated. Every test runs its own
+//! redis-server on a free loopback port.
+
+use std::time::Duration;
+
+use hermes_event::{Category, Event};
+use hermes_wasm::{BusError, Error, Grants, Offset, Producer};
+use hermes_wasm_tests::{Bus, RedisServer, guests, load, user_added, users};
+
+const DRAINED: Duration = Duration::from_millis(200);
+
+/// The stream's entries as Redis holds them: `(id, [field, value, ...])`.
+fn entries(bus: &Bus) -> Vec<(String, Vec<String>)> {
+    let server = bus.redis.as_ref().expect("a Redis bus");
+    let mut redis = redis::Client::open(server.url())
+        .and_then(|client| client.get_connection())
+        .expect("connect");
+    redis::cmd("XRANGE")
+        .arg("hermes")
+        .arg("-")
+        .arg("+")
+        .query(&mut redis)
+        .expect("XRANGE")
+}
+
+fn unavailable<T: std::fmt::Debug>(result: Result<T, Error>) -> bool {
+    matches!(
+        result.as_ref().map_err(Error::bus_error),
+        Err(Some(BusError::Unavailable(_)))
+    )
+}
+
+async fn events_on(bus: &Bus) -> Vec<Event> {
+    let mut consumer = bus.consumer(DRAINED).await;
+    let mut events = Vec::new();
+    while let Some(consumed) = consumer.next().await.expect("next") {
+        events.push(consumed.event);
+    }
+    events
+}
+
+#[tokio::test]
+async fn each_event_is_one_entry_with_its_category_and_hermes_json() {
+    let bus = Bus::redis_streams().await;
+    let events = [
+        user_added(Category::Initsync, 1),
+        user_added(Category::Base, 2),
+    ];
+    let mut producer = bus.producer().await;
+    let mut offsets = vec![producer.send(&events[0]).await.expect("send")];
+    offsets.extend(producer.send_batch(&events[1..]).await.expect("send batch"));
+
+    let entries = entries(&bus);
+    assert_eq!(entries.len(), 2);
+    for ((id, fields), (event, offset)) in entries.iter().zip(events.iter().zip(&offsets)) {
+        assert_eq!(
+            offset,
+            &Offset::Str(id.clone()),
+            "the offset is the entry ID"
+        );
+        assert_eq!(
+            fields,
+            &vec![
+                "category".to_string(),
+                event.evcategory.as_str().to_string(),
+                "event".to_string(),
+                event.to_json(),
+            ]
+        );
+    }
+
+    // The timestamp is the ID's milliseconds.
+    let mut consumer = bus.consumer(DRAINED).await;
+    let consumed = consumer.next().await.expect("next").expect("an event");
+    let ms: i64 = entries[0]
+        .0
+        .split('-')
+        .next()
+        .and_then(|ms| ms.parse().ok())
+        .expect("an ID");
+    assert_eq!(consumed.timestamp.seconds, ms / 1000);
+    assert_eq!(
+        consumed.timestamp.nanoseconds as i64,
+        (ms % 1000) * 1_000_000
+    );
+}
+
+#[tokio::test]
+async fn maxlen_trims_the_stream_and_a_trimmed_offset_is_unknown() {
+    let mut bus = Bus::redis_streams().await;
+    bus.settings["maxlen"] = serde_json::json!(10);
+    let mut producer = bus.producer().await;
+    let mut offsets = Vec::new();
+    for chunk in users(Category::Base, 0, 500).chunks(50) {
+        offsets.extend(producer.send_batch(chunk).await.expect("send"));
+    }
+    let kept = entries(&bus).len();
+    assert!(
+        (10..500).contains(&kept),
+        "about 10 entries kept, Redis may keep a few more: {kept}"
+    );
+    let mut consumer = bus.consumer(DRAINED).await;
+    let refused = consumer.seek(&offsets[0]).await;
+    assert!(
+        matches!(
+            refused.as_ref().map_err(Error::bus_error),
+            Err(Some(BusError::UnknownOffset(_)))
+        ),
+        "{refused:?}"
+    );
+    consumer
+        .seek(&offsets[499])
+        .await
+        .expect("the newest is kept");
+}
+
+#[tokio::test]
+async fn a_producer_rides_out_redis_going_away_with_nothing_lost_or_doubled() {
+    let mut bus = Bus::on_redis(RedisServer::start_durable()).await;
+    let before = users(Category::Base, 1, 3);
+    let during = user_added(Category::Base, 10);
+    let after = users(Category::Base, 20, 3);
+
+    let mut producer = bus.producer().await;
+    producer.send_batch(&before).await.expect("send");
+
+    bus.redis.as_mut().expect("server").kill();
+    assert!(unavailable(producer.send(&during).await));
+    assert!(unavailable(producer.send_batch(&after).await));
+
+    bus.redis.as_mut().expect("server").restart();
+    // The same instance connects again; the failed sends are sent again, as
+    // hermes-server does with changes it could not send.
+    producer.send(&during).await.expect("send after restart");
+    producer
+        .send_batch(&after)
+        .await
+        .expect("batch after restart");
+
+    let expected: Vec<Event> = before
+        .iter()
+        .chain(std::iter::once(&during))
+        .chain(&after)
+        .cloned()
+        .collect();
+    assert_eq!(events_on(&bus).await, expected);
+}
+
+#[tokio::test]
+async fn a_consumer_rides_out_redis_going_away_and_resumes_where_it_was() {
+    let mut bus = Bus::on_redis(RedisServer::start_durable()).await;
+    let first = users(Category::Base, 1, 3);
+    let second = users(Category::Base, 10, 2);
+    let mut producer = bus.producer().await;
+    producer.send_batch(&first).await.expect("send");
+
+    let mut consumer = bus.consumer(Duration::from_secs(20)).await;
+    for event in &first {
+        assert_eq!(
+            consumer.next().await.expect("next").map(|c| c.event),
+            Some(event.clone())
+        );
+    }
+    // The consumer now waits in XREAD BLOCK; the server dies under it.
+    let waiting = tokio::spawn(async move {
+        let result = consumer.next().await;
+        (consumer, result)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    bus.redis.as_mut().expect("server").kill();
+    let (mut consumer, result) = tokio::time::timeout(Duration::from_secs(15), waiting)
+        .await
+        .expect("the wait ends when the server goes away")
+        .expect("task");
+    assert!(
+        unavailable(result),
+        "the consumer reports the bus unavailable"
+    );
+    assert!(unavailable(consumer.next().await), "still down");
+
+    bus.redis.as_mut().expect("server").restart();
+    producer
+        .send_batch(&second)
+        .await
+        .expect("send after restart");
+    consumer.set_timeout(Some(DRAINED));
+    let mut rest = Vec::new();
+    while let Some(consumed) = consumer.next().await.expect("next after restart") {
+        rest.push(consumed.event);
+    }
+    assert_eq!(rest, second, "nothing skipped, nothing read twice");
+}
+
+#[tokio::test]
+async fn a_server_the_operator_did_not_allow_is_refused_at_open() {
+    let server = RedisServer::start();
+    let plugin = load(guests::REDIS_STREAMS, &[], Grants::default()).await;
+    let settings = serde_json::json!({ "url": server.url(), "stream": "hermes" });
+    let mut producer = Producer::create(plugin.clone(), &settings)
+        .await
+        .expect("create");
+    let error = producer.open().await.expect_err("not allowed");
+    let message = error.to_string();
+    assert!(
+        message.contains(&server.url()) && message.contains("--allow-redis"),
+        "{message}"
+    );
+
+    let missing = Producer::create(plugin, &serde_json::json!({ "url": server.url() })).await;
+    let message = missing.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("stream"), "{message}");
+}

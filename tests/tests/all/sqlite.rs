@@ -1,0 +1,332 @@
+//! What the sqlite bus promises beyond the conformance suite: hermes' own
+//! table and row format, so that hermes and hermes-wasm can share a database;
+//! retention; a read-only consumer; a missing file as an empty bus.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use hermes_event::{Category, Event, EventType, Value};
+use hermes_wasm::{BusError, Consumer, DirGrant, Error, Grants, Offset, Producer, Timestamp};
+use hermes_wasm_tests::{Bus, guests, load, user_added};
+
+const DRAINED: Duration = Duration::from_millis(200);
+
+/// The table as hermes' sqlite producer creates it.
+const HERMES_TABLE: &str = "CREATE TABLE IF NOT EXISTS hermesmessages (msgid INTEGER PRIMARY KEY AUTOINCREMENT, data TEXT NOT NULL, timestamp REAL NOT NULL)";
+
+/// `user_added(Category::Base, 7).to_json()`, written out by hand from
+/// hermes' format: indent 4, every non-ASCII character escaped.
+const USER_7: &str = r#"{
+    "evcategory": "base",
+    "eventtype": "added",
+    "objtype": "SRVUsers",
+    "objpkey": 7,
+    "objattrs": {
+        "id": 7,
+        "login": "user7",
+        "name": "Zo\u00eb \ud83d\ude00"
+    },
+    "step": 0,
+    "isPartiallyProcessed": false
+}"#;
+
+/// An initsync `init-stop` event in hermes' format.
+const INIT_STOP: &str = r#"{
+    "evcategory": "initsync",
+    "eventtype": "init-stop",
+    "objtype": null,
+    "objpkey": null,
+    "objattrs": {},
+    "step": 0,
+    "isPartiallyProcessed": false
+}"#;
+
+fn file(bus: &Bus) -> PathBuf {
+    bus.dir.path().join("bus.sqlite")
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64()
+}
+
+/// A database as hermes' producer leaves it, with `(data, timestamp)` rows.
+fn hermes_database(path: &Path, rows: &[(&str, f64)]) {
+    let db = rusqlite::Connection::open(path).expect("open");
+    db.execute(HERMES_TABLE, []).expect("create");
+    for (data, timestamp) in rows {
+        db.execute(
+            "INSERT INTO hermesmessages (data, timestamp) VALUES (?1, ?2)",
+            rusqlite::params![data, timestamp],
+        )
+        .expect("insert");
+    }
+}
+
+async fn read_all(consumer: &mut Consumer) -> Vec<hermes_wasm::consumer::Consumed> {
+    let mut all = Vec::new();
+    while let Some(consumed) = consumer.next().await.expect("next") {
+        all.push(consumed);
+    }
+    all
+}
+
+fn unknown_offset(result: Result<(), Error>) -> bool {
+    matches!(
+        result.as_ref().map_err(Error::bus_error),
+        Err(Some(BusError::UnknownOffset(_)))
+    )
+}
+
+#[tokio::test]
+async fn rows_are_hermes_own_format() {
+    let bus = Bus::sqlite().await;
+    let before = now();
+    let mut producer = bus.producer().await;
+    let mut offsets = vec![
+        producer
+            .send(&user_added(Category::Base, 7))
+            .await
+            .expect("send"),
+    ];
+    offsets.extend(
+        producer
+            .send_batch(&[
+                user_added(Category::Initsync, 8),
+                user_added(Category::Base, 9),
+            ])
+            .await
+            .expect("send batch"),
+    );
+    producer.close().await.expect("close");
+    let after = now();
+    assert_eq!(offsets, [1, 2, 3].map(Offset::Int));
+
+    let db = rusqlite::Connection::open(file(&bus)).expect("open");
+    let schema: String = db
+        .query_row(
+            "SELECT sql FROM sqlite_schema WHERE name = 'hermesmessages'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("the table exists");
+    assert_eq!(schema, HERMES_TABLE.replace(" IF NOT EXISTS", ""));
+
+    let mut statement = db
+        .prepare(
+            "SELECT msgid, data, typeof(timestamp), timestamp FROM hermesmessages ORDER BY msgid",
+        )
+        .expect("prepare");
+    let rows: Vec<(i64, String, String, f64)> = statement
+        .query_map([], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(rows[0].1, USER_7);
+    assert!(rows[1].1.contains("\"evcategory\": \"initsync\""));
+    for (_, _, kind, timestamp) in &rows {
+        assert_eq!(kind, "real", "timestamps are floats");
+        assert!(
+            (before..=after).contains(timestamp),
+            "{timestamp} is Unix seconds of the send"
+        );
+    }
+    assert!(
+        rows[0].3 != rows[0].3.floor() || rows[1].3 != rows[1].3.floor(),
+        "timestamps keep the fraction of a second"
+    );
+}
+
+#[tokio::test]
+async fn a_database_written_by_hermes_is_read_back_exactly() {
+    let bus = Bus::sqlite().await;
+    hermes_database(
+        &file(&bus),
+        &[(USER_7, 1_700_000_000.25), (INIT_STOP, 1_700_000_001.5)],
+    );
+
+    let mut consumer = bus.consumer(DRAINED).await;
+    let read = read_all(&mut consumer).await;
+    assert_eq!(read.len(), 2);
+    assert_eq!(read[0].offset, Offset::Int(1));
+    assert_eq!(read[0].event, user_added(Category::Base, 7));
+    assert_eq!(
+        read[0].timestamp,
+        Timestamp {
+            seconds: 1_700_000_000,
+            nanoseconds: 250_000_000
+        }
+    );
+    assert_eq!(read[1].offset, Offset::Int(2));
+    assert_eq!(
+        read[1].event,
+        Event::new(
+            Category::Initsync,
+            EventType::InitStop,
+            None,
+            Value::Null,
+            Value::Object(vec![])
+        )
+    );
+    assert_eq!(
+        read[1].timestamp,
+        Timestamp {
+            seconds: 1_700_000_001,
+            nanoseconds: 500_000_000
+        }
+    );
+
+    // Our producer appends after hermes' rows, in the same format.
+    let mut producer = bus.producer().await;
+    let offset = producer
+        .send(&user_added(Category::Base, 7))
+        .await
+        .expect("send");
+    assert_eq!(offset, Offset::Int(3));
+    let db = rusqlite::Connection::open(file(&bus)).expect("open");
+    let data: String = db
+        .query_row(
+            "SELECT data FROM hermesmessages WHERE msgid = 3",
+            [],
+            |row| row.get(0),
+        )
+        .expect("row 3");
+    assert_eq!(data, USER_7);
+}
+
+#[tokio::test]
+async fn retention_purges_old_rows_at_open_and_offsets_keep_growing() {
+    let bus = Bus::sqlite().await;
+    let day = 86_400.0;
+    let now = now();
+    hermes_database(
+        &file(&bus),
+        &[
+            (USER_7, now - 40.0 * day),
+            (USER_7, now - 31.0 * day),
+            (USER_7, now - 29.0 * day),
+            (USER_7, now - 1.0),
+        ],
+    );
+    let mut producer = bus.producer().await; // retention_in_days: 30
+    let offset = producer
+        .send(&user_added(Category::Base, 9))
+        .await
+        .expect("send");
+    assert_eq!(offset, Offset::Int(5), "msgids are never reused");
+
+    let mut consumer = bus.consumer(DRAINED).await;
+    let offsets: Vec<_> = read_all(&mut consumer)
+        .await
+        .into_iter()
+        .map(|c| c.offset)
+        .collect();
+    assert_eq!(offsets, [3, 4, 5].map(Offset::Int));
+
+    // hermes' seek range: from the oldest msgid held to the next one.
+    for purged in [1, 2] {
+        assert!(unknown_offset(consumer.seek(&Offset::Int(purged)).await));
+        assert!(unknown_offset(
+            consumer.seek_after(&Offset::Int(purged)).await
+        ));
+    }
+    assert!(unknown_offset(consumer.seek(&Offset::Int(7)).await));
+    consumer
+        .seek(&Offset::Int(6))
+        .await
+        .expect("the next msgid");
+    assert_eq!(consumer.next().await.expect("next"), None);
+    consumer.seek(&Offset::Int(3)).await.expect("the oldest");
+    assert_eq!(
+        consumer.next().await.expect("next").map(|c| c.offset),
+        Some(Offset::Int(3))
+    );
+}
+
+#[tokio::test]
+async fn the_consumer_reads_through_a_read_only_grant_and_writes_nothing() {
+    let bus = Bus::sqlite().await;
+    let events = hermes_wasm_tests::users(Category::Base, 1, 4);
+    let mut producer = bus.producer().await;
+    producer.send_batch(&events).await.expect("send");
+    producer.close().await.expect("close");
+    let before = std::fs::read(file(&bus)).expect("read");
+    let entries_before = std::fs::read_dir(bus.dir.path()).expect("dir").count();
+
+    let grant = DirGrant::parse(&format!("{}:ro", bus.dir.path().display())).expect("grant");
+    let grants = Grants {
+        dirs: vec![grant],
+        ..Grants::default()
+    };
+    let plugin = load(guests::SQLITE, &[], grants).await;
+    let mut consumer = Consumer::create(plugin.clone(), &bus.consumer_settings)
+        .await
+        .expect("create");
+    consumer.open().await.expect("open");
+    consumer.set_timeout(Some(DRAINED));
+    let read: Vec<_> = read_all(&mut consumer)
+        .await
+        .into_iter()
+        .map(|c| c.event)
+        .collect();
+    assert_eq!(read, events);
+    consumer.close().await.expect("close");
+    assert_eq!(std::fs::read(file(&bus)).expect("read"), before);
+    assert_eq!(
+        std::fs::read_dir(bus.dir.path()).expect("dir").count(),
+        entries_before,
+        "no journal or other file left behind"
+    );
+
+    // The producer needs to write: the read-only grant refuses it, clearly.
+    let mut producer = Producer::create(plugin, &bus.settings)
+        .await
+        .expect("create");
+    let refused = producer.open().await.expect_err("a read-only grant");
+    assert!(refused.to_string().contains("read-only"), "{refused}");
+}
+
+#[tokio::test]
+async fn a_missing_database_is_an_empty_bus_until_the_producer_creates_it() {
+    let bus = Bus::sqlite().await;
+    let mut consumer = bus.consumer(DRAINED).await;
+    assert_eq!(consumer.next().await.expect("next"), None);
+    assert!(
+        !file(&bus).exists(),
+        "the consumer does not create the database"
+    );
+    assert!(unknown_offset(consumer.seek(&Offset::Int(5)).await));
+
+    let event = user_added(Category::Base, 1);
+    let mut producer = bus.producer().await;
+    producer.send(&event).await.expect("send");
+    assert_eq!(
+        consumer.next().await.expect("next").map(|c| c.event),
+        Some(event),
+        "the same consumer sees the bus once it exists"
+    );
+}
+
+#[tokio::test]
+async fn a_row_that_is_not_a_hermes_event_is_reported_not_skipped() {
+    let bus = Bus::sqlite().await;
+    hermes_database(
+        &file(&bus),
+        &[(USER_7, 1.0), ("{not json", 2.0), (USER_7, 3.0)],
+    );
+    let mut consumer = bus.consumer(DRAINED).await;
+    assert_eq!(
+        consumer.next().await.expect("next").map(|c| c.offset),
+        Some(Offset::Int(1))
+    );
+    let error = consumer.next().await.expect_err("a damaged row");
+    assert!(
+        matches!(error.bus_error(), Some(BusError::Corrupted(m)) if m.contains("msgid 2")),
+        "{error}"
+    );
+}
