@@ -4,9 +4,10 @@
 default:
     @just --list
 
-# Install what building needs: the wasm32-wasip2 target.
+# Install what building and testing need: the wasm32-wasip2 target, and
+# redis-server for the Redis tests (from Debian's packages).
 setup:
-    rustup target add wasm32-wasip2
+    tests/install-deps.sh
 
 # Build the hermes-wasm binary (the built-in file-log plugin included).
 build: setup

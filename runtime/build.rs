@@ -1,9 +1,9 @@
-//! Builds the file-log guest for wasm32-wasip2 so the binary can embed it as
-//! the default bus.
+//! Builds the buses we ship for wasm32-wasip2, so the binary embeds them as
+//! built-in plugins (file-log is the default).
 
 #[path = "../guests/build-support.rs"]
 mod build_support;
 
 fn main() {
-    build_support::build_guests(&["file-log"]);
+    build_support::build_guests(&["file-log", "sqlite", "redis-streams"]);
 }

@@ -34,3 +34,16 @@ pub use sandbox::{DirGrant, Grants, RedisAllow};
 /// The file-log plugin, built from `guests/file-log` with this binary: the
 /// default bus.
 pub const FILE_LOG_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/file_log.wasm"));
+
+/// The plugins built from `guests/` with this binary, by name.
+pub const BUILT_IN_PLUGINS: &[(&str, &[u8])] = &[
+    ("file-log", FILE_LOG_WASM),
+    (
+        "sqlite",
+        include_bytes!(concat!(env!("OUT_DIR"), "/sqlite.wasm")),
+    ),
+    (
+        "redis-streams",
+        include_bytes!(concat!(env!("OUT_DIR"), "/redis_streams.wasm")),
+    ),
+];

@@ -1,4 +1,4 @@
-//! The `hermes-wasm` binary end to end, on its built-in file-log bus: produce
+//! The `hermes-wasm` binary end to end, on its built-in buses: produce
 //! a file of events, consume them back, and the errors a user meets.
 
 use std::path::Path;
@@ -350,4 +350,121 @@ fn inspect_describes_the_built_in_bus() {
     assert!(text.contains("roles:        producer, consumer"), "{text}");
     assert!(text.contains("capabilities: log\n"), "{text}");
     assert!(text.contains("\"retention_in_days\""), "{text}");
+}
+
+#[test]
+fn the_built_in_sqlite_bus_round_trips_through_a_read_only_consumer() {
+    let s = setup();
+    let dir = s.dir_arg();
+    let read_only = format!("{dir}:ro");
+    let input = s.input.display().to_string();
+    let uri = s.dir.path().join("bus.sqlite");
+    let producer = serde_json::json!({ "uri": uri, "retention_in_days": 7 }).to_string();
+    let consumer = serde_json::json!({ "uri": uri }).to_string();
+    let produced = s.run(&[
+        "produce",
+        "--plugin",
+        "sqlite",
+        "--dir",
+        &dir,
+        "--settings",
+        &producer,
+        "--input",
+        &input,
+    ]);
+    assert!(produced.status.success(), "{}", stderr(&produced));
+    assert_eq!(stdout(&produced), "sent 23 events, last offset 23\n");
+
+    let consumed = s.run(&[
+        "consume",
+        "--plugin",
+        "sqlite",
+        "--dir",
+        &read_only,
+        "--settings",
+        &consumer,
+        "--after",
+        "21",
+        "--timeout-ms",
+        "200",
+    ]);
+    assert!(consumed.status.success(), "{}", stderr(&consumed));
+    let lines = consumed_lines(&consumed);
+    let expected = events();
+    assert_eq!(lines.len(), 2);
+    for (line, (offset, event)) in lines.iter().zip([(22, &expected[21]), (23, &expected[22])]) {
+        assert_eq!(line["offset"], serde_json::json!(offset));
+        let back = Event::from_json(&line["event"].to_string()).expect("an event");
+        assert_eq!(&back, event);
+    }
+
+    // The producer writes: a read-only grant refuses it, in one line.
+    let refused = s.run(&[
+        "produce",
+        "--plugin",
+        "sqlite",
+        "--dir",
+        &read_only,
+        "--settings",
+        &producer,
+        "--input",
+        &input,
+    ]);
+    assert!(!refused.status.success());
+    let message = stderr(&refused);
+    assert!(
+        message
+            .lines()
+            .any(|l| l.starts_with("hermes-wasm: error:") && l.contains("read-only")),
+        "{message}"
+    );
+}
+
+#[test]
+fn redis_servers_must_be_allowed_and_allowances_must_be_urls() {
+    let s = setup();
+    let input = s.input.display().to_string();
+    // Port 9 on loopback: nothing is reached, the refusal comes first.
+    let settings = serde_json::json!({ "url": "redis://127.0.0.1:9", "stream": "s" }).to_string();
+    let refused = s.run(&[
+        "produce",
+        "--plugin",
+        "redis-streams",
+        "--settings",
+        &settings,
+        "--input",
+        &input,
+    ]);
+    assert!(!refused.status.success());
+    let message = stderr(&refused);
+    let error = message
+        .lines()
+        .find(|l| l.starts_with("hermes-wasm: error:"))
+        .unwrap_or_default();
+    assert!(
+        error.contains("redis://127.0.0.1:9") && error.contains("--allow-redis"),
+        "{message}"
+    );
+
+    let bad = s.run(&[
+        "consume",
+        "--plugin",
+        "redis-streams",
+        "--allow-redis",
+        "not a url",
+        "--settings",
+        &settings,
+    ]);
+    assert!(!bad.status.success());
+    let message = stderr(&bad);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(message.contains("--allow-redis not a url"), "{message}");
+
+    let unknown = s.run(&["inspect", "kafka"]);
+    assert!(!unknown.status.success());
+    assert!(
+        stderr(&unknown).contains("file-log, sqlite, redis-streams"),
+        "{}",
+        stderr(&unknown)
+    );
 }

@@ -41,11 +41,16 @@ pub fn now() -> f64 {
 
 /// A bus error for a failed database call about `uri`.
 pub fn bus_error(uri: &str, e: SqliteError) -> BusError {
-    match e {
-        SqliteError::Busy(m) | SqliteError::NotFound(m) => {
-            BusError::Unavailable(format!("{uri}: {m}"))
+    let about = |m: String| {
+        if m.starts_with(uri) {
+            m
+        } else {
+            format!("{uri}: {m}")
         }
-        SqliteError::Corrupted(m) => BusError::Corrupted(format!("{uri}: {m}")),
-        SqliteError::Refused(m) | SqliteError::Failed(m) => BusError::Other(format!("{uri}: {m}")),
+    };
+    match e {
+        SqliteError::Busy(m) | SqliteError::NotFound(m) => BusError::Unavailable(about(m)),
+        SqliteError::Corrupted(m) => BusError::Corrupted(about(m)),
+        SqliteError::Refused(m) | SqliteError::Failed(m) => BusError::Other(about(m)),
     }
 }

@@ -10,8 +10,9 @@ use super::CacheArgs;
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// The plugin component (.wasm). Default: the built-in file-log bus.
-    #[arg(value_name = "PLUGIN.wasm")]
+    /// The plugin: a component file, or a built-in bus (`file-log`, the
+    /// default, `sqlite`, `redis-streams`).
+    #[arg(value_name = "PLUGIN")]
     plugin: Option<PathBuf>,
 
     #[command(flatten)]

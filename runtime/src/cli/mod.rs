@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
-use hermes_wasm::{DirGrant, Engine, FILE_LOG_WASM, Grants, Plugin, RedisAllow};
+use hermes_wasm::{BUILT_IN_PLUGINS, DirGrant, Engine, FILE_LOG_WASM, Grants, Plugin, RedisAllow};
 
 /// Run hermes message-bus plugins compiled to WebAssembly components.
 #[derive(Debug, Parser)]
@@ -42,8 +42,9 @@ enum Command {
 /// Which plugin, and what it is granted.
 #[derive(Debug, Args)]
 pub struct PluginArgs {
-    /// The plugin component (.wasm). Default: the built-in file-log bus.
-    #[arg(long, value_name = "PLUGIN.wasm")]
+    /// The plugin: a component file (a path, or a name ending in `.wasm`), or
+    /// a built-in bus: `file-log` (the default), `sqlite`, `redis-streams`.
+    #[arg(long, value_name = "PLUGIN")]
     plugin: Option<PathBuf>,
 
     /// Grant the plugin a host directory, seen at the same absolute path.
@@ -108,7 +109,8 @@ pub struct CacheArgs {
     no_cache: bool,
 }
 
-/// Loads the plugin at `path`, or the built-in file-log bus.
+/// Loads the plugin `path` names: a file, or a built-in plugin by name; the
+/// built-in file-log bus without one.
 async fn load_plugin(
     path: Option<&Path>,
     grants: Grants,
@@ -120,12 +122,40 @@ async fn load_plugin(
         cache.cache_dir.clone().or_else(Engine::default_cache_dir)
     };
     let engine = Engine::new(cache_dir)?;
-    let plugin = match path {
-        Some(path) => Plugin::from_file(&engine, path, grants).await?,
+    let plugin = match path.map(plugin_source).transpose()? {
+        Some(PluginSource::File(path)) => Plugin::from_file(&engine, path, grants).await?,
+        Some(PluginSource::BuiltIn(name, bytes)) => {
+            Plugin::load(&engine, bytes, &format!("built-in {name}"), grants).await?
+        }
         None => Plugin::load(&engine, FILE_LOG_WASM, "built-in file-log", grants).await?,
     };
     tracing::debug!(plugin = plugin.name(), origin = plugin.origin(), code = ?plugin.code_source(), "loaded");
     Ok(plugin)
+}
+
+enum PluginSource<'a> {
+    File(&'a Path),
+    BuiltIn(&'static str, &'static [u8]),
+}
+
+/// A path, or a name ending in `.wasm`, is a file; any other name must be a
+/// built-in plugin's.
+fn plugin_source(path: &Path) -> Result<PluginSource<'_>> {
+    let text = path.to_string_lossy();
+    if text.contains(std::path::MAIN_SEPARATOR) || text.contains('/') || text.ends_with(".wasm") {
+        return Ok(PluginSource::File(path));
+    }
+    BUILT_IN_PLUGINS
+        .iter()
+        .find(|(name, _)| *name == text)
+        .map(|(name, bytes)| PluginSource::BuiltIn(name, bytes))
+        .ok_or_else(|| {
+            let names: Vec<_> = BUILT_IN_PLUGINS.iter().map(|(name, _)| *name).collect();
+            anyhow::anyhow!(
+                "plugin `{text}`: not a built-in plugin ({}); a component file is a path or ends in .wasm",
+                names.join(", ")
+            )
+        })
 }
 
 pub async fn run(cli: Cli) -> Result<()> {
