@@ -212,3 +212,21 @@ async fn a_server_the_operator_did_not_allow_is_refused_at_open() {
     let message = missing.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(message.contains("stream"), "{message}");
 }
+
+/// On a single-threaded runtime, a consumer blocked in `XREAD BLOCK` must
+/// leave the thread free: the producer's send below runs on that same thread.
+/// Its one-second timeout is a single blocking call; were the thread held,
+/// the send would only run after it, and the consumer would see nothing.
+#[tokio::test(flavor = "current_thread")]
+async fn a_blocking_read_holds_no_host_thread() {
+    let bus = Bus::redis_streams().await;
+    let mut consumer = bus.consumer(Duration::from_secs(1)).await;
+    let mut producer = bus.producer().await;
+    let event = user_added(Category::Base, 5);
+    let (consumed, sent) = tokio::join!(consumer.next(), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        producer.send(&event).await
+    });
+    sent.expect("send while the consumer waits");
+    assert_eq!(consumed.expect("next").map(|c| c.event), Some(event));
+}
