@@ -136,6 +136,15 @@ impl Bus {
     }
 }
 
+/// Every event from the consumer's position until its timeout passes.
+pub async fn read_all(consumer: &mut Consumer) -> Vec<hermes_wasm::consumer::Consumed> {
+    let mut all = Vec::new();
+    while let Some(consumed) = consumer.next().await.expect("next") {
+        all.push(consumed);
+    }
+    all
+}
+
 /// A sample event: `added` of type `SRVUsers` with primary key `id`.
 pub fn user_added(category: Category, id: i64) -> Event {
     Event::new(

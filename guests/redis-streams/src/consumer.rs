@@ -60,6 +60,18 @@ impl StreamConsumer {
         Ok(!entry::from_range(&reply)?.is_empty())
     }
 
+    /// Moves to `at(id)` if the stream holds the entry `offset` names.
+    fn seek_held(&mut self, offset: &Offset, at: fn(Id) -> Position) -> Result<(), BusError> {
+        let id = Id::from_offset(offset)?;
+        if !self.holds(id)? {
+            return Err(BusError::UnknownOffset(format!(
+                "{id}: the stream holds no such entry"
+            )));
+        }
+        self.position(at(id));
+        Ok(())
+    }
+
     fn position(&mut self, position: Position) {
         self.position = position;
         self.ahead.clear();
@@ -120,25 +132,11 @@ impl Consumer for StreamConsumer {
     }
 
     fn seek(&mut self, offset: &Offset) -> Result<(), BusError> {
-        let id = Id::from_offset(offset)?;
-        if !self.holds(id)? {
-            return Err(BusError::UnknownOffset(format!(
-                "{id}: the stream holds no such entry"
-            )));
-        }
-        self.position(Position::At(id));
-        Ok(())
+        self.seek_held(offset, Position::At)
     }
 
     fn seek_after(&mut self, offset: &Offset) -> Result<(), BusError> {
-        let id = Id::from_offset(offset)?;
-        if !self.holds(id)? {
-            return Err(BusError::UnknownOffset(format!(
-                "{id}: the stream holds no such entry"
-            )));
-        }
-        self.position(Position::After(id));
-        Ok(())
+        self.seek_held(offset, Position::After)
     }
 
     fn read(&mut self) -> Result<Option<ConsumedEvent>, BusError> {

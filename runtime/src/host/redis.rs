@@ -29,6 +29,7 @@ const MAX_ITEMS: usize = 1 << 20;
 /// names a database, the same database.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RedisAllow {
+    /// The URL as given, its password masked: what `Display` shows.
     url: String,
     addr: ConnectionAddr,
     db: Option<i64>,
@@ -44,7 +45,7 @@ impl RedisAllow {
             .and_then(|(_, rest)| rest.split_once('/'))
             .is_some_and(|(_, db)| !db.split(['?', '#']).next().unwrap_or("").is_empty());
         Ok(RedisAllow {
-            url: url.to_string(),
+            url: redact(url),
             addr: normalize(info.addr()),
             db: names_db.then(|| info.redis_settings().db()),
         })

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use hermes_event::Category;
 use hermes_wasm::{BusError, Consumer, Error, Grants, Offset, Producer};
-use hermes_wasm_tests::{Bus, guests, load, users};
+use hermes_wasm_tests::{Bus, guests, load, read_all, users};
 
 const DRAINED: Duration = Duration::from_millis(200);
 
@@ -28,14 +28,6 @@ fn append(path: &Path, bytes: &[u8]) {
         .expect("open segment")
         .write_all(bytes)
         .expect("append");
-}
-
-async fn read_all(consumer: &mut Consumer) -> Vec<hermes_wasm::consumer::Consumed> {
-    let mut all = Vec::new();
-    while let Some(consumed) = consumer.next().await.expect("next") {
-        all.push(consumed);
-    }
-    all
 }
 
 fn bus_error(result: Result<impl std::fmt::Debug, Error>) -> BusError {

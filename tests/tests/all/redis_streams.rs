@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use hermes_event::{Category, Event};
 use hermes_wasm::{BusError, Error, Grants, Offset, Producer};
-use hermes_wasm_tests::{Bus, RedisServer, guests, load, user_added, users};
+use hermes_wasm_tests::{Bus, RedisServer, guests, load, read_all, user_added, users};
 
 const DRAINED: Duration = Duration::from_millis(200);
 
@@ -34,11 +34,11 @@ fn unavailable<T: std::fmt::Debug>(result: Result<T, Error>) -> bool {
 
 async fn events_on(bus: &Bus) -> Vec<Event> {
     let mut consumer = bus.consumer(DRAINED).await;
-    let mut events = Vec::new();
-    while let Some(consumed) = consumer.next().await.expect("next") {
-        events.push(consumed.event);
-    }
-    events
+    read_all(&mut consumer)
+        .await
+        .into_iter()
+        .map(|c| c.event)
+        .collect()
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use hermes_event::{Category, Event, EventType, Value};
 use hermes_wasm::{BusError, Consumer, DirGrant, Error, Grants, Offset, Producer, Timestamp};
-use hermes_wasm_tests::{Bus, guests, load, user_added};
+use hermes_wasm_tests::{Bus, guests, load, read_all, user_added};
 
 const DRAINED: Duration = Duration::from_millis(200);
 
@@ -63,14 +63,6 @@ fn hermes_database(path: &Path, rows: &[(&str, f64)]) {
         )
         .expect("insert");
     }
-}
-
-async fn read_all(consumer: &mut Consumer) -> Vec<hermes_wasm::consumer::Consumed> {
-    let mut all = Vec::new();
-    while let Some(consumed) = consumer.next().await.expect("next") {
-        all.push(consumed);
-    }
-    all
 }
 
 fn unknown_offset(result: Result<(), Error>) -> bool {
