@@ -8,9 +8,12 @@
 //! - [`plugin`]: a loaded plugin: its world, its metadata, settings validation.
 //! - [`producer`] and [`consumer`]: handles that call a plugin's exports, each
 //!   call under a deadline, recovering a fresh instance after a trap.
+//! - [`config`]: hermes' YAML configuration, the parts server and client share.
+//! - [`server`]: hermes-server's job on a producer plugin.
 
 pub mod bindings;
 mod cache;
+pub mod config;
 pub mod consumer;
 mod convert;
 pub mod engine;
@@ -20,6 +23,7 @@ pub mod offset;
 pub mod plugin;
 pub mod producer;
 pub mod sandbox;
+pub mod server;
 pub mod settings;
 
 pub use bindings::types::{BusError, Offset, Timestamp};

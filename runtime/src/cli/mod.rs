@@ -3,6 +3,7 @@
 mod consume;
 mod inspect;
 mod produce;
+mod server;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,6 +38,8 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Print the events of a bus: one JSON line per event.
     Consume(consume::ConsumeArgs),
+    /// Run hermes-server: poll the datasources and send their changes.
+    Server(server::ServerArgs),
 }
 
 /// Which plugin, and what it is granted.
@@ -109,6 +112,39 @@ pub struct CacheArgs {
     no_cache: bool,
 }
 
+impl CacheArgs {
+    /// The compilation cache directory, if caching.
+    fn dir(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            None
+        } else {
+            self.cache_dir.clone().or_else(Engine::default_cache_dir)
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn stop_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
 /// Loads the plugin `path` names: a file, or a built-in plugin by name; the
 /// built-in file-log bus without one.
 async fn load_plugin(
@@ -116,12 +152,7 @@ async fn load_plugin(
     grants: Grants,
     cache: &CacheArgs,
 ) -> Result<Arc<Plugin>> {
-    let cache_dir = if cache.no_cache {
-        None
-    } else {
-        cache.cache_dir.clone().or_else(Engine::default_cache_dir)
-    };
-    let engine = Engine::new(cache_dir)?;
+    let engine = Engine::new(cache.dir())?;
     let plugin = match path.map(plugin_source).transpose()? {
         Some(PluginSource::File(path)) => Plugin::from_file(&engine, path, grants).await?,
         Some(PluginSource::BuiltIn(name, bytes)) => {
@@ -163,6 +194,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Inspect(args) => inspect::run(args).await,
         Command::Produce(args) => produce::run(args).await,
         Command::Consume(args) => consume::run(args).await,
+        Command::Server(args) => server::run(args).await,
     }
 }
 

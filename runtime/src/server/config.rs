@@ -1,0 +1,235 @@
+//! hermes-server's configuration: the datasources, the datamodel and the
+//! message bus, read and checked before anything runs.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+use crate::config::{self, HermesSection};
+
+/// A server configuration file.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerConfig {
+    /// Plugins and cache.
+    pub hermes: HermesSection,
+    /// The server's own section.
+    #[serde(rename = "hermes-server")]
+    pub server: ServerSection,
+}
+
+/// `hermes-server`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSection {
+    /// Seconds between two polls.
+    #[serde(rename = "updateInterval", default = "default_interval")]
+    pub update_interval: u64,
+    /// The data types, in the order their events are emitted.
+    pub datamodel: IndexMap<String, TypeSpec>,
+}
+
+fn default_interval() -> u64 {
+    60
+}
+
+/// `hermes-server.datamodel.<type>`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TypeSpec {
+    /// The primary key: one attribute, or a list for a composite key.
+    pub primarykeyattr: PrimaryKey,
+    /// Attributes that refer to another type's attribute.
+    pub foreignkeys: IndexMap<String, ForeignKey>,
+    /// Where the objects come from: one source.
+    pub sources: IndexMap<String, SourceSpec>,
+    /// hermes' display template for an object; accepted, not used.
+    #[serde(default, rename = "toString")]
+    pub to_string: Option<String>,
+}
+
+/// A primary key: one attribute or several.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum PrimaryKey {
+    /// One attribute.
+    One(String),
+    /// A composite key.
+    Composite(Vec<String>),
+}
+
+impl PrimaryKey {
+    /// The key's attributes, in order.
+    pub fn attrs(&self) -> Vec<String> {
+        match self {
+            PrimaryKey::One(attr) => vec![attr.clone()],
+            PrimaryKey::Composite(attrs) => attrs.clone(),
+        }
+    }
+}
+
+/// `foreignkeys.<attr>`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForeignKey {
+    /// The type referred to.
+    pub from_objtype: String,
+    /// Its attribute.
+    pub from_attr: String,
+}
+
+/// `sources.<datasource>`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    /// The query that reads the objects.
+    pub fetch: QuerySpec,
+    /// Local attribute: remote attribute, or a Jinja template.
+    pub attrsmapping: IndexMap<String, String>,
+    /// Attributes sent to clients but never logged nor cached in clear.
+    #[serde(default)]
+    pub secrets_attrs: Vec<String>,
+    /// Attributes kept in the cache, never sent.
+    #[serde(default)]
+    pub cacheonly_attrs: Vec<String>,
+    /// Attributes neither sent nor cached.
+    #[serde(default)]
+    pub local_attrs: Vec<String>,
+    /// hermes' write-back queries: not supported.
+    #[serde(default)]
+    pub commit_one: Option<serde_yaml_ng::Value>,
+    /// hermes' write-back queries: not supported.
+    #[serde(default)]
+    pub commit_all: Option<serde_yaml_ng::Value>,
+    /// hermes' multi-source merging: not supported.
+    #[serde(default)]
+    pub pkey_merge_constraint: Option<serde_yaml_ng::Value>,
+    /// hermes' multi-source merging: not supported.
+    #[serde(default)]
+    pub merge_constraints: Option<serde_yaml_ng::Value>,
+}
+
+/// `fetch`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuerySpec {
+    /// `fetch`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The SQL query, a Jinja template with `REMOTE_ATTRIBUTES` and `vars`.
+    pub query: String,
+    /// Extra variables for the query template.
+    #[serde(default)]
+    pub vars: IndexMap<String, serde_json::Value>,
+}
+
+impl ServerConfig {
+    /// Reads and checks a server configuration file.
+    pub fn read(path: &Path) -> Result<ServerConfig> {
+        let config: ServerConfig = config::read(path)?;
+        config
+            .check(&config::base_dir(path))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(config)
+    }
+
+    /// What serde cannot check: references between parts, unsupported parts.
+    fn check(&self, base: &Path) -> Result<()> {
+        if self.server.update_interval == 0 {
+            bail!("hermes-server.updateInterval: must be at least 1 second");
+        }
+        if self.server.datamodel.is_empty() {
+            bail!("hermes-server.datamodel: no data type is defined");
+        }
+        for name in self.hermes.plugins.datasources.keys() {
+            self.datasource_file(base, name)
+                .map_err(|e| anyhow::anyhow!("hermes.plugins.datasources.{name}.{e}"))?;
+        }
+        for (objtype, spec) in &self.server.datamodel {
+            let at = format!("hermes-server.datamodel.{objtype}");
+            let (source_name, source) = match spec.sources.len() {
+                1 => spec.sources.first().expect("one source"),
+                0 => bail!("{at}.sources: no source is defined"),
+                n => bail!("{at}.sources: {n} sources; merging several sources is not supported"),
+            };
+            let at = format!("{at}.sources.{source_name}");
+            if !self.hermes.plugins.datasources.contains_key(source_name) {
+                bail!(
+                    "{at}: unknown datasource `{source_name}` (not in hermes.plugins.datasources)"
+                );
+            }
+            for (key, value) in [
+                ("commit_one", &source.commit_one),
+                ("commit_all", &source.commit_all),
+                ("pkey_merge_constraint", &source.pkey_merge_constraint),
+                ("merge_constraints", &source.merge_constraints),
+            ] {
+                if value.is_some() {
+                    bail!("{at}.{key}: not supported by hermes-wasm");
+                }
+            }
+            if source.fetch.kind != "fetch" {
+                bail!(
+                    "{at}.fetch.type: `{}` is not supported (only `fetch`)",
+                    source.fetch.kind
+                );
+            }
+            let attrs: BTreeSet<&str> = source.attrsmapping.keys().map(String::as_str).collect();
+            for attr in spec.primarykeyattr.attrs() {
+                if !attrs.contains(attr.as_str()) {
+                    bail!(
+                        "hermes-server.datamodel.{objtype}.primarykeyattr: `{attr}` is not in attrsmapping"
+                    );
+                }
+            }
+            for (list, names) in [
+                ("secrets_attrs", &source.secrets_attrs),
+                ("cacheonly_attrs", &source.cacheonly_attrs),
+                ("local_attrs", &source.local_attrs),
+            ] {
+                if let Some(unknown) = names.iter().find(|n| !attrs.contains(n.as_str())) {
+                    bail!("{at}.{list}: `{unknown}` is not in attrsmapping");
+                }
+            }
+            for (attr, fk) in &spec.foreignkeys {
+                let fk_at = format!("hermes-server.datamodel.{objtype}.foreignkeys.{attr}");
+                if !attrs.contains(attr.as_str()) {
+                    bail!("{fk_at}: `{attr}` is not in attrsmapping");
+                }
+                let Some(other) = self.server.datamodel.get(&fk.from_objtype) else {
+                    bail!("{fk_at}.from_objtype: unknown type `{}`", fk.from_objtype);
+                };
+                let known = other
+                    .sources
+                    .values()
+                    .any(|s| s.attrsmapping.contains_key(&fk.from_attr));
+                if !known {
+                    bail!(
+                        "{fk_at}.from_attr: `{}` is not an attribute of {}",
+                        fk.from_attr,
+                        fk.from_objtype
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The database file of a datasource, which must be of type `sqlite`.
+    pub fn datasource_file(&self, base: &Path, name: &str) -> Result<PathBuf> {
+        let Some(spec) = self.hermes.plugins.datasources.get(name) else {
+            bail!("unknown datasource `{name}`");
+        };
+        if spec.kind != "sqlite" {
+            bail!(
+                "type: `{}` datasources are not supported (only `sqlite`)",
+                spec.kind
+            );
+        }
+        match spec.settings.get("uri").and_then(|uri| uri.as_str()) {
+            Some(uri) => Ok(config::resolve(base, Path::new(uri))),
+            None => bail!("settings.uri: the database file is required"),
+        }
+    }
+}
