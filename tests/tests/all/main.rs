@@ -5,6 +5,7 @@ mod file_log;
 mod offset_kinds;
 mod redis_streams;
 mod sandbox_probe;
+mod server;
 mod sqlite;
 
 /// Every guest the build script builds has a test module of its name.
