@@ -84,7 +84,7 @@ pub fn read<T: DeserializeOwned>(path: &Path) -> Result<T> {
     serde_path_to_error::deserialize(document).map_err(|e| {
         let at = e.path().to_string();
         let inner = e.into_inner().to_string();
-        if at == "." {
+        if at == "." || inner.starts_with(&at) {
             anyhow!("{}: {inner}", path.display())
         } else {
             anyhow!("{}: {at}: {inner}", path.display())

@@ -10,9 +10,12 @@
 //!   call under a deadline, recovering a fresh instance after a trap.
 //! - [`config`]: hermes' YAML configuration, the parts server and client share.
 //! - [`server`]: hermes-server's job on a producer plugin.
+//! - [`client`]: hermes-client's job on a consumer plugin.
 
+mod atomic_file;
 pub mod bindings;
 mod cache;
+pub mod client;
 pub mod config;
 pub mod consumer;
 mod convert;

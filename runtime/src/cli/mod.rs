@@ -1,5 +1,6 @@
 //! The command line: parsing, and the glue from arguments to the library.
 
+mod client;
 mod consume;
 mod inspect;
 mod produce;
@@ -40,6 +41,10 @@ enum Command {
     Consume(consume::ConsumeArgs),
     /// Run hermes-server: poll the datasources and send their changes.
     Server(server::ServerArgs),
+    /// Run hermes-client: apply the bus's events to a target.
+    Client(client::ClientArgs),
+    /// Show where a client stands: offsets, events behind, error queue.
+    Status(client::StatusArgs),
 }
 
 /// Which plugin, and what it is granted.
@@ -195,6 +200,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Produce(args) => produce::run(args).await,
         Command::Consume(args) => consume::run(args).await,
         Command::Server(args) => server::run(args).await,
+        Command::Client(args) => client::run(args).await,
+        Command::Status(args) => client::status(args).await,
     }
 }
 

@@ -5,7 +5,6 @@
 //! change, never the value.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -124,25 +123,9 @@ impl ServerCache {
             ),
             ("objects".into(), Value::Object(objects)),
         ]);
-        write_atomically(path, root.to_json().as_bytes())
+        crate::atomic_file::write(path, root.to_json().as_bytes())
             .with_context(|| format!("cannot save the cache {}", path.display()))
     }
-}
-
-/// Writes `bytes` to `path` through a temporary file, fsync and rename.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = path.with_extension("tmp");
-    {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Ok(dir) = std::fs::File::open(dir) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
 }
 
 /// Refuses a cache holding a type the datamodel no longer has: what clients

@@ -1,0 +1,108 @@
+//! hermes-client's configuration: the bus, the cache, how to find the
+//! initsync sequence, the error queue's retry interval, and the target.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use serde::Deserialize;
+
+use crate::config::{self, HermesSection};
+
+/// A client configuration file.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ClientConfig {
+    /// Plugins and cache.
+    pub hermes: HermesSection,
+    /// The client's own section.
+    #[serde(rename = "hermes-client")]
+    pub client: ClientSection,
+}
+
+/// `hermes-client`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSection {
+    /// Use the first complete initsync sequence on the bus rather than the
+    /// last one.
+    #[serde(rename = "useFirstInitsyncSequence", default)]
+    pub use_first_initsync_sequence: bool,
+    /// Minutes between two retries of the error queue (fractions allowed).
+    #[serde(rename = "errorQueue_retryInterval", default = "default_retry")]
+    pub error_queue_retry_interval: f64,
+    /// Where events are applied.
+    pub target: TargetSpec,
+}
+
+fn default_retry() -> f64 {
+    60.0
+}
+
+/// `hermes-client.target`: exactly one of its kinds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSpec {
+    /// Appends each event, as one line of compact hermes JSON, to a file.
+    #[serde(default)]
+    pub jsonlines: Option<JsonLinesSpec>,
+    /// Runs a command per event with the event's hermes JSON on stdin; exit
+    /// status 0 means applied.
+    #[serde(default)]
+    pub command: Option<CommandSpec>,
+}
+
+/// `target.jsonlines`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonLinesSpec {
+    /// The file; relative to the configuration's directory.
+    pub path: PathBuf,
+}
+
+/// `target.command`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandSpec {
+    /// The program and its arguments (no shell).
+    pub argv: Vec<String>,
+    /// How long one run may take, in seconds.
+    #[serde(default = "default_command_timeout")]
+    pub timeout: u64,
+}
+
+fn default_command_timeout() -> u64 {
+    60
+}
+
+impl ClientConfig {
+    /// Reads and checks a client configuration file.
+    pub fn read(path: &Path) -> Result<ClientConfig> {
+        let config: ClientConfig = config::read(path)?;
+        config
+            .check()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<()> {
+        let interval = self.client.error_queue_retry_interval;
+        if !(interval.is_finite() && interval > 0.0) {
+            bail!("hermes-client.errorQueue_retryInterval: must be a positive number of minutes");
+        }
+        let target = &self.client.target;
+        match (&target.jsonlines, &target.command) {
+            (Some(_), Some(_)) => {
+                bail!("hermes-client.target: give either jsonlines or command, not both")
+            }
+            (None, None) => bail!("hermes-client.target: give jsonlines or command"),
+            (None, Some(command)) if command.argv.is_empty() => {
+                bail!("hermes-client.target.command.argv: the command is empty")
+            }
+            (None, Some(command)) if command.timeout == 0 => {
+                bail!("hermes-client.target.command.timeout: must be at least 1 second")
+            }
+            _ => {}
+        }
+        self.hermes.bus()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,402 @@
+//! hermes-client's job: read the bus through a consumer plugin, apply each
+//! event to a target, remember where it stopped.
+//!
+//! A new client looks for a complete initsync sequence on the bus (the first
+//! or the last, by `useFirstInitsyncSequence`), applies its `added` events,
+//! then every base event after it in bus order; events of the other category
+//! are stepped over, `dataschema` events update the schema. A failed event
+//! goes to the error queue, retried every `errorQueue_retryInterval` minutes;
+//! later events of the same object wait behind it, so an object's events are
+//! applied in order. The cache is saved after every event, and the client
+//! resumes right after the last event it processed: after a clean stop, no
+//! event is skipped and none is applied twice.
+
+pub mod config;
+pub mod state;
+pub mod target;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use hermes_event::{Category, Event, EventType};
+
+use self::config::ClientConfig;
+use self::state::{ClientState, Queued, object_of};
+use self::target::Target;
+use crate::{Consumer, Engine, Offset};
+
+/// How long one wait for new events lasts: the longest a stop request waits.
+const WAIT: Duration = Duration::from_millis(500);
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunReport {
+    /// Events applied to the target (initsync included).
+    pub applied: usize,
+    /// Events that went to the error queue.
+    pub queued: usize,
+    /// Queued events applied on a retry.
+    pub retried: usize,
+    /// Whether the initsync sequence was finished in this run.
+    pub initialized: bool,
+}
+
+impl std::fmt::Display for RunReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} events applied, {} to the error queue, {} applied from it",
+            self.applied, self.queued, self.retried
+        )?;
+        if self.initialized {
+            write!(f, "; initsync done")?;
+        }
+        Ok(())
+    }
+}
+
+/// A running client.
+pub struct Client {
+    consumer: Consumer,
+    target: Target,
+    state: ClientState,
+    state_path: PathBuf,
+    use_first: bool,
+    retry_interval: Duration,
+    last_retry: Option<Instant>,
+    positioned: bool,
+}
+
+impl Client {
+    /// Reads the configuration and the cache, loads and opens the bus.
+    pub async fn start(config_path: &Path, engine: &Engine) -> Result<Client> {
+        let config = ClientConfig::read(config_path)?;
+        let base = crate::config::base_dir(config_path);
+        let state_path = ClientState::path(&config.hermes.cache_dir(&base)?);
+        let state = ClientState::load(&state_path)?;
+        let (plugin, spec) = config.hermes.load_bus(engine, &base).await?;
+        let mut consumer = Consumer::create(Arc::clone(&plugin), &spec.settings).await?;
+        consumer.open().await?;
+        consumer.set_timeout(Some(WAIT));
+        Ok(Client {
+            consumer,
+            target: Target::new(&config.client.target, &base),
+            state,
+            state_path,
+            use_first: config.client.use_first_initsync_sequence,
+            retry_interval: Duration::from_secs_f64(
+                config.client.error_queue_retry_interval * 60.0,
+            ),
+            last_retry: None,
+            positioned: false,
+        })
+    }
+
+    /// The cache as it stands.
+    pub fn state(&self) -> &ClientState {
+        &self.state
+    }
+
+    /// Processes events until `stop` is set, or, with `once`, until the bus
+    /// is drained. The event in hand is always finished and the cache saved.
+    pub async fn run(&mut self, once: bool, stop: &AtomicBool) -> Result<RunReport> {
+        let mut report = RunReport::default();
+        while !stop.load(Ordering::SeqCst) {
+            if !self.state.initialized && self.state.initstartoffset.is_none() {
+                if !self.find_initsync().await? {
+                    if once {
+                        tracing::info!("no complete initsync sequence on the bus yet");
+                        break;
+                    }
+                    tokio::time::sleep(WAIT).await;
+                    continue;
+                }
+            }
+            self.retry_if_due(&mut report).await?;
+            self.position().await?;
+            match self.consumer.next().await? {
+                Some(consumed) => {
+                    self.process(consumed.offset, consumed.event, &mut report)
+                        .await?;
+                }
+                None if once => break,
+                None => {}
+            }
+        }
+        self.save()?;
+        Ok(report)
+    }
+
+    /// Closes the bus.
+    pub async fn stop(mut self) -> Result<()> {
+        self.save()?;
+        self.consumer.close().await?;
+        Ok(())
+    }
+
+    fn save(&self) -> Result<()> {
+        self.state.save(&self.state_path)
+    }
+
+    /// Scans the bus for a complete init-start ... init-stop pair.
+    async fn find_initsync(&mut self) -> Result<bool> {
+        self.consumer.seek_to_beginning().await?;
+        self.positioned = false;
+        let mut start: Option<Offset> = None;
+        let mut found: Option<(Offset, Offset)> = None;
+        while let Some(consumed) = self.consumer.next().await? {
+            if consumed.event.evcategory != Category::Initsync {
+                continue;
+            }
+            match consumed.event.eventtype {
+                EventType::InitStart => start = Some(consumed.offset),
+                EventType::InitStop => {
+                    if let Some(start) = start.take() {
+                        found = Some((start, consumed.offset));
+                        if self.use_first {
+                            break;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let Some((start, stop)) = found else {
+            return Ok(false);
+        };
+        tracing::info!(
+            "initsync sequence found from offset {} to {}",
+            crate::offset::to_json(&start),
+            crate::offset::to_json(&stop)
+        );
+        self.state.initstartoffset = Some(start);
+        self.state.initstopoffset = Some(stop);
+        self.state.lastoffset = None;
+        self.state.initialized = false;
+        self.save()?;
+        Ok(true)
+    }
+
+    /// Seeks where processing resumes, once per run.
+    async fn position(&mut self) -> Result<()> {
+        if self.positioned {
+            return Ok(());
+        }
+        let gone = |offset: &Offset| {
+            format!(
+                "the bus no longer holds offset {} where this client stopped (purged by retention?)",
+                crate::offset::to_json(offset)
+            )
+        };
+        if let Some(last) = self.state.lastoffset.clone() {
+            self.consumer
+                .seek_after(&last)
+                .await
+                .with_context(|| gone(&last))?;
+        } else if let Some(start) = self.state.initstartoffset.clone() {
+            self.consumer
+                .seek(&start)
+                .await
+                .with_context(|| gone(&start))?;
+        }
+        self.positioned = true;
+        Ok(())
+    }
+
+    async fn process(
+        &mut self,
+        offset: Offset,
+        event: Event,
+        report: &mut RunReport,
+    ) -> Result<()> {
+        let is_change = matches!(
+            event.eventtype,
+            EventType::Added | EventType::Modified | EventType::Removed
+        );
+        if !self.state.initialized {
+            if Some(&offset) == self.state.initstartoffset.as_ref() {
+                self.state.dataschema = Some(event.objattrs.clone());
+            } else if Some(&offset) == self.state.initstopoffset.as_ref() {
+                self.state.initialized = true;
+                report.initialized = true;
+                tracing::info!("initsync done");
+            } else if event.evcategory == Category::Initsync && is_change {
+                self.deliver(&offset, event, report).await;
+            }
+        } else if event.evcategory == Category::Base {
+            if event.eventtype == EventType::Dataschema {
+                self.state.dataschema = Some(event.objattrs.clone());
+            } else if is_change {
+                self.deliver(&offset, event, report).await;
+            }
+        }
+        self.state.lastoffset = Some(offset);
+        self.save()
+    }
+
+    /// Applies an event, or queues it behind its object's failed events.
+    async fn deliver(&mut self, offset: &Offset, event: Event, report: &mut RunReport) {
+        let object = object_of(&event);
+        let waiting = self.state.error_queue.iter().any(|q| q.object() == object);
+        let queued = if waiting {
+            Some(Queued {
+                offset: offset.clone(),
+                event,
+                error: None,
+                attempts: 0,
+            })
+        } else {
+            match self.target.apply(&event).await {
+                Ok(()) => {
+                    report.applied += 1;
+                    None
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        "event at offset {} ({} {}) failed, queued: {error}",
+                        crate::offset::to_json(offset),
+                        event.eventtype,
+                        event.objtype.as_deref().unwrap_or("-")
+                    );
+                    Some(Queued {
+                        offset: offset.clone(),
+                        event,
+                        error: Some(error),
+                        attempts: 1,
+                    })
+                }
+            }
+        };
+        if let Some(queued) = queued {
+            report.queued += 1;
+            self.state.error_queue.push(queued);
+        }
+    }
+
+    /// Retries the error queue in order, every retry interval; an object
+    /// stops at its first event that fails again.
+    async fn retry_if_due(&mut self, report: &mut RunReport) -> Result<()> {
+        let due = self
+            .last_retry
+            .is_none_or(|last| last.elapsed() >= self.retry_interval);
+        if self.state.error_queue.is_empty() || !due {
+            return Ok(());
+        }
+        self.last_retry = Some(Instant::now());
+        let mut blocked = BTreeSet::new();
+        let mut kept = Vec::new();
+        for mut queued in std::mem::take(&mut self.state.error_queue) {
+            let (objtype, pkey) = queued.object();
+            let object = (objtype.map(str::to_owned), pkey);
+            if blocked.contains(&object) {
+                kept.push(queued);
+                continue;
+            }
+            queued.attempts += 1;
+            match self.target.apply(&queued.event).await {
+                Ok(()) => report.retried += 1,
+                Err(error) => {
+                    queued.error = Some(error);
+                    blocked.insert(object);
+                    kept.push(queued);
+                }
+            }
+        }
+        self.state.error_queue = kept;
+        self.save()
+    }
+}
+
+/// Where a client stands, for `hermes-wasm status`.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// The cache.
+    pub state: ClientState,
+    /// Events on the bus after the last one processed (at most `limit`).
+    pub behind: usize,
+    /// Whether counting stopped at the limit.
+    pub at_least: bool,
+}
+
+impl Status {
+    /// Reads the cache and counts the events not yet processed.
+    pub async fn read(config_path: &Path, engine: &Engine, limit: usize) -> Result<Status> {
+        let config = ClientConfig::read(config_path)?;
+        let base = crate::config::base_dir(config_path);
+        let state = ClientState::load(&ClientState::path(&config.hermes.cache_dir(&base)?))?;
+        let (plugin, spec) = config.hermes.load_bus(engine, &base).await?;
+        let mut consumer = Consumer::create(plugin, &spec.settings).await?;
+        consumer.open().await?;
+        consumer.set_timeout(Some(Duration::from_millis(200)));
+        match &state.lastoffset {
+            Some(last) => consumer.seek_after(last).await?,
+            None => consumer.seek_to_beginning().await?,
+        }
+        let mut behind = 0;
+        while behind < limit {
+            let batch = consumer.next_batch(1000).await?;
+            if batch.is_empty() {
+                break;
+            }
+            behind += batch.len();
+        }
+        consumer.close().await?;
+        Ok(Status {
+            state,
+            behind: behind.min(limit),
+            at_least: behind >= limit,
+        })
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let offset = |o: &Option<Offset>| {
+            o.as_ref()
+                .map_or("-".to_owned(), |o| crate::offset::to_json(o).to_string())
+        };
+        writeln!(
+            f,
+            "initstartoffset: {}",
+            offset(&self.state.initstartoffset)
+        )?;
+        writeln!(f, "initstopoffset:  {}", offset(&self.state.initstopoffset))?;
+        writeln!(f, "lastoffset:      {}", offset(&self.state.lastoffset))?;
+        writeln!(
+            f,
+            "initialized:     {}",
+            if self.state.initialized { "yes" } else { "no" }
+        )?;
+        writeln!(
+            f,
+            "behind the bus:  {}{} events",
+            if self.at_least { "at least " } else { "" },
+            self.behind
+        )?;
+        writeln!(
+            f,
+            "error queue:     {} events",
+            self.state.error_queue.len()
+        )?;
+        for queued in &self.state.error_queue {
+            writeln!(
+                f,
+                "  offset {} {} {} {}: {} ({} attempts)",
+                crate::offset::to_json(&queued.offset),
+                queued.event.eventtype,
+                queued.event.objtype.as_deref().unwrap_or("-"),
+                queued.event.objpkey.to_json_compact(),
+                queued
+                    .error
+                    .as_deref()
+                    .unwrap_or("waits behind an earlier event of its object"),
+                queued.attempts
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,108 @@
+//! Where a client applies events: a JSON-lines file, or a command per event.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use hermes_event::Event;
+use tokio::io::AsyncWriteExt;
+
+use super::config::TargetSpec;
+
+/// The most of a failing command's stderr kept in the error queue.
+const STDERR_KEPT: usize = 2000;
+
+/// A target, ready to apply events.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Appends each event to a file, one compact hermes JSON per line, and
+    /// syncs it before the event counts as applied.
+    JsonLines(PathBuf),
+    /// Runs `argv` with the event's hermes JSON on stdin.
+    Command {
+        /// The program and its arguments.
+        argv: Vec<String>,
+        /// How long one run may take.
+        timeout: Duration,
+    },
+}
+
+impl Target {
+    /// The target a checked configuration names; relative paths against
+    /// `base`.
+    pub fn new(spec: &TargetSpec, base: &Path) -> Target {
+        match (&spec.jsonlines, &spec.command) {
+            (Some(jsonlines), _) => {
+                Target::JsonLines(crate::config::resolve(base, &jsonlines.path))
+            }
+            (None, Some(command)) => Target::Command {
+                argv: command.argv.clone(),
+                timeout: Duration::from_secs(command.timeout),
+            },
+            (None, None) => Target::JsonLines(base.join("applied.jsonl")),
+        }
+    }
+
+    /// Applies one event; the error says why it was not applied.
+    pub async fn apply(&self, event: &Event) -> Result<(), String> {
+        match self {
+            Target::JsonLines(path) => append(path, event).await,
+            Target::Command { argv, timeout } => run(argv, *timeout, event).await,
+        }
+    }
+}
+
+async fn append(path: &Path, event: &Event) -> Result<(), String> {
+    let mut line = event.to_json_compact();
+    line.push('\n');
+    let mut file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .await
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    file.write_all(line.as_bytes())
+        .await
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    file.sync_data()
+        .await
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+async fn run(argv: &[String], timeout: Duration, event: &Event) -> Result<(), String> {
+    let mut child = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .env("HERMES_EVENTTYPE", event.eventtype.as_str())
+        .env("HERMES_OBJTYPE", event.objtype.as_deref().unwrap_or(""))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
+    let json = event.to_json();
+    if let Some(mut stdin) = child.stdin.take() {
+        // A command that does not read its input still decides by its status.
+        let _ = stdin.write_all(json.as_bytes()).await;
+    }
+    let output = tokio::time::timeout(timeout, child.wait_with_output())
+        .await
+        .map_err(|_| format!("{} ran longer than {} s", argv[0], timeout.as_secs()))?
+        .map_err(|e| format!("{}: {e}", argv[0]))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = stderr.trim();
+    let mut cut = stderr.len().min(STDERR_KEPT);
+    while !stderr.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    Err(format!(
+        "{} exited with {}{}{}",
+        argv[0],
+        output.status,
+        if stderr.is_empty() { "" } else { ": " },
+        &stderr[..cut]
+    ))
+}
