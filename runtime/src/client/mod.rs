@@ -106,15 +106,16 @@ impl Client {
     pub async fn run(&mut self, once: bool, stop: &AtomicBool) -> Result<RunReport> {
         let mut report = RunReport::default();
         while !stop.load(Ordering::SeqCst) {
-            if !self.state.initialized && self.state.initstartoffset.is_none() {
-                if !self.find_initsync().await? {
-                    if once {
-                        tracing::info!("no complete initsync sequence on the bus yet");
-                        break;
-                    }
-                    tokio::time::sleep(WAIT).await;
-                    continue;
+            if !self.state.initialized
+                && self.state.initstartoffset.is_none()
+                && !self.find_initsync().await?
+            {
+                if once {
+                    tracing::info!("no complete initsync sequence on the bus yet");
+                    break;
                 }
+                tokio::time::sleep(WAIT).await;
+                continue;
             }
             self.retry_if_due(&mut report).await?;
             self.position().await?;
