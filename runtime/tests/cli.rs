@@ -468,3 +468,122 @@ fn redis_servers_must_be_allowed_and_allowances_must_be_urls() {
         stderr(&unknown)
     );
 }
+
+#[test]
+fn a_client_stopped_by_sigterm_resumes_with_nothing_skipped_and_nothing_twice() {
+    let s = setup();
+    let dir = s.dir_arg();
+    // An initsync sequence of 300 users on the built-in file-log bus.
+    let mut events = vec![Event::new(
+        Category::Initsync,
+        EventType::InitStart,
+        None,
+        Value::Null,
+        Value::empty_object(),
+    )];
+    events.extend((0..300).map(|id| {
+        Event::new(
+            Category::Initsync,
+            EventType::Added,
+            Some("SRVUsers".into()),
+            Value::from(id),
+            Value::Object(vec![("id".into(), Value::from(id))]),
+        )
+    }));
+    events.push(Event::new(
+        Category::Initsync,
+        EventType::InitStop,
+        None,
+        Value::Null,
+        Value::empty_object(),
+    ));
+    let lines: Vec<String> = events.iter().map(Event::to_json_compact).collect();
+    std::fs::write(&s.input, lines.join("\n") + "\n").expect("write input");
+    let input = s.input.display().to_string();
+    let produced = s.run(&[
+        "produce",
+        "--dir",
+        &dir,
+        "--settings",
+        &s.settings,
+        "--input",
+        &input,
+    ]);
+    assert!(produced.status.success(), "{}", stderr(&produced));
+
+    let config = s.dir.path().join("client.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "hermes:\n  plugins:\n    messagebus:\n      file-log:\n        settings: {}\n        dirs: [\"{dir}\"]\nhermes-client:\n  target:\n    jsonlines:\n      path: applied.jsonl\n",
+            s.settings
+        ),
+    )
+    .expect("config");
+    let applied = s.dir.path().join("applied.jsonl");
+    let count = || {
+        std::fs::read_to_string(&applied)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-component-cache");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hermes-wasm"))
+        .args(["client", "--config", &config.display().to_string()])
+        .current_dir(s.dir.path())
+        .env("HERMES_WASM_CACHE", &cache)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("client starts");
+    let started = std::time::Instant::now();
+    while count() < 20 && started.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(term.success());
+    let output = child.wait_with_output().expect("client exits");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).starts_with("client: "),
+        "{}",
+        stdout(&output)
+    );
+    let after_stop = count();
+
+    let resumed = s.run(&[
+        "client",
+        "--config",
+        &config.display().to_string(),
+        "--once",
+    ]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    let ids: Vec<i64> = std::fs::read_to_string(&applied)
+        .expect("applied")
+        .lines()
+        .map(|line| {
+            Event::from_json(line)
+                .expect("event")
+                .objpkey
+                .to_json_compact()
+                .parse()
+                .expect("id")
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        (0..300).collect::<Vec<_>>(),
+        "stopped after {after_stop}"
+    );
+
+    let status = s.run(&["status", "--config", &config.display().to_string()]);
+    assert!(status.status.success(), "{}", stderr(&status));
+    let text = stdout(&status);
+    assert!(
+        text.contains("lastoffset:      301") && text.contains("behind the bus:  0 events"),
+        "{text}"
+    );
+}

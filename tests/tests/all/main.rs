@@ -1,5 +1,6 @@
 //! Integration tests, one binary: a module per area, and one per guest.
 
+mod client;
 mod conformance;
 mod file_log;
 mod offset_kinds;

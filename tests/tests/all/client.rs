@@ -1,0 +1,323 @@
+//! hermes-client's job through the library: events a real server sent on a
+//! real bus, applied to a JSON-lines file or a command, with the error queue
+//! and clean stops.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use hermes_event::{Category, Event, EventType, Value};
+use hermes_wasm::Offset;
+use hermes_wasm::client::{Client, Status};
+use hermes_wasm_tests::{Bus, engine, user_added};
+
+/// A file-log bus and a client configuration reading it, read-only.
+struct Setup {
+    bus: Bus,
+    config: PathBuf,
+}
+
+impl Setup {
+    async fn new(target: &str, extra: &str) -> Setup {
+        let bus = Bus::file_log().await;
+        let config = bus.dir.path().join("client.yml");
+        let text = format!(
+            "hermes:\n  cache:\n    dirpath: client-cache\n  plugins:\n    messagebus:\n      file-log:\n        settings: {}\n        dirs: [\"{}:ro\"]\nhermes-client:\n  errorQueue_retryInterval: 0.001\n{extra}  target:\n{target}",
+            bus.settings,
+            bus.dir.path().display()
+        );
+        std::fs::write(&config, text).expect("write config");
+        Setup { bus, config }
+    }
+
+    async fn jsonlines(extra: &str) -> Setup {
+        Setup::new("    jsonlines:\n      path: applied.jsonl\n", extra).await
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.bus.dir.path().join(name)
+    }
+
+    async fn send(&self, events: &[Event]) -> Vec<Offset> {
+        let mut producer = self.bus.producer().await;
+        let offsets = producer.send_batch(events).await.expect("send");
+        producer.close().await.expect("close");
+        offsets
+    }
+
+    /// Runs the client until the bus is drained.
+    async fn run_once(&self) -> hermes_wasm::client::RunReport {
+        let mut client = Client::start(&self.config, &engine())
+            .await
+            .expect("client starts");
+        let report = client
+            .run(true, &AtomicBool::new(false))
+            .await
+            .expect("run");
+        client.stop().await.expect("stop");
+        report
+    }
+
+    fn applied(&self) -> Vec<Event> {
+        read_lines(&self.path("applied.jsonl"))
+    }
+}
+
+fn read_lines(path: &Path) -> Vec<Event> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| Event::from_json(line).expect("an event per line"))
+        .collect()
+}
+
+fn schema() -> Value {
+    Value::Object(vec![("SRVUsers".into(), Value::empty_object())])
+}
+
+fn init_start() -> Event {
+    Event::new(
+        Category::Initsync,
+        EventType::InitStart,
+        None,
+        Value::Null,
+        schema(),
+    )
+}
+
+fn init_stop() -> Event {
+    Event::new(
+        Category::Initsync,
+        EventType::InitStop,
+        None,
+        Value::Null,
+        Value::empty_object(),
+    )
+}
+
+fn modified(id: i64, login: &str) -> Event {
+    Event::new(
+        Category::Base,
+        EventType::Modified,
+        Some("SRVUsers".into()),
+        Value::from(id),
+        Value::Object(vec![
+            ("added".into(), Value::empty_object()),
+            (
+                "modified".into(),
+                Value::Object(vec![("login".into(), Value::from(login))]),
+            ),
+            ("removed".into(), Value::empty_object()),
+        ]),
+    )
+}
+
+fn removed(id: i64) -> Event {
+    Event::new(
+        Category::Base,
+        EventType::Removed,
+        Some("SRVUsers".into()),
+        Value::from(id),
+        Value::empty_object(),
+    )
+}
+
+#[tokio::test]
+async fn initsync_then_base_events_are_applied_in_order_and_others_stepped_over() {
+    let setup = Setup::jsonlines("").await;
+    setup
+        .send(&[
+            // Before any initsync: already in the snapshot, never applied.
+            modified(9, "before"),
+            init_start(),
+            user_added(Category::Initsync, 1),
+            user_added(Category::Initsync, 2),
+            init_stop(),
+            modified(1, "ada"),
+            user_added(Category::Initsync, 3), // another sequence's: stepped over
+            removed(2),
+        ])
+        .await;
+    let report = setup.run_once().await;
+    assert!(report.initialized);
+    assert_eq!(
+        setup.applied(),
+        [
+            user_added(Category::Initsync, 1),
+            user_added(Category::Initsync, 2),
+            modified(1, "ada"),
+            removed(2),
+        ]
+    );
+    let status = Status::read(&setup.config, &engine(), 1000)
+        .await
+        .expect("status");
+    assert_eq!(status.state.initstartoffset, Some(Offset::Int(1)));
+    assert_eq!(status.state.initstopoffset, Some(Offset::Int(4)));
+    assert_eq!(status.state.lastoffset, Some(Offset::Int(7)));
+    assert_eq!(status.state.dataschema, Some(schema()));
+    assert_eq!(status.behind, 0);
+
+    // More events: the next run resumes right after the last one processed.
+    setup.send(&[modified(1, "ada.l")]).await;
+    let status = Status::read(&setup.config, &engine(), 1000)
+        .await
+        .expect("status");
+    assert_eq!(status.behind, 1);
+    assert_eq!(setup.run_once().await.applied, 1);
+    assert_eq!(setup.applied().last(), Some(&modified(1, "ada.l")));
+    assert_eq!(setup.applied().len(), 5);
+}
+
+#[tokio::test]
+async fn the_last_complete_initsync_sequence_is_used_unless_told_the_first() {
+    let sequences = [
+        init_start(),
+        user_added(Category::Initsync, 1),
+        init_stop(),
+        init_start(),
+        user_added(Category::Initsync, 2),
+        init_stop(),
+        // Incomplete: never used.
+        init_start(),
+        user_added(Category::Initsync, 3),
+    ];
+    let last = Setup::jsonlines("").await;
+    last.send(&sequences).await;
+    last.run_once().await;
+    assert_eq!(last.applied(), [user_added(Category::Initsync, 2)]);
+
+    let first = Setup::jsonlines("  useFirstInitsyncSequence: true\n").await;
+    first.send(&sequences).await;
+    first.run_once().await;
+    assert_eq!(first.applied(), [user_added(Category::Initsync, 1)]);
+}
+
+#[tokio::test]
+async fn a_bus_without_a_complete_initsync_sequence_applies_nothing_yet() {
+    let setup = Setup::jsonlines("").await;
+    setup.send(&[modified(1, "x"), init_start()]).await;
+    let report = setup.run_once().await;
+    assert_eq!((report.applied, report.initialized), (0, false));
+    setup
+        .send(&[
+            user_added(Category::Initsync, 1),
+            init_stop(),
+            modified(1, "y"),
+        ])
+        .await;
+    setup.run_once().await;
+    assert_eq!(
+        setup.applied(),
+        [user_added(Category::Initsync, 1), modified(1, "y")]
+    );
+}
+
+#[tokio::test]
+async fn failed_events_wait_in_the_error_queue_in_object_order_and_a_retry_drains_it() {
+    // The command refuses user 2 until a marker file exists, and records
+    // what it applied.
+    let script = r#"ev=$(cat); case "$ev" in *'"objpkey": 2,'*) [ -e "$0.ok" ] || { echo "user 2 refused" >&2; exit 3; };; esac; printf '%s %s\n' "$HERMES_EVENTTYPE" "$(printf '%s' "$ev" | grep -o '"objpkey": [0-9]*' | grep -o '[0-9]*$')" >> "$0.out""#;
+    let setup = Setup::new("", "").await;
+    let marker = setup.path("target");
+    let text = std::fs::read_to_string(&setup.config).expect("config")
+        + &format!(
+            "    command:\n      argv: [\"sh\", \"-c\", {}, \"{}\"]\n",
+            serde_json::to_string(script).expect("json"),
+            marker.display()
+        );
+    std::fs::write(&setup.config, text).expect("config");
+    setup
+        .send(&[
+            init_start(),
+            user_added(Category::Initsync, 1),
+            user_added(Category::Initsync, 2),
+            init_stop(),
+            modified(2, "alan.t"), // waits behind the failed added
+            modified(1, "ada.l"),
+        ])
+        .await;
+    let report = setup.run_once().await;
+    assert_eq!((report.applied, report.queued), (2, 2));
+    let out = |setup: &Setup| std::fs::read_to_string(setup.path("target.out")).unwrap_or_default();
+    assert_eq!(out(&setup), "added 1\nmodified 1\n");
+
+    let status = Status::read(&setup.config, &engine(), 1000)
+        .await
+        .expect("status");
+    let queue = &status.state.error_queue;
+    assert_eq!(queue.len(), 2);
+    assert_eq!(queue[0].offset, Offset::Int(2));
+    assert!(
+        queue[0].attempts >= 1,
+        "tried, and maybe retried: {queue:?}"
+    );
+    assert!(
+        queue[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("user 2 refused")),
+        "{queue:?}"
+    );
+    assert_eq!(
+        (
+            queue[1].offset.clone(),
+            queue[1].attempts,
+            queue[1].error.clone()
+        ),
+        (Offset::Int(4), 0, None)
+    );
+    let shown = status.to_string();
+    assert!(
+        shown.contains("error queue:     2 events") && shown.contains("user 2 refused"),
+        "{shown}"
+    );
+
+    // Still refused: the retry keeps both, in order.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let report = setup.run_once().await;
+    assert_eq!(report.retried, 0);
+    // Accepted now: the retry applies the object's events in their order.
+    std::fs::write(setup.path("target.ok"), "").expect("marker");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let report = setup.run_once().await;
+    assert_eq!(report.retried, 2);
+    assert_eq!(out(&setup), "added 1\nmodified 1\nadded 2\nmodified 2\n");
+    let status = Status::read(&setup.config, &engine(), 1000)
+        .await
+        .expect("status");
+    assert!(status.state.error_queue.is_empty());
+}
+
+#[tokio::test]
+async fn a_stopped_client_resumes_with_nothing_skipped_and_nothing_twice() {
+    let setup = Setup::jsonlines("").await;
+    let mut events = vec![init_start()];
+    events.extend((1..=40).map(|id| user_added(Category::Initsync, id)));
+    events.push(init_stop());
+    events.extend((1..=40).map(|id| modified(id, "again")));
+    setup.send(&events).await;
+
+    // Stop while it works, several times, and restart each time.
+    for _ in 0..3 {
+        let mut client = Client::start(&setup.config, &engine())
+            .await
+            .expect("starts");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let stopper = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            flag.store(true, Ordering::SeqCst);
+        });
+        client.run(false, &stop).await.expect("run");
+        client.stop().await.expect("stop");
+        stopper.await.expect("stopper");
+    }
+    setup.run_once().await;
+    let expected: Vec<Event> = events
+        .into_iter()
+        .filter(|e| !matches!(e.eventtype, EventType::InitStart | EventType::InitStop))
+        .collect();
+    assert_eq!(setup.applied(), expected);
+}
