@@ -527,7 +527,7 @@ fn a_client_stopped_by_sigterm_resumes_with_nothing_skipped_and_nothing_twice() 
             .unwrap_or(0)
     };
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-component-cache");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hermes-wasm"))
+    let child = Command::new(env!("CARGO_BIN_EXE_hermes-wasm"))
         .args(["client", "--config", &config.display().to_string()])
         .current_dir(s.dir.path())
         .env("HERMES_WASM_CACHE", &cache)
