@@ -26,7 +26,7 @@ check:
 fmt:
     cargo fmt --all
 
-# The main job on the built-in file-log bus: produce, then consume.
+# The main job: a datasource's changes flow through the file-log bus to a client.
 quickstart:
     ./examples/quickstart.sh
 
