@@ -1,0 +1,363 @@
+//! The whole job through the binary, on each built-in bus: `hermes-wasm
+//! server` sends a SQLite datasource's initsync and changes, `hermes-wasm
+//! client` applies them to a JSON-lines file, compared with hand-written
+//! events.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use hermes_event::{Category, Event, EventType, Value};
+use hermes_wasm_tests::RedisServer;
+
+#[derive(Clone, Copy, Debug)]
+enum BusKind {
+    FileLog,
+    Sqlite,
+    RedisStreams,
+}
+
+struct Pipeline {
+    dir: tempfile::TempDir,
+    redis: Option<RedisServer>,
+}
+
+fn hermes_wasm(dir: &Path, args: &[&str]) -> Output {
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-component-cache");
+    Command::new(env!("CARGO_BIN_EXE_hermes-wasm"))
+        .args(args)
+        .current_dir(dir)
+        .env("HERMES_WASM_CACHE", cache)
+        .env_remove("HERMES_WASM_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+const DATAMODEL: &str = r#"
+hermes-server:
+  datamodel:
+    SRVUsers:
+      primarykeyattr: id
+      foreignkeys: {}
+      sources:
+        db:
+          fetch:
+            type: fetch
+            query: "SELECT {{ REMOTE_ATTRIBUTES | join(', ') }} FROM users ORDER BY uid"
+          attrsmapping:
+            id: uid
+            login: login
+            mail: "{{ login ~ '@example.com' }}"
+    SRVMembers:
+      primarykeyattr: [user, group]
+      foreignkeys:
+        user: {from_objtype: SRVUsers, from_attr: id}
+      sources:
+        db:
+          fetch:
+            type: fetch
+            query: "SELECT {{ REMOTE_ATTRIBUTES | join(', ') }} FROM members ORDER BY uid, gid"
+          attrsmapping:
+            user: uid
+            group: gid
+"#;
+
+impl Pipeline {
+    fn new(kind: BusKind) -> Pipeline {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let redis = matches!(kind, BusKind::RedisStreams).then(RedisServer::start_durable);
+        let pipeline = Pipeline { dir, redis };
+        pipeline.sql(
+            "CREATE TABLE users (uid INTEGER PRIMARY KEY, login TEXT);
+             CREATE TABLE members (uid INTEGER, gid INTEGER);
+             INSERT INTO users VALUES (1, 'ada'), (2, 'alan');
+             INSERT INTO members VALUES (1, 10), (2, 20);",
+        );
+        let root = pipeline.root();
+        let (server_bus, client_bus) = match (kind, &pipeline.redis) {
+            (BusKind::FileLog, _) => {
+                let settings = format!("{{\"path\": \"{root}/bus\"}}");
+                (
+                    format!("file-log:\n        settings: {settings}\n        dirs: [\"{root}\"]"),
+                    format!(
+                        "file-log:\n        settings: {settings}\n        dirs: [\"{root}:ro\"]"
+                    ),
+                )
+            }
+            (BusKind::Sqlite, _) => (
+                format!(
+                    "sqlite:\n        settings: {{\"uri\": \"{root}/bus.sqlite\", \"retention_in_days\": 30}}\n        dirs: [\"{root}\"]"
+                ),
+                format!(
+                    "sqlite:\n        settings: {{\"uri\": \"{root}/bus.sqlite\"}}\n        dirs: [\"{root}:ro\"]"
+                ),
+            ),
+            (BusKind::RedisStreams, Some(server)) => {
+                let url = server.url();
+                let bus = format!(
+                    "redis-streams:\n        settings: {{\"url\": \"{url}\", \"stream\": \"hermes\"}}\n        allow_redis: [\"{url}\"]"
+                );
+                (bus.clone(), bus)
+            }
+            (BusKind::RedisStreams, None) => unreachable!("a Redis bus has its server"),
+        };
+        std::fs::write(
+            pipeline.path("server.yml"),
+            format!(
+                "hermes:\n  cache:\n    dirpath: server-cache\n  plugins:\n    datasources:\n      db:\n        type: sqlite\n        settings:\n          uri: source.sqlite\n    messagebus:\n      {server_bus}\n{DATAMODEL}"
+            ),
+        )
+        .expect("server.yml");
+        std::fs::write(
+            pipeline.path("client.yml"),
+            format!(
+                "hermes:\n  cache:\n    dirpath: client-cache\n  plugins:\n    messagebus:\n      {client_bus}\nhermes-client:\n  target:\n    jsonlines:\n      path: applied.jsonl\n"
+            ),
+        )
+        .expect("client.yml");
+        pipeline
+    }
+
+    fn root(&self) -> String {
+        self.dir
+            .path()
+            .canonicalize()
+            .expect("dir")
+            .display()
+            .to_string()
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn sql(&self, statements: &str) {
+        rusqlite::Connection::open(self.path("source.sqlite"))
+            .and_then(|db| db.execute_batch(statements))
+            .expect("datasource SQL");
+    }
+
+    /// Runs a subcommand that must succeed; returns its stdout.
+    fn run(&self, args: &[&str]) -> String {
+        let output = hermes_wasm(self.dir.path(), args);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+        text(&output.stdout)
+    }
+
+    fn server(&self) -> String {
+        self.run(&["server", "--config", "server.yml", "--once"])
+    }
+
+    fn client(&self) -> String {
+        self.run(&["client", "--config", "client.yml", "--once"])
+    }
+
+    fn applied(&self) -> Vec<Event> {
+        std::fs::read_to_string(self.path("applied.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|line| Event::from_json(line).expect("an event per line"))
+            .collect()
+    }
+}
+
+fn object(pairs: Vec<(&str, Value)>) -> Value {
+    Value::Object(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+}
+
+fn user(category: Category, id: i64, login: &str) -> Event {
+    Event::new(
+        category,
+        EventType::Added,
+        Some("SRVUsers".into()),
+        Value::from(id),
+        object(vec![
+            ("id", Value::from(id)),
+            ("login", Value::from(login)),
+            ("mail", Value::from(format!("{login}@example.com"))),
+        ]),
+    )
+}
+
+fn member_key(user: i64, group: i64) -> Value {
+    Value::List(vec![Value::from(user), Value::from(group)])
+}
+
+fn member(user: i64, group: i64) -> Event {
+    Event::new(
+        Category::Initsync,
+        EventType::Added,
+        Some("SRVMembers".into()),
+        member_key(user, group),
+        object(vec![
+            ("user", Value::from(user)),
+            ("group", Value::from(group)),
+        ]),
+    )
+}
+
+fn changes() -> Vec<Event> {
+    vec![
+        user(Category::Base, 3, "grace"),
+        Event::new(
+            Category::Base,
+            EventType::Modified,
+            Some("SRVUsers".into()),
+            Value::from(1),
+            object(vec![
+                ("added", Value::empty_object()),
+                (
+                    "modified",
+                    object(vec![
+                        ("login", Value::from("ada.l")),
+                        ("mail", Value::from("ada.l@example.com")),
+                    ]),
+                ),
+                ("removed", Value::empty_object()),
+            ]),
+        ),
+        Event::new(
+            Category::Base,
+            EventType::Removed,
+            Some("SRVMembers".into()),
+            member_key(2, 20),
+            Value::empty_object(),
+        ),
+    ]
+}
+
+fn the_job_runs_on(kind: BusKind) {
+    let p = Pipeline::new(kind);
+    assert!(
+        p.server().starts_with("poll: initsync of 4 objects sent"),
+        "{kind:?}"
+    );
+    assert!(p.client().contains("4 events applied"));
+    let initsync = vec![
+        user(Category::Initsync, 1, "ada"),
+        user(Category::Initsync, 2, "alan"),
+        member(1, 10),
+        member(2, 20),
+    ];
+    assert_eq!(p.applied(), initsync, "{kind:?}");
+
+    p.sql(
+        "INSERT INTO users VALUES (3, 'grace');
+         UPDATE users SET login = 'ada.l' WHERE uid = 1;
+         DELETE FROM members WHERE uid = 2;",
+    );
+    assert!(
+        p.server()
+            .starts_with("poll: 1 added, 1 modified, 1 removed"),
+        "{kind:?}"
+    );
+    assert!(p.client().contains("3 events applied"));
+    assert_eq!(p.applied()[4..], changes(), "{kind:?}");
+
+    // Nothing new: nothing more.
+    assert!(
+        p.server()
+            .starts_with("poll: 0 added, 0 modified, 0 removed")
+    );
+    assert!(p.client().contains("0 events applied"));
+    assert_eq!(p.applied().len(), 7);
+}
+
+#[test]
+fn the_job_runs_on_the_file_log_bus() {
+    the_job_runs_on(BusKind::FileLog);
+}
+
+#[test]
+fn the_job_runs_on_the_sqlite_bus() {
+    the_job_runs_on(BusKind::Sqlite);
+}
+
+#[test]
+fn the_job_runs_on_the_redis_streams_bus() {
+    the_job_runs_on(BusKind::RedisStreams);
+}
+
+#[test]
+fn a_server_whose_bus_is_down_keeps_its_changes_for_the_next_run() {
+    let mut p = Pipeline::new(BusKind::RedisStreams);
+    p.server();
+    p.client();
+    p.redis.as_mut().expect("redis").kill();
+    p.sql(
+        "INSERT INTO users VALUES (3, 'grace');
+         UPDATE users SET login = 'ada.l' WHERE uid = 1;
+         DELETE FROM members WHERE uid = 2;",
+    );
+    let failed = hermes_wasm(
+        p.dir.path(),
+        &["server", "--config", "server.yml", "--once"],
+    );
+    assert!(!failed.status.success());
+    let stderr = text(&failed.stderr);
+    let errors: Vec<_> = stderr
+        .lines()
+        .filter(|l| l.starts_with("hermes-wasm: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("unavailable"), "{stderr}");
+
+    p.redis.as_mut().expect("redis").restart();
+    assert!(
+        p.server()
+            .starts_with("poll: 1 added, 1 modified, 1 removed")
+    );
+    p.client();
+    assert_eq!(p.applied()[4..], changes(), "each change once");
+}
+
+#[test]
+fn bad_configurations_are_one_clear_error_line() {
+    let p = Pipeline::new(BusKind::FileLog);
+    let good = std::fs::read_to_string(p.path("server.yml")).expect("config");
+    let cases = [
+        (
+            "      primarykeyattr: id\n",
+            "",
+            "hermes-server.datamodel.SRVUsers: missing field `primarykeyattr`",
+        ),
+        (
+            "          uri: source.sqlite\n",
+            "          uri: source.sqlite\n      other:\n        type: ldap\n        settings: {}\n",
+            "hermes.plugins.datasources.other.type: `ldap` datasources are not supported",
+        ),
+        (
+            "        db:\n          fetch:\n            type: fetch\n            query: \"SELECT {{ REMOTE_ATTRIBUTES | join(', ') }} FROM members",
+            "        nowhere:\n          fetch:\n            type: fetch\n            query: \"SELECT {{ REMOTE_ATTRIBUTES | join(', ') }} FROM members",
+            "unknown datasource `nowhere`",
+        ),
+        (
+            "settings: {\"path\"",
+            "settings: {\"fsync\": \"sometimes\", \"path\"",
+            "invalid settings for plugin `file-log`",
+        ),
+    ];
+    for (from, to, expected) in cases {
+        assert!(good.contains(from), "{from}");
+        std::fs::write(p.path("server.yml"), good.replacen(from, to, 1)).expect("write");
+        let output = hermes_wasm(
+            p.dir.path(),
+            &["server", "--config", "server.yml", "--once"],
+        );
+        assert!(!output.status.success());
+        let stderr = text(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with("hermes-wasm: error:") && stderr.contains(expected),
+            "expected `{expected}` in: {stderr}"
+        );
+    }
+}
