@@ -1,31 +1,12 @@
 //! The `hermes-wasm` binary end to end, on its built-in buses: produce
 //! a file of events, consume them back, and the errors a user meets.
 
-use std::path::Path;
+mod support;
+
 use std::process::{Command, Output, Stdio};
 
 use hermes_event::{Category, Event, EventType, Value};
-
-fn hermes_wasm(dir: &Path, args: &[&str]) -> Output {
-    // One compilation cache for every run of the test binary.
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-component-cache");
-    Command::new(env!("CARGO_BIN_EXE_hermes-wasm"))
-        .args(args)
-        .current_dir(dir)
-        .env("HERMES_WASM_CACHE", cache)
-        .env_remove("HERMES_WASM_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("the binary runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use support::{component_cache, hermes_wasm, stderr, stdout};
 
 fn events() -> Vec<Event> {
     let mut events = vec![Event::new(
@@ -526,11 +507,10 @@ fn a_client_stopped_by_sigterm_resumes_with_nothing_skipped_and_nothing_twice() 
             .map(|t| t.lines().count())
             .unwrap_or(0)
     };
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-component-cache");
     let child = Command::new(env!("CARGO_BIN_EXE_hermes-wasm"))
         .args(["client", "--config", &config.display().to_string()])
         .current_dir(s.dir.path())
-        .env("HERMES_WASM_CACHE", &cache)
+        .env("HERMES_WASM_CACHE", component_cache())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

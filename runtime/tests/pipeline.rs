@@ -3,11 +3,13 @@
 //! client` applies them to a JSON-lines file, compared with hand-written
 //! events.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod support;
+
+use std::path::PathBuf;
 
 use hermes_event::{Category, Event, EventType, Value};
 use hermes_wasm_tests::RedisServer;
+use support::{hermes_wasm, stderr, stdout};
 
 #[derive(Clone, Copy, Debug)]
 enum BusKind {
@@ -19,22 +21,6 @@ enum BusKind {
 struct Pipeline {
     dir: tempfile::TempDir,
     redis: Option<RedisServer>,
-}
-
-fn hermes_wasm(dir: &Path, args: &[&str]) -> Output {
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-component-cache");
-    Command::new(env!("CARGO_BIN_EXE_hermes-wasm"))
-        .args(args)
-        .current_dir(dir)
-        .env("HERMES_WASM_CACHE", cache)
-        .env_remove("HERMES_WASM_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 const DATAMODEL: &str = r#"
@@ -144,12 +130,8 @@ impl Pipeline {
     /// Runs a subcommand that must succeed; returns its stdout.
     fn run(&self, args: &[&str]) -> String {
         let output = hermes_wasm(self.dir.path(), args);
-        assert!(
-            output.status.success(),
-            "{args:?}: {}",
-            text(&output.stderr)
-        );
-        text(&output.stdout)
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        stdout(&output)
     }
 
     fn server(&self) -> String {
@@ -302,7 +284,7 @@ fn a_server_whose_bus_is_down_keeps_its_changes_for_the_next_run() {
         &["server", "--config", "server.yml", "--once"],
     );
     assert!(!failed.status.success());
-    let stderr = text(&failed.stderr);
+    let stderr = stderr(&failed);
     let errors: Vec<_> = stderr
         .lines()
         .filter(|l| l.starts_with("hermes-wasm: error:"))
@@ -353,7 +335,7 @@ fn bad_configurations_are_one_clear_error_line() {
             &["server", "--config", "server.yml", "--once"],
         );
         assert!(!output.status.success());
-        let stderr = text(&output.stderr);
+        let stderr = stderr(&output);
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(
             stderr.starts_with("hermes-wasm: error:") && stderr.contains(expected),
