@@ -45,3 +45,4 @@ ci: check test quickstart
 bench: setup
     cargo bench -p hermes-event --bench codec
     cargo bench -p hermes-wasm-tests --bench file_log
+    cargo bench -p hermes-wasm-tests --bench client

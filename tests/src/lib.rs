@@ -112,6 +112,20 @@ impl Bus {
         }
     }
 
+    /// Writes `client.yml` in the bus's directory: a client of this file-log
+    /// bus (the built-in plugin, granted the directory read-only) with its
+    /// cache in `client-cache/`, and `client` as its `hermes-client` section.
+    pub fn file_log_client_config(&self, client: &str) -> PathBuf {
+        let config = self.dir.path().join("client.yml");
+        let text = format!(
+            "hermes:\n  cache:\n    dirpath: client-cache\n  plugins:\n    messagebus:\n      file-log:\n        settings: {}\n        dirs: [\"{}:ro\"]\nhermes-client:\n{client}",
+            self.settings,
+            self.dir.path().display()
+        );
+        std::fs::write(&config, text).expect("write client.yml");
+        config
+    }
+
     /// An open producer.
     pub async fn producer(&self) -> Producer {
         let mut producer = Producer::create(self.plugin.clone(), &self.settings)
@@ -157,6 +171,33 @@ pub fn user_added(category: Category, id: i64) -> Event {
             ("login".into(), Value::from(format!("user{id}"))),
             ("name".into(), Value::from("Zoë 😀")),
         ]),
+    )
+}
+
+/// The dataschema the sample events belong to.
+pub fn users_schema() -> Value {
+    Value::Object(vec![("SRVUsers".into(), Value::empty_object())])
+}
+
+/// The init-start of an initsync sequence of the sample users.
+pub fn init_start() -> Event {
+    Event::new(
+        Category::Initsync,
+        EventType::InitStart,
+        None,
+        Value::Null,
+        users_schema(),
+    )
+}
+
+/// The init-stop of an initsync sequence.
+pub fn init_stop() -> Event {
+    Event::new(
+        Category::Initsync,
+        EventType::InitStop,
+        None,
+        Value::Null,
+        Value::empty_object(),
     )
 }
 

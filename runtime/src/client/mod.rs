@@ -7,9 +7,13 @@
 //! are stepped over, `dataschema` events update the schema. A failed event
 //! goes to the error queue, retried every `errorQueue_retryInterval` minutes;
 //! later events of the same object wait behind it, so an object's events are
-//! applied in order. The cache is saved after every event, and the client
-//! resumes right after the last event it processed: after a clean stop, no
-//! event is skipped and none is applied twice.
+//! applied in order.
+//!
+//! Events are read in batches of up to [`BATCH`]. After each batch the target
+//! is made durable, then the cache is saved, and the client resumes right
+//! after the last event it processed: after a clean stop, no event is skipped
+//! and none is applied twice; after a crash, at most the batch in hand is
+//! applied again.
 
 pub mod config;
 pub mod state;
@@ -31,6 +35,9 @@ use crate::{Consumer, Engine, Offset};
 
 /// How long one wait for new events lasts: the longest a stop request waits.
 const WAIT: Duration = Duration::from_millis(500);
+
+/// The most events read, applied and saved as one step.
+pub const BATCH: u32 = 256;
 
 /// What a run did.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -81,7 +88,6 @@ impl Client {
         let (plugin, spec) = config.hermes.load_bus(engine, &base).await?;
         let mut consumer = Consumer::create(Arc::clone(&plugin), &spec.settings).await?;
         consumer.open().await?;
-        consumer.set_timeout(Some(WAIT));
         Ok(Client {
             consumer,
             target: Target::new(&config.client.target, &base),
@@ -104,6 +110,10 @@ impl Client {
     /// Processes events until `stop` is set, or, with `once`, until the bus
     /// is drained. The event in hand is always finished and the cache saved.
     pub async fn run(&mut self, once: bool, stop: &AtomicBool) -> Result<RunReport> {
+        // Run once, a drained bus ends the run at once; otherwise the wait is
+        // short enough for a stop request to be heard promptly.
+        self.consumer
+            .set_timeout(Some(if once { Duration::ZERO } else { WAIT }));
         let mut report = RunReport::default();
         while !stop.load(Ordering::SeqCst) {
             if !self.state.initialized
@@ -119,27 +129,39 @@ impl Client {
             }
             self.retry_if_due(&mut report).await?;
             self.position().await?;
-            match self.consumer.next().await? {
-                Some(consumed) => {
-                    self.process(consumed.offset, consumed.event, &mut report)
-                        .await?;
+            let batch = self.consumer.next_batch(BATCH).await?;
+            if batch.is_empty() {
+                if once {
+                    break;
                 }
-                None if once => break,
-                None => {}
+                continue;
             }
+            for consumed in batch {
+                if stop.load(Ordering::SeqCst) {
+                    // The rest of the batch is read again on the next run.
+                    self.positioned = false;
+                    break;
+                }
+                self.process(consumed.offset, consumed.event, &mut report)
+                    .await;
+            }
+            self.save().await?;
         }
-        self.save()?;
+        self.save().await?;
         Ok(report)
     }
 
     /// Closes the bus.
     pub async fn stop(mut self) -> Result<()> {
-        self.save()?;
+        self.save().await?;
         self.consumer.close().await?;
         Ok(())
     }
 
-    fn save(&self) -> Result<()> {
+    /// Makes what the target applied durable, then records it in the cache:
+    /// the cache never claims an event the target could still lose.
+    async fn save(&mut self) -> Result<()> {
+        self.target.sync().await?;
         self.state.save(&self.state_path)
     }
 
@@ -149,21 +171,27 @@ impl Client {
         self.positioned = false;
         let mut start: Option<Offset> = None;
         let mut found: Option<(Offset, Offset)> = None;
-        while let Some(consumed) = self.consumer.next().await? {
-            if consumed.event.evcategory != Category::Initsync {
-                continue;
+        'scan: loop {
+            let batch = self.consumer.next_batch(BATCH).await?;
+            if batch.is_empty() {
+                break;
             }
-            match consumed.event.eventtype {
-                EventType::InitStart => start = Some(consumed.offset),
-                EventType::InitStop => {
-                    if let Some(start) = start.take() {
-                        found = Some((start, consumed.offset));
-                        if self.use_first {
-                            break;
+            for consumed in batch {
+                if consumed.event.evcategory != Category::Initsync {
+                    continue;
+                }
+                match consumed.event.eventtype {
+                    EventType::InitStart => start = Some(consumed.offset),
+                    EventType::InitStop => {
+                        if let Some(start) = start.take() {
+                            found = Some((start, consumed.offset));
+                            if self.use_first {
+                                break 'scan;
+                            }
                         }
                     }
+                    _ => {}
                 }
-                _ => {}
             }
         }
         let Some((start, stop)) = found else {
@@ -178,7 +206,7 @@ impl Client {
         self.state.initstopoffset = Some(stop);
         self.state.lastoffset = None;
         self.state.initialized = false;
-        self.save()?;
+        self.save().await?;
         Ok(true)
     }
 
@@ -208,12 +236,7 @@ impl Client {
         Ok(())
     }
 
-    async fn process(
-        &mut self,
-        offset: Offset,
-        event: Event,
-        report: &mut RunReport,
-    ) -> Result<()> {
+    async fn process(&mut self, offset: Offset, event: Event, report: &mut RunReport) {
         let is_change = matches!(
             event.eventtype,
             EventType::Added | EventType::Modified | EventType::Removed
@@ -236,7 +259,6 @@ impl Client {
             }
         }
         self.state.lastoffset = Some(offset);
-        self.save()
     }
 
     /// Applies an event, or queues it behind its object's failed events.
@@ -308,7 +330,7 @@ impl Client {
             }
         }
         self.state.error_queue = kept;
-        self.save()
+        self.save().await
     }
 }
 

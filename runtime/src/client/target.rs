@@ -1,5 +1,6 @@
 //! Where a client applies events: a JSON-lines file, or a command per event.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -13,11 +14,10 @@ use super::config::TargetSpec;
 const STDERR_KEPT: usize = 2000;
 
 /// A target, ready to apply events.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Target {
-    /// Appends each event to a file, one compact hermes JSON per line, and
-    /// syncs it before the event counts as applied.
-    JsonLines(PathBuf),
+    /// Appends each event to a file, one compact hermes JSON per line.
+    JsonLines(JsonLines),
     /// Runs `argv` with the event's hermes JSON on stdin.
     Command {
         /// The program and its arguments.
@@ -32,41 +32,98 @@ impl Target {
     /// `base`.
     pub fn new(spec: &TargetSpec, base: &Path) -> Target {
         match (&spec.jsonlines, &spec.command) {
-            (Some(jsonlines), _) => {
-                Target::JsonLines(crate::config::resolve(base, &jsonlines.path))
-            }
+            (Some(jsonlines), _) => Target::JsonLines(JsonLines::new(crate::config::resolve(
+                base,
+                &jsonlines.path,
+            ))),
             (None, Some(command)) => Target::Command {
                 argv: command.argv.clone(),
                 timeout: Duration::from_secs(command.timeout),
             },
-            (None, None) => Target::JsonLines(base.join("applied.jsonl")),
+            (None, None) => Target::JsonLines(JsonLines::new(base.join("applied.jsonl"))),
         }
     }
 
     /// Applies one event; the error says why it was not applied.
-    pub async fn apply(&self, event: &Event) -> Result<(), String> {
+    pub async fn apply(&mut self, event: &Event) -> Result<(), String> {
         match self {
-            Target::JsonLines(path) => append(path, event).await,
+            Target::JsonLines(file) => file.append(event).await,
             Target::Command { argv, timeout } => run(argv, *timeout, event).await,
+        }
+    }
+
+    /// Makes every event applied so far durable: until then a crash may lose
+    /// them.
+    pub async fn sync(&mut self) -> anyhow::Result<()> {
+        match self {
+            Target::JsonLines(file) => file.sync().await,
+            // A command is done with an event when it exits.
+            Target::Command { .. } => Ok(()),
         }
     }
 }
 
-async fn append(path: &Path, event: &Event) -> Result<(), String> {
-    let mut line = event.to_json_compact();
-    line.push('\n');
-    let mut file = tokio::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .await
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    file.write_all(line.as_bytes())
-        .await
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    file.sync_data()
-        .await
-        .map_err(|e| format!("{}: {e}", path.display()))
+/// A JSON-lines file, kept open while the client runs. A line is one
+/// `write` on a file opened for appending, which takes microseconds, so it is
+/// written in place; the fsync, which takes milliseconds, runs on the
+/// blocking pool.
+#[derive(Debug)]
+pub struct JsonLines {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+    unsynced: bool,
+}
+
+impl JsonLines {
+    fn new(path: PathBuf) -> JsonLines {
+        JsonLines {
+            path,
+            file: None,
+            unsynced: false,
+        }
+    }
+
+    async fn append(&mut self, event: &Event) -> Result<(), String> {
+        let mut line = event.to_json_compact();
+        line.push('\n');
+        let failed = |e: std::io::Error| format!("{}: {e}", self.path.display());
+        let file = match &mut self.file {
+            Some(file) => file,
+            None => self.file.insert(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)
+                    .map_err(failed)?,
+            ),
+        };
+        self.unsynced = true;
+        file.write_all(line.as_bytes()).map_err(|e| {
+            // Opened again for the next event, in case the file was replaced.
+            self.file = None;
+            failed(e)
+        })
+    }
+
+    async fn sync(&mut self) -> anyhow::Result<()> {
+        if !self.unsynced {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        // Dropped after a failed write: what went before it is synced
+        // through a new handle.
+        let file = match &self.file {
+            Some(file) => file.try_clone(),
+            None => std::fs::File::open(&path),
+        };
+        tokio::task::spawn_blocking(move || file?.sync_data())
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|synced| synced.map_err(anyhow::Error::from))
+            .map_err(|e| anyhow::anyhow!("cannot sync {}: {e}", path.display()))?;
+        self.unsynced = false;
+        Ok(())
+    }
 }
 
 async fn run(argv: &[String], timeout: Duration, event: &Event) -> Result<(), String> {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use hermes_event::{Category, Event, EventType, Value};
 use hermes_wasm::Offset;
 use hermes_wasm::client::{Client, Status};
-use hermes_wasm_tests::{Bus, engine, user_added};
+use hermes_wasm_tests::{Bus, engine, init_start, init_stop, user_added, users_schema};
 
 /// A file-log bus and a client configuration reading it, read-only.
 struct Setup {
@@ -21,18 +21,28 @@ struct Setup {
 impl Setup {
     async fn new(target: &str, extra: &str) -> Setup {
         let bus = Bus::file_log().await;
-        let config = bus.dir.path().join("client.yml");
-        let text = format!(
-            "hermes:\n  cache:\n    dirpath: client-cache\n  plugins:\n    messagebus:\n      file-log:\n        settings: {}\n        dirs: [\"{}:ro\"]\nhermes-client:\n  errorQueue_retryInterval: 0.001\n{extra}  target:\n{target}",
-            bus.settings,
-            bus.dir.path().display()
-        );
-        std::fs::write(&config, text).expect("write config");
+        let config = bus.file_log_client_config(&format!(
+            "  errorQueue_retryInterval: 0.001\n{extra}  target:\n{target}"
+        ));
         Setup { bus, config }
     }
 
     async fn jsonlines(extra: &str) -> Setup {
         Setup::new("    jsonlines:\n      path: applied.jsonl\n", extra).await
+    }
+
+    /// A client whose target runs `sh -c script PATH`, PATH being the file
+    /// `name` in the bus's directory.
+    async fn command(script: &str, name: &str) -> Setup {
+        let setup = Setup::new("", "").await;
+        let text = std::fs::read_to_string(&setup.config).expect("config")
+            + &format!(
+                "    command:\n      argv: [\"sh\", \"-c\", {}, \"{}\"]\n",
+                serde_json::to_string(script).expect("json"),
+                setup.path(name).display()
+            );
+        std::fs::write(&setup.config, text).expect("config");
+        setup
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -70,30 +80,6 @@ fn read_lines(path: &Path) -> Vec<Event> {
         .lines()
         .map(|line| Event::from_json(line).expect("an event per line"))
         .collect()
-}
-
-fn schema() -> Value {
-    Value::Object(vec![("SRVUsers".into(), Value::empty_object())])
-}
-
-fn init_start() -> Event {
-    Event::new(
-        Category::Initsync,
-        EventType::InitStart,
-        None,
-        Value::Null,
-        schema(),
-    )
-}
-
-fn init_stop() -> Event {
-    Event::new(
-        Category::Initsync,
-        EventType::InitStop,
-        None,
-        Value::Null,
-        Value::empty_object(),
-    )
 }
 
 fn modified(id: i64, login: &str) -> Event {
@@ -156,7 +142,7 @@ async fn initsync_then_base_events_are_applied_in_order_and_others_stepped_over(
     assert_eq!(status.state.initstartoffset, Some(Offset::Int(1)));
     assert_eq!(status.state.initstopoffset, Some(Offset::Int(4)));
     assert_eq!(status.state.lastoffset, Some(Offset::Int(7)));
-    assert_eq!(status.state.dataschema, Some(schema()));
+    assert_eq!(status.state.dataschema, Some(users_schema()));
     assert_eq!(status.behind, 0);
 
     // More events: the next run resumes right after the last one processed.
@@ -219,15 +205,7 @@ async fn failed_events_wait_in_the_error_queue_in_object_order_and_a_retry_drain
     // The command refuses user 2 until a marker file exists, and records
     // what it applied.
     let script = r#"ev=$(cat); case "$ev" in *'"objpkey": 2,'*) [ -e "$0.ok" ] || { echo "user 2 refused" >&2; exit 3; };; esac; printf '%s %s\n' "$HERMES_EVENTTYPE" "$(printf '%s' "$ev" | grep -o '"objpkey": [0-9]*' | grep -o '[0-9]*$')" >> "$0.out""#;
-    let setup = Setup::new("", "").await;
-    let marker = setup.path("target");
-    let text = std::fs::read_to_string(&setup.config).expect("config")
-        + &format!(
-            "    command:\n      argv: [\"sh\", \"-c\", {}, \"{}\"]\n",
-            serde_json::to_string(script).expect("json"),
-            marker.display()
-        );
-    std::fs::write(&setup.config, text).expect("config");
+    let setup = Setup::command(script, "target").await;
     setup
         .send(&[
             init_start(),
@@ -292,14 +270,22 @@ async fn failed_events_wait_in_the_error_queue_in_object_order_and_a_retry_drain
 
 #[tokio::test]
 async fn a_stopped_client_resumes_with_nothing_skipped_and_nothing_twice() {
-    let setup = Setup::jsonlines("").await;
+    // A command target that takes 10 ms an event, so that each stop lands in
+    // the middle of a batch; it appends each event as one line.
+    let setup = Setup::command(
+        r#"tr -d '\n' >> "$0"; echo >> "$0"; sleep 0.01"#,
+        "applied.jsonl",
+    )
+    .await;
     let mut events = vec![init_start()];
     events.extend((1..=40).map(|id| user_added(Category::Initsync, id)));
     events.push(init_stop());
     events.extend((1..=40).map(|id| modified(id, "again")));
     setup.send(&events).await;
+    let total = events.len() - 2;
 
     // Stop while it works, several times, and restart each time.
+    let mut applied = 0;
     for _ in 0..3 {
         let mut client = Client::start(&setup.config, &engine())
             .await
@@ -307,13 +293,18 @@ async fn a_stopped_client_resumes_with_nothing_skipped_and_nothing_twice() {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let stopper = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(30)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
             flag.store(true, Ordering::SeqCst);
         });
-        client.run(false, &stop).await.expect("run");
+        applied += client.run(false, &stop).await.expect("run").applied;
         client.stop().await.expect("stop");
         stopper.await.expect("stopper");
+        assert_eq!(setup.applied().len(), applied);
     }
+    assert!(
+        0 < applied && applied < total,
+        "the stops land in the middle: {applied} of {total} applied"
+    );
     setup.run_once().await;
     let expected: Vec<Event> = events
         .into_iter()
