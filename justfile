@@ -46,3 +46,4 @@ bench: setup
     cargo bench -p hermes-event --bench codec
     cargo bench -p hermes-wasm-tests --bench file_log
     cargo bench -p hermes-wasm-tests --bench client
+    cargo bench -p hermes-wasm-tests --bench server

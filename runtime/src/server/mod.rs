@@ -76,6 +76,8 @@ pub struct Server {
     producer: Producer,
     cache: ServerCache,
     cache_path: PathBuf,
+    /// Whether the cache changed since it was last saved.
+    unsaved: bool,
     update_interval: std::time::Duration,
 }
 
@@ -108,6 +110,7 @@ impl Server {
             producer,
             cache,
             cache_path,
+            unsaved: false,
             update_interval: std::time::Duration::from_secs(config.server.update_interval),
         })
     }
@@ -131,7 +134,10 @@ impl Server {
         let outcome = self
             .send_changes(&current, &schema, initsync, &mut report)
             .await;
-        self.cache.save(&self.cache_path)?;
+        if self.unsaved {
+            self.cache.save(&self.cache_path)?;
+            self.unsaved = false;
+        }
         outcome.map(|()| report)
     }
 
@@ -188,6 +194,7 @@ impl Server {
                 .collect();
             self.cache.dataschema = Some(schema.clone());
             self.cache.initsync_done = true;
+            self.unsaved = true;
             return Ok(());
         }
         if self.cache.dataschema.as_ref() != Some(schema) {
@@ -201,6 +208,7 @@ impl Server {
             report.last_offset = Some(self.producer.send(&event).await?);
             report.dataschema = true;
             self.cache.dataschema = Some(schema.clone());
+            self.unsaved = true;
         }
         let (events, silent) = self.diff(current);
         for change in silent {
@@ -226,6 +234,7 @@ impl Server {
     }
 
     fn apply(&mut self, change: Change) {
+        self.unsaved = true;
         match change {
             Change::Put(t, key, cached) => {
                 let name = &self.model.types[t].name;
