@@ -3,10 +3,10 @@
 
 mod support;
 
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use hermes_event::{Category, Event, EventType, Value};
-use support::{component_cache, hermes_wasm, stderr, stdout};
+use support::{hermes_wasm, spawn, stderr, stdout, terminate, wait_until};
 
 fn events() -> Vec<Event> {
     let mut events = vec![Event::new(
@@ -507,25 +507,10 @@ fn a_client_stopped_by_sigterm_resumes_with_nothing_skipped_and_nothing_twice() 
             .map(|t| t.lines().count())
             .unwrap_or(0)
     };
-    let child = Command::new(env!("CARGO_BIN_EXE_hermes-wasm"))
-        .args(["client", "--config", &config.display().to_string()])
-        .current_dir(s.dir.path())
-        .env("HERMES_WASM_CACHE", component_cache())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("client starts");
-    let started = std::time::Instant::now();
-    while count() < 20 && started.elapsed() < std::time::Duration::from_secs(60) {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(term.success());
-    let output = child.wait_with_output().expect("client exits");
+    let config_arg = config.display().to_string();
+    let child = spawn(s.dir.path(), &["client", "--config", &config_arg]);
+    assert!(wait_until(|| count() >= 20), "the client applies events");
+    let output = terminate(child);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
         stdout(&output).starts_with("client: "),
@@ -534,12 +519,7 @@ fn a_client_stopped_by_sigterm_resumes_with_nothing_skipped_and_nothing_twice() 
     );
     let after_stop = count();
 
-    let resumed = s.run(&[
-        "client",
-        "--config",
-        &config.display().to_string(),
-        "--once",
-    ]);
+    let resumed = s.run(&["client", "--config", &config_arg, "--once"]);
     assert!(resumed.status.success(), "{}", stderr(&resumed));
     let ids: Vec<i64> = std::fs::read_to_string(&applied)
         .expect("applied")
@@ -559,7 +539,7 @@ fn a_client_stopped_by_sigterm_resumes_with_nothing_skipped_and_nothing_twice() 
         "stopped after {after_stop}"
     );
 
-    let status = s.run(&["status", "--config", &config.display().to_string()]);
+    let status = s.run(&["status", "--config", &config_arg]);
     assert!(status.status.success(), "{}", stderr(&status));
     let text = stdout(&status);
     assert!(

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use hermes_event::{Category, Event, EventType, Value};
 use hermes_wasm_tests::RedisServer;
-use support::{hermes_wasm, stderr, stdout};
+use support::{hermes_wasm, spawn, stderr, stdout, terminate, wait_until};
 
 #[derive(Clone, Copy, Debug)]
 enum BusKind {
@@ -266,6 +266,52 @@ fn the_job_runs_on_the_sqlite_bus() {
 #[test]
 fn the_job_runs_on_the_redis_streams_bus() {
     the_job_runs_on(BusKind::RedisStreams);
+}
+
+#[test]
+fn a_running_server_and_client_carry_changes_through_until_sigterm() {
+    let p = Pipeline::new(BusKind::FileLog);
+    let config = std::fs::read_to_string(p.path("server.yml")).expect("server.yml");
+    std::fs::write(
+        p.path("server.yml"),
+        config.replace("hermes-server:\n", "hermes-server:\n  updateInterval: 1\n"),
+    )
+    .expect("server.yml");
+    let lines = || {
+        std::fs::read_to_string(p.path("applied.jsonl"))
+            .unwrap_or_default()
+            .matches('\n')
+            .count()
+    };
+    let server = spawn(p.dir.path(), &["server", "--config", "server.yml"]);
+    let client = spawn(p.dir.path(), &["client", "--config", "client.yml"]);
+    assert!(wait_until(|| lines() == 4), "the initsync is applied");
+    p.sql(
+        "INSERT INTO users VALUES (3, 'grace');
+         UPDATE users SET login = 'ada.l' WHERE uid = 1;
+         DELETE FROM members WHERE uid = 2;",
+    );
+    // The server's next poll sends them; the waiting client applies them.
+    assert!(wait_until(|| lines() == 7), "the changes are applied");
+    assert_eq!(p.applied()[4..], changes());
+
+    let server = terminate(server);
+    let client = terminate(client);
+    assert!(server.status.success(), "{}", stderr(&server));
+    assert!(client.status.success(), "{}", stderr(&client));
+    let polls: Vec<String> = stdout(&server).lines().map(String::from).collect();
+    assert!(
+        polls[0].starts_with("poll: initsync of 4 objects sent")
+            && polls
+                .iter()
+                .any(|l| l.starts_with("poll: 1 added, 1 modified, 1 removed")),
+        "{polls:?}"
+    );
+    assert!(
+        stdout(&client).starts_with("client: 7 events applied"),
+        "{}",
+        stdout(&client)
+    );
 }
 
 #[test]

@@ -25,12 +25,13 @@ pub struct ClientArgs {
 }
 
 pub async fn run(args: ClientArgs) -> Result<()> {
+    let signal = super::stop_signal();
     let engine = Engine::new(args.cache.dir())?;
     let mut client = Client::start(&args.config, &engine).await?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     tokio::spawn(async move {
-        super::stop_signal().await;
+        signal.await;
         tracing::info!("stopping after the event in hand");
         flag.store(true, Ordering::SeqCst);
     });

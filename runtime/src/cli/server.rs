@@ -27,6 +27,8 @@ pub struct ServerArgs {
 }
 
 pub async fn run(args: ServerArgs) -> Result<()> {
+    let stop = super::stop_signal();
+    tokio::pin!(stop);
     let engine = Engine::new(args.cache.dir())?;
     let mut server = Server::start(&args.config, &engine).await?;
     let mut initsync = args.initsync;
@@ -49,7 +51,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         }
         tokio::select! {
             () = tokio::time::sleep(server.update_interval()) => {}
-            () = super::stop_signal() => {
+            () = &mut stop => {
                 tracing::info!("stopping");
                 break;
             }

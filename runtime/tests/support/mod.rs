@@ -1,23 +1,60 @@
 //! Running the `hermes-wasm` binary from the tests.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// One compilation cache for every run of the binary by the tests.
 pub fn component_cache() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-component-cache")
 }
 
-/// Runs `hermes-wasm args` in `dir`, with no input, and waits for it.
-pub fn hermes_wasm(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hermes-wasm"))
+fn command(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hermes-wasm"));
+    command
         .args(args)
         .current_dir(dir)
         .env("HERMES_WASM_CACHE", component_cache())
         .env_remove("HERMES_WASM_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("the binary runs")
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs `hermes-wasm args` in `dir`, with no input, and waits for it.
+pub fn hermes_wasm(dir: &Path, args: &[&str]) -> Output {
+    command(dir, args).output().expect("the binary runs")
+}
+
+/// Starts `hermes-wasm args` in `dir` in the background, its output kept.
+pub fn spawn(dir: &Path, args: &[&str]) -> Child {
+    command(dir, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts")
+}
+
+/// Sends SIGTERM to `child` and waits for it to exit.
+pub fn terminate(child: Child) -> Output {
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success(), "kill -TERM {}", child.id());
+    child.wait_with_output().expect("it exits")
+}
+
+/// Checks `done` every few milliseconds until it holds; false if it still
+/// does not after a minute.
+pub fn wait_until(mut done: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while !done() {
+        if started.elapsed() > Duration::from_secs(60) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    true
 }
 
 /// What it printed on stdout.
