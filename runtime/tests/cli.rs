@@ -73,6 +73,20 @@ impl Setup {
     fn dir_arg(&self) -> String {
         self.dir.path().display().to_string()
     }
+
+    /// Sends the input file's events on the file-log bus.
+    fn produce_input(&self) -> Output {
+        let (dir, input) = (self.dir_arg(), self.input.display().to_string());
+        self.run(&[
+            "produce",
+            "--dir",
+            &dir,
+            "--settings",
+            &self.settings,
+            "--input",
+            &input,
+        ])
+    }
 }
 
 fn consumed_lines(output: &Output) -> Vec<serde_json::Value> {
@@ -86,16 +100,7 @@ fn consumed_lines(output: &Output) -> Vec<serde_json::Value> {
 fn produce_then_consume_gives_back_the_same_events() {
     let s = setup();
     let dir = s.dir_arg();
-    let input = s.input.display().to_string();
-    let produced = s.run(&[
-        "produce",
-        "--dir",
-        &dir,
-        "--settings",
-        &s.settings,
-        "--input",
-        &input,
-    ]);
+    let produced = s.produce_input();
     assert!(produced.status.success(), "{}", stderr(&produced));
     assert_eq!(stdout(&produced), "sent 23 events, last offset 22\n");
 
@@ -127,20 +132,7 @@ fn produce_then_consume_gives_back_the_same_events() {
 fn consume_starts_where_asked_filters_and_stops_at_the_limit() {
     let s = setup();
     let dir = s.dir_arg();
-    let input = s.input.display().to_string();
-    assert!(
-        s.run(&[
-            "produce",
-            "--dir",
-            &dir,
-            "--settings",
-            &s.settings,
-            "--input",
-            &input
-        ])
-        .status
-        .success()
-    );
+    assert!(s.produce_input().status.success());
     let base = [
         "consume",
         "--dir",
@@ -480,16 +472,7 @@ fn a_client_stopped_by_sigterm_resumes_with_nothing_skipped_and_nothing_twice() 
     ));
     let lines: Vec<String> = events.iter().map(Event::to_json_compact).collect();
     std::fs::write(&s.input, lines.join("\n") + "\n").expect("write input");
-    let input = s.input.display().to_string();
-    let produced = s.run(&[
-        "produce",
-        "--dir",
-        &dir,
-        "--settings",
-        &s.settings,
-        "--input",
-        &input,
-    ]);
+    let produced = s.produce_input();
     assert!(produced.status.success(), "{}", stderr(&produced));
 
     let config = s.dir.path().join("client.yml");
