@@ -7,7 +7,9 @@
 //! disk is detected and never delivered: the producer cuts a bad tail off when
 //! it opens, and a consumer waits at it until then.
 //!
-//! One producer writes a log at a time; any number of consumers read it.
+//! One producer writes a log at a time; any number of consumers read it. A
+//! producer checks before each write that the segment is as long as it left
+//! it, and refuses to write if another producer appended in between.
 
 mod reader;
 mod record;

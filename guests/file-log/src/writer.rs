@@ -108,6 +108,22 @@ impl FileLogProducer {
         if pending.is_empty() {
             return Ok(());
         }
+        // A log has one producer. One that another process appended to since
+        // this one wrote would get offsets that are already taken.
+        let on_disk = active
+            .file
+            .metadata()
+            .map_err(|e| io_error(&format!("cannot stat {}", active.path.display()), e))?
+            .len();
+        if on_disk != active.len {
+            active.next_offset -= count_records(pending);
+            pending.clear();
+            return Err(BusError::Other(format!(
+                "{} holds {on_disk} bytes where this producer left {}: another producer                  writes to this log; a log takes one producer at a time (nothing was written)",
+                active.path.display(),
+                active.len
+            )));
+        }
         let written = active
             .file
             .write_all(pending)

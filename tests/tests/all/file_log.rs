@@ -361,3 +361,52 @@ async fn a_log_outside_the_granted_directories_cannot_be_opened() {
         "nothing was created there"
     );
 }
+
+#[tokio::test]
+async fn a_second_producer_on_one_log_is_refused_before_it_writes() {
+    let bus = Bus::file_log().await;
+    let mut first = bus.producer().await;
+    let mut second = bus.producer().await;
+    let sent = users(Category::Base, 0, 3);
+    assert_eq!(
+        first.send_batch(&sent).await.expect("the first sends"),
+        [Offset::Int(0), Offset::Int(1), Offset::Int(2)]
+    );
+    // The second opened before those were written: its offsets are taken.
+    for _ in 0..2 {
+        match bus_error(second.send_batch(&users(Category::Base, 10, 2)).await) {
+            BusError::Other(message) => assert!(
+                message.contains("another producer") && message.contains("nothing was written"),
+                "{message}"
+            ),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+    // The first carries on; the log holds its events only, in order.
+    let more = users(Category::Base, 3, 1);
+    assert_eq!(
+        first.send_batch(&more).await.expect("the first sends"),
+        [Offset::Int(3)]
+    );
+    first.close().await.expect("close");
+    let mut consumer = bus.consumer(DRAINED).await;
+    let read: Vec<_> = read_all(&mut consumer).await;
+    assert_eq!(
+        read.iter().map(|c| c.offset.clone()).collect::<Vec<_>>(),
+        (0..4).map(Offset::Int).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        read.into_iter().map(|c| c.event).collect::<Vec<_>>(),
+        [sent, more].concat()
+    );
+    // Opened again after the first closed, the second appends at the end.
+    second.close().await.expect("close");
+    second.open().await.expect("reopen");
+    assert_eq!(
+        second
+            .send_batch(&users(Category::Base, 10, 1))
+            .await
+            .expect("sends"),
+        [Offset::Int(4)]
+    );
+}
