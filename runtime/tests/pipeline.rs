@@ -350,36 +350,51 @@ fn a_server_whose_bus_is_down_keeps_its_changes_for_the_next_run() {
 #[test]
 fn bad_configurations_are_one_clear_error_line() {
     let p = Pipeline::new(BusKind::FileLog);
-    let good = std::fs::read_to_string(p.path("server.yml")).expect("config");
     let cases = [
         (
+            "server.yml",
             "      primarykeyattr: id\n",
             "",
             "hermes-server.datamodel.SRVUsers: missing field `primarykeyattr`",
         ),
         (
+            "server.yml",
             "          uri: source.sqlite\n",
             "          uri: source.sqlite\n      other:\n        type: ldap\n        settings: {}\n",
             "hermes.plugins.datasources.other.type: `ldap` datasources are not supported",
         ),
         (
+            "server.yml",
             "        db:\n          fetch:\n            type: fetch\n            query: \"SELECT {{ REMOTE_ATTRIBUTES | join(', ') }} FROM members",
             "        nowhere:\n          fetch:\n            type: fetch\n            query: \"SELECT {{ REMOTE_ATTRIBUTES | join(', ') }} FROM members",
             "unknown datasource `nowhere`",
         ),
         (
+            "server.yml",
             "settings: {\"path\"",
             "settings: {\"fsync\": \"sometimes\", \"path\"",
             "invalid settings for plugin `file-log`",
         ),
+        (
+            "client.yml",
+            "path: applied.jsonl",
+            "path: missing/applied.jsonl",
+            "hermes-client.target.jsonlines.path: cannot open",
+        ),
+        (
+            "client.yml",
+            "    jsonlines:\n      path: applied.jsonl\n",
+            "    command:\n      argv: [no-such-program-anywhere, --apply]\n",
+            "hermes-client.target.command.argv: cannot find the program `no-such-program-anywhere`",
+        ),
     ];
-    for (from, to, expected) in cases {
+    for (file, from, to, expected) in cases {
+        let good = std::fs::read_to_string(p.path(file)).expect("config");
         assert!(good.contains(from), "{from}");
-        std::fs::write(p.path("server.yml"), good.replacen(from, to, 1)).expect("write");
-        let output = hermes_wasm(
-            p.dir.path(),
-            &["server", "--config", "server.yml", "--once"],
-        );
+        std::fs::write(p.path(file), good.replacen(from, to, 1)).expect("write");
+        let command = file.trim_end_matches(".yml");
+        let output = hermes_wasm(p.dir.path(), &[command, "--config", file, "--once"]);
+        std::fs::write(p.path(file), good).expect("write");
         assert!(!output.status.success());
         let stderr = stderr(&output);
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -388,4 +403,7 @@ fn bad_configurations_are_one_clear_error_line() {
             "expected `{expected}` in: {stderr}"
         );
     }
+    // Nothing was sent, nothing applied.
+    assert!(!p.path("bus").exists());
+    assert!(!p.path("applied.jsonl").exists());
 }

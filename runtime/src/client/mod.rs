@@ -85,12 +85,14 @@ impl Client {
         let base = crate::config::base_dir(config_path);
         let state_path = ClientState::path(&config.hermes.cache_dir(&base)?);
         let state = ClientState::load(&state_path)?;
+        let target = Target::open(&config.client.target, &base)
+            .map_err(|e| anyhow::anyhow!("{}: {e:#}", config_path.display()))?;
         let (plugin, spec) = config.hermes.load_bus(engine, &base).await?;
         let mut consumer = Consumer::create(Arc::clone(&plugin), &spec.settings).await?;
         consumer.open().await?;
         Ok(Client {
             consumer,
-            target: Target::new(&config.client.target, &base),
+            target,
             state,
             state_path,
             use_first: config.client.use_first_initsync_sequence,

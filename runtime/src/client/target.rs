@@ -28,19 +28,31 @@ pub enum Target {
 }
 
 impl Target {
-    /// The target a checked configuration names; relative paths against
-    /// `base`.
-    pub fn new(spec: &TargetSpec, base: &Path) -> Target {
+    /// Opens the target a checked configuration names (relative paths
+    /// against `base`), so that a target that cannot work is one error at
+    /// start, not a failure per event: the JSON-lines file is opened (and
+    /// created), the command's program must be found.
+    pub fn open(spec: &TargetSpec, base: &Path) -> anyhow::Result<Target> {
         match (&spec.jsonlines, &spec.command) {
-            (Some(jsonlines), _) => Target::JsonLines(JsonLines::new(crate::config::resolve(
-                base,
-                &jsonlines.path,
-            ))),
-            (None, Some(command)) => Target::Command {
-                argv: command.argv.clone(),
-                timeout: Duration::from_secs(command.timeout),
-            },
-            (None, None) => Target::JsonLines(JsonLines::new(base.join("applied.jsonl"))),
+            (Some(jsonlines), _) => {
+                let mut file = JsonLines::new(crate::config::resolve(base, &jsonlines.path));
+                file.open()
+                    .map_err(|e| anyhow::anyhow!("hermes-client.target.jsonlines.path: {e}"))?;
+                Ok(Target::JsonLines(file))
+            }
+            (None, Some(command)) => {
+                let program = &command.argv[0];
+                which::which(program).map_err(|e| {
+                    anyhow::anyhow!(
+                        "hermes-client.target.command.argv: cannot find the program `{program}`: {e}"
+                    )
+                })?;
+                Ok(Target::Command {
+                    argv: command.argv.clone(),
+                    timeout: Duration::from_secs(command.timeout),
+                })
+            }
+            (None, None) => anyhow::bail!("hermes-client.target: give jsonlines or command"),
         }
     }
 
@@ -86,23 +98,28 @@ impl JsonLines {
     async fn append(&mut self, event: &Event) -> Result<(), String> {
         let mut line = event.to_json_compact();
         line.push('\n');
-        let failed = |e: std::io::Error| format!("{}: {e}", self.path.display());
-        let file = match &mut self.file {
-            Some(file) => file,
-            None => self.file.insert(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&self.path)
-                    .map_err(failed)?,
-            ),
-        };
+        let path = self.path.clone();
+        let file = self.open()?;
+        let written = file.write_all(line.as_bytes());
         self.unsynced = true;
-        file.write_all(line.as_bytes()).map_err(|e| {
+        written.map_err(|e| {
             // Opened again for the next event, in case the file was replaced.
             self.file = None;
-            failed(e)
+            format!("{}: {e}", path.display())
         })
+    }
+
+    /// The file, opened for appending (and created) if it is not yet.
+    fn open(&mut self) -> Result<&mut std::fs::File, String> {
+        let file = match self.file.take() {
+            Some(file) => file,
+            None => std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .map_err(|e| format!("cannot open {}: {e}", self.path.display()))?,
+        };
+        Ok(self.file.insert(file))
     }
 
     async fn sync(&mut self) -> anyhow::Result<()> {
