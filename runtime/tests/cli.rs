@@ -3,9 +3,11 @@
 
 mod support;
 
+use std::path::Path;
 use std::process::Output;
 
 use hermes_event::{Category, Event, EventType, Value};
+use hermes_wasm_tests::{init_start, init_stop, users};
 use support::{hermes_wasm, spawn, stderr, stdout, terminate, wait_until};
 
 fn events() -> Vec<Event> {
@@ -442,55 +444,52 @@ fn redis_servers_must_be_allowed_and_allowances_must_be_urls() {
     );
 }
 
-#[test]
-fn a_client_stopped_by_sigterm_resumes_with_nothing_skipped_and_nothing_twice() {
-    let s = setup();
-    let dir = s.dir_arg();
-    // An initsync sequence of 300 users on the built-in file-log bus.
-    let mut events = vec![Event::new(
-        Category::Initsync,
-        EventType::InitStart,
-        None,
-        Value::Null,
-        Value::empty_object(),
-    )];
-    events.extend((0..300).map(|id| {
-        Event::new(
-            Category::Initsync,
-            EventType::Added,
-            Some("SRVUsers".into()),
-            Value::from(id),
-            Value::Object(vec![("id".into(), Value::from(id))]),
-        )
-    }));
-    events.push(Event::new(
-        Category::Initsync,
-        EventType::InitStop,
-        None,
-        Value::Null,
-        Value::empty_object(),
-    ));
+/// Puts an initsync sequence of the sample users `0..n` on the file-log bus
+/// and writes a client configuration for it whose target is `target` (the
+/// YAML under `target:`); returns the configuration's path.
+fn client_of_initsync(s: &Setup, n: i64, target: &str) -> String {
+    let mut events = vec![init_start()];
+    events.extend(users(Category::Initsync, 0, n));
+    events.push(init_stop());
     let lines: Vec<String> = events.iter().map(Event::to_json_compact).collect();
     std::fs::write(&s.input, lines.join("\n") + "\n").expect("write input");
     let produced = s.produce_input();
     assert!(produced.status.success(), "{}", stderr(&produced));
-
     let config = s.dir.path().join("client.yml");
     std::fs::write(
         &config,
         format!(
-            "hermes:\n  plugins:\n    messagebus:\n      file-log:\n        settings: {}\n        dirs: [\"{dir}\"]\nhermes-client:\n  target:\n    jsonlines:\n      path: applied.jsonl\n",
-            s.settings
+            "hermes:\n  plugins:\n    messagebus:\n      file-log:\n        settings: {}\n        dirs: [\"{}\"]\nhermes-client:\n  target:\n{target}",
+            s.settings,
+            s.dir_arg()
         ),
     )
     .expect("config");
+    config.display().to_string()
+}
+
+/// The primary keys of the events in a JSON-lines file, in order.
+fn applied_ids(path: &Path) -> Vec<i64> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| {
+            Event::from_json(line)
+                .expect("event")
+                .objpkey
+                .to_json_compact()
+                .parse()
+                .expect("id")
+        })
+        .collect()
+}
+
+#[test]
+fn a_client_stopped_by_sigterm_resumes_with_nothing_skipped_and_nothing_twice() {
+    let s = setup();
+    let config_arg = client_of_initsync(&s, 300, "    jsonlines:\n      path: applied.jsonl\n");
     let applied = s.dir.path().join("applied.jsonl");
-    let count = || {
-        std::fs::read_to_string(&applied)
-            .map(|t| t.lines().count())
-            .unwrap_or(0)
-    };
-    let config_arg = config.display().to_string();
+    let count = || applied_ids(&applied).len();
     let child = spawn(s.dir.path(), &["client", "--config", &config_arg]);
     assert!(wait_until(|| count() >= 20), "the client applies events");
     let output = terminate(child);
@@ -504,18 +503,7 @@ fn a_client_stopped_by_sigterm_resumes_with_nothing_skipped_and_nothing_twice() 
 
     let resumed = s.run(&["client", "--config", &config_arg, "--once"]);
     assert!(resumed.status.success(), "{}", stderr(&resumed));
-    let ids: Vec<i64> = std::fs::read_to_string(&applied)
-        .expect("applied")
-        .lines()
-        .map(|line| {
-            Event::from_json(line)
-                .expect("event")
-                .objpkey
-                .to_json_compact()
-                .parse()
-                .expect("id")
-        })
-        .collect();
+    let ids = applied_ids(&applied);
     assert_eq!(
         ids,
         (0..300).collect::<Vec<_>>(),
@@ -529,4 +517,39 @@ fn a_client_stopped_by_sigterm_resumes_with_nothing_skipped_and_nothing_twice() 
         text.contains("lastoffset:      301") && text.contains("behind the bus:  0 events"),
         "{text}"
     );
+}
+
+#[test]
+fn a_killed_client_applies_again_at_most_the_batch_in_hand_and_skips_nothing() {
+    let s = setup();
+    // A command target that takes 10 ms an event, appending it as one line.
+    let script = r#"tr -d '\n' >> applied.jsonl; echo >> applied.jsonl; sleep 0.01"#;
+    let config = client_of_initsync(
+        &s,
+        100,
+        &format!(
+            "    command:\n      argv: [sh, -c, {}]\n",
+            serde_json::to_string(script).expect("json")
+        ),
+    );
+    let applied = s.dir.path().join("applied.jsonl");
+    let mut child = spawn(s.dir.path(), &["client", "--config", &config]);
+    assert!(wait_until(|| applied_ids(&applied).len() >= 20));
+    child.kill().expect("kill -9");
+    child.wait().expect("killed");
+    // The command it had started finishes on its own.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let before = applied_ids(&applied).len();
+    assert!(before < 100, "killed in the middle: {before} applied");
+
+    let resumed = s.run(&["client", "--config", &config, "--once"]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    let ids = applied_ids(&applied);
+    // What was applied before the kill, then everything from the start of
+    // the batch in hand (here the first): nothing skipped.
+    let again = ids.len() - 100;
+    assert_eq!(again, before);
+    assert!(again <= 256, "at most one batch again");
+    assert_eq!(ids[..again], (0..again as i64).collect::<Vec<_>>());
+    assert_eq!(ids[again..], (0..100).collect::<Vec<_>>());
 }
