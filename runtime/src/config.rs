@@ -21,6 +21,7 @@ use crate::{BUILT_IN_PLUGINS, DirGrant, Engine, Grants, Plugin, RedisAllow};
 
 /// The `hermes` section.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(expecting = "a mapping")]
 pub struct HermesSection {
     /// The plugins.
     pub plugins: PluginsSection,
@@ -31,6 +32,7 @@ pub struct HermesSection {
 
 /// `hermes.plugins`: the datasources (a server's) and the one message bus.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(expecting = "a mapping")]
 pub struct PluginsSection {
     /// Datasources, by name.
     #[serde(default)]
@@ -42,6 +44,7 @@ pub struct PluginsSection {
 /// `hermes.plugins.datasources.<name>`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(expecting = "a mapping")]
 pub struct DatasourceSpec {
     /// The datasource plugin: only `sqlite` is supported.
     #[serde(rename = "type")]
@@ -53,6 +56,7 @@ pub struct DatasourceSpec {
 /// `hermes.plugins.messagebus.<name>`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(expecting = "a mapping")]
 pub struct BusSpec {
     /// The plugin's settings, checked against its schema.
     pub settings: serde_json::Value,
@@ -69,6 +73,7 @@ pub struct BusSpec {
 
 /// `hermes.cache`.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(expecting = "a mapping")]
 pub struct CacheSection {
     /// The cache directory; default: `cache` beside the configuration file.
     #[serde(default)]
@@ -85,10 +90,15 @@ pub fn read<T: DeserializeOwned>(path: &Path) -> Result<T> {
         let at = e.path().to_string();
         let inner = e.into_inner().to_string();
         if at == "." || inner.starts_with(&at) {
-            anyhow!("{}: {inner}", path.display())
-        } else {
-            anyhow!("{}: {at}: {inner}", path.display())
+            return anyhow!("{}: {inner}", path.display());
         }
+        // The YAML parser names a path of its own, a part of ours, when it
+        // read a value ahead (an untagged enum): keep the longer one.
+        let inner = match inner.split_once(": ") {
+            Some((its_path, message)) if at.starts_with(its_path) => message.to_owned(),
+            _ => inner,
+        };
+        anyhow!("{}: {at}: {inner}", path.display())
     })
 }
 

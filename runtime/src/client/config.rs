@@ -10,6 +10,7 @@ use crate::config::{self, HermesSection};
 
 /// A client configuration file.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(expecting = "a mapping")]
 pub struct ClientConfig {
     /// Plugins and cache.
     pub hermes: HermesSection,
@@ -21,6 +22,7 @@ pub struct ClientConfig {
 /// `hermes-client`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(expecting = "a mapping")]
 pub struct ClientSection {
     /// Use the first complete initsync sequence on the bus rather than the
     /// last one.
@@ -40,6 +42,7 @@ fn default_retry() -> f64 {
 /// `hermes-client.target`: exactly one of its kinds.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(expecting = "a mapping")]
 pub struct TargetSpec {
     /// Appends each event, as one line of compact hermes JSON, to a file.
     #[serde(default)]
@@ -53,6 +56,7 @@ pub struct TargetSpec {
 /// `target.jsonlines`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(expecting = "a mapping")]
 pub struct JsonLinesSpec {
     /// The file; relative to the configuration's directory.
     pub path: PathBuf,
@@ -61,6 +65,7 @@ pub struct JsonLinesSpec {
 /// `target.command`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(expecting = "a mapping")]
 pub struct CommandSpec {
     /// The program and its arguments (no shell).
     pub argv: Vec<String>,

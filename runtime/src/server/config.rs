@@ -12,6 +12,7 @@ use crate::config::{self, HermesSection};
 
 /// A server configuration file.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(expecting = "a mapping")]
 pub struct ServerConfig {
     /// Plugins and cache.
     pub hermes: HermesSection,
@@ -22,6 +23,7 @@ pub struct ServerConfig {
 
 /// `hermes-server`.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(expecting = "a mapping")]
 pub struct ServerSection {
     /// Seconds between two polls.
     #[serde(rename = "updateInterval", default = "default_interval")]
@@ -37,6 +39,7 @@ fn default_interval() -> u64 {
 /// `hermes-server.datamodel.<type>`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(expecting = "a mapping")]
 pub struct TypeSpec {
     /// The primary key: one attribute, or a list for a composite key.
     pub primarykeyattr: PrimaryKey,
@@ -51,7 +54,7 @@ pub struct TypeSpec {
 
 /// A primary key: one attribute or several.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "an attribute name or a list of attribute names")]
 pub enum PrimaryKey {
     /// One attribute.
     One(String),
@@ -72,6 +75,7 @@ impl PrimaryKey {
 /// `foreignkeys.<attr>`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(expecting = "a mapping")]
 pub struct ForeignKey {
     /// The type referred to.
     pub from_objtype: String,
@@ -82,6 +86,7 @@ pub struct ForeignKey {
 /// `sources.<datasource>`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(expecting = "a mapping")]
 pub struct SourceSpec {
     /// The query that reads the objects.
     pub fetch: QuerySpec,
@@ -113,6 +118,7 @@ pub struct SourceSpec {
 /// `fetch`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(expecting = "a mapping")]
 pub struct QuerySpec {
     /// `fetch`.
     #[serde(rename = "type")]

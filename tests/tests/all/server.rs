@@ -540,6 +540,16 @@ async fn a_bad_configuration_is_one_clear_error() {
             "        settings_extra: 1\n        dirs:",
             "unknown field `settings_extra`",
         ),
+        (
+            "      primarykeyattr: [user, role]\n",
+            "      primarykeyattr: {user: 1}\n",
+            ": hermes-server.datamodel.SRVRoles.primarykeyattr: an attribute name or a list of attribute names at line",
+        ),
+        (
+            "  plugins:\n",
+            "  plugins: 3\n  other:\n",
+            ": hermes.plugins: invalid type: integer `3`, expected a mapping at line",
+        ),
     ];
     for (from, to, expected) in cases {
         assert!(good.contains(from), "{from}");
