@@ -142,6 +142,14 @@ impl Pipeline {
         self.run(&["client", "--config", "client.yml", "--once"])
     }
 
+    /// Whole lines in the target so far (it may be being written).
+    fn applied_lines(&self) -> usize {
+        std::fs::read_to_string(self.path("applied.jsonl"))
+            .unwrap_or_default()
+            .matches('\n')
+            .count()
+    }
+
     fn applied(&self) -> Vec<Event> {
         std::fs::read_to_string(self.path("applied.jsonl"))
             .unwrap_or_default()
@@ -277,22 +285,22 @@ fn a_running_server_and_client_carry_changes_through_until_sigterm() {
         config.replace("hermes-server:\n", "hermes-server:\n  updateInterval: 1\n"),
     )
     .expect("server.yml");
-    let lines = || {
-        std::fs::read_to_string(p.path("applied.jsonl"))
-            .unwrap_or_default()
-            .matches('\n')
-            .count()
-    };
     let server = spawn(p.dir.path(), &["server", "--config", "server.yml"]);
     let client = spawn(p.dir.path(), &["client", "--config", "client.yml"]);
-    assert!(wait_until(|| lines() == 4), "the initsync is applied");
+    assert!(
+        wait_until(|| p.applied_lines() == 4),
+        "the initsync is applied"
+    );
     p.sql(
         "INSERT INTO users VALUES (3, 'grace');
          UPDATE users SET login = 'ada.l' WHERE uid = 1;
          DELETE FROM members WHERE uid = 2;",
     );
     // The server's next poll sends them; the waiting client applies them.
-    assert!(wait_until(|| lines() == 7), "the changes are applied");
+    assert!(
+        wait_until(|| p.applied_lines() == 7),
+        "the changes are applied"
+    );
     assert_eq!(p.applied()[4..], changes());
 
     let server = terminate(server);
@@ -345,6 +353,44 @@ fn a_server_whose_bus_is_down_keeps_its_changes_for_the_next_run() {
     );
     p.client();
     assert_eq!(p.applied()[4..], changes(), "each change once");
+}
+
+#[test]
+fn a_running_client_waits_out_a_bus_outage_and_carries_on() {
+    let mut p = Pipeline::new(BusKind::RedisStreams);
+    p.server();
+    let mut client = spawn(p.dir.path(), &["client", "--config", "client.yml"]);
+    assert!(
+        wait_until(|| p.applied_lines() == 4),
+        "the initsync is applied"
+    );
+
+    p.redis.as_mut().expect("redis").kill();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        client.try_wait().expect("client").is_none(),
+        "the client runs on while the bus is down"
+    );
+    p.redis.as_mut().expect("redis").restart();
+    p.sql(
+        "INSERT INTO users VALUES (3, 'grace');
+         UPDATE users SET login = 'ada.l' WHERE uid = 1;
+         DELETE FROM members WHERE uid = 2;",
+    );
+    p.server();
+    assert!(
+        wait_until(|| p.applied_lines() == 7),
+        "the changes are applied"
+    );
+    assert_eq!(p.applied()[4..], changes());
+
+    let client = terminate(client);
+    assert!(client.status.success(), "{}", stderr(&client));
+    let log = stderr(&client);
+    assert!(
+        log.contains("unavailable") && log.contains("trying again in 1 s"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -39,6 +39,28 @@ const WAIT: Duration = Duration::from_millis(500);
 /// The most events read, applied and saved as one step.
 pub const BATCH: u32 = 256;
 
+/// The first pause before trying an unavailable bus again.
+const FIRST_PAUSE: Duration = Duration::from_secs(1);
+
+/// The longest pause between two tries of an unavailable bus.
+pub const MAX_PAUSE: Duration = Duration::from_secs(30);
+
+/// Whether the run goes on after a step.
+enum Step {
+    Continue,
+    Done,
+}
+
+/// Whether `error` comes from a bus that is unavailable (worth trying again).
+fn bus_unavailable(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<crate::Error>()
+            .and_then(crate::Error::bus_error)
+            .is_some_and(|e| matches!(e, crate::BusError::Unavailable(_)))
+    })
+}
+
 /// What a run did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunReport {
@@ -111,46 +133,78 @@ impl Client {
 
     /// Processes events until `stop` is set, or, with `once`, until the bus
     /// is drained. The event in hand is always finished and the cache saved.
+    ///
+    /// Running on (without `once`), a bus that is unavailable is waited for:
+    /// the client tries again after a pause that doubles up to
+    /// [`MAX_PAUSE`], and carries on where it was once the bus answers. Any
+    /// other error ends the run.
     pub async fn run(&mut self, once: bool, stop: &AtomicBool) -> Result<RunReport> {
         // Run once, a drained bus ends the run at once; otherwise the wait is
         // short enough for a stop request to be heard promptly.
         self.consumer
             .set_timeout(Some(if once { Duration::ZERO } else { WAIT }));
         let mut report = RunReport::default();
+        let mut pause = FIRST_PAUSE;
         while !stop.load(Ordering::SeqCst) {
-            if !self.state.initialized
-                && self.state.initstartoffset.is_none()
-                && !self.find_initsync().await?
-            {
-                if once {
-                    tracing::info!("no complete initsync sequence on the bus yet");
-                    break;
-                }
-                tokio::time::sleep(WAIT).await;
-                continue;
-            }
-            self.retry_if_due(&mut report).await?;
-            self.position().await?;
-            let batch = self.consumer.next_batch(BATCH).await?;
-            if batch.is_empty() {
-                if once {
-                    break;
-                }
-                continue;
-            }
-            for consumed in batch {
-                if stop.load(Ordering::SeqCst) {
-                    // The rest of the batch is read again on the next run.
+            match self.step(once, stop, &mut report).await {
+                Ok(Step::Continue) => pause = FIRST_PAUSE,
+                Ok(Step::Done) => break,
+                Err(e) if !once && bus_unavailable(&e) => {
+                    tracing::warn!("{e:#}; trying again in {} s", pause.as_secs());
                     self.positioned = false;
-                    break;
+                    let until = Instant::now() + pause;
+                    while Instant::now() < until && !stop.load(Ordering::SeqCst) {
+                        tokio::time::sleep(WAIT.min(until - Instant::now())).await;
+                    }
+                    pause = (pause * 2).min(MAX_PAUSE);
                 }
-                self.process(consumed.offset, consumed.event, &mut report)
-                    .await;
+                Err(e) => {
+                    // What was applied is recorded before the run ends.
+                    if let Err(not_saved) = self.save().await {
+                        tracing::error!("{not_saved:#}");
+                    }
+                    return Err(e);
+                }
             }
-            self.save().await?;
         }
         self.save().await?;
         Ok(report)
+    }
+
+    /// Reads one batch and applies it.
+    async fn step(
+        &mut self,
+        once: bool,
+        stop: &AtomicBool,
+        report: &mut RunReport,
+    ) -> Result<Step> {
+        if !self.state.initialized
+            && self.state.initstartoffset.is_none()
+            && !self.find_initsync().await?
+        {
+            if once {
+                tracing::info!("no complete initsync sequence on the bus yet");
+                return Ok(Step::Done);
+            }
+            tokio::time::sleep(WAIT).await;
+            return Ok(Step::Continue);
+        }
+        self.retry_if_due(report).await?;
+        self.position().await?;
+        let batch = self.consumer.next_batch(BATCH).await?;
+        if batch.is_empty() {
+            return Ok(if once { Step::Done } else { Step::Continue });
+        }
+        for consumed in batch {
+            if stop.load(Ordering::SeqCst) {
+                // The rest of the batch is read again on the next run.
+                self.positioned = false;
+                break;
+            }
+            self.process(consumed.offset, consumed.event, report).await;
+        }
+        self.save().await?;
+        Ok(Step::Continue)
     }
 
     /// Closes the bus.
