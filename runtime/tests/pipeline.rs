@@ -391,6 +391,10 @@ fn a_running_client_waits_out_a_bus_outage_and_carries_on() {
         log.contains("unavailable") && log.contains("trying again in 1 s"),
         "{log}"
     );
+    assert!(
+        !log.contains('\u{1b}'),
+        "no colours in a log that is not a terminal"
+    );
 }
 
 #[test]

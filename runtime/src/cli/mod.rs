@@ -227,9 +227,13 @@ pub fn init_logging(verbose: u8, quiet: bool) {
                 "warn,hermes_wasm={default},plugin={default}"
             ))
         });
+    // Colours for a terminal only: a service's log file or journal gets
+    // plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_target(false)
         .init();
 }
