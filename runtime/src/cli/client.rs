@@ -26,8 +26,6 @@ pub struct ClientArgs {
 
 pub async fn run(args: ClientArgs) -> Result<()> {
     let signal = super::stop_signal();
-    let engine = Engine::new(args.cache.dir())?;
-    let mut client = Client::start(&args.config, &engine).await?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     tokio::spawn(async move {
@@ -35,6 +33,20 @@ pub async fn run(args: ClientArgs) -> Result<()> {
         tracing::info!("stopping after the event in hand");
         flag.store(true, Ordering::SeqCst);
     });
+    let engine = Engine::new(args.cache.dir())?;
+    // Run once, an unavailable bus is an error; running on, it is waited for.
+    let client = if args.once {
+        Some(Client::start(&args.config, &engine).await?)
+    } else {
+        Client::start_when_available(&args.config, &engine, &stop).await?
+    };
+    let Some(mut client) = client else {
+        writeln!(
+            std::io::stdout().lock(),
+            "client: stopped before the bus was available"
+        )?;
+        return Ok(());
+    };
     let report = client.run(args.once, &stop).await?;
     client.stop().await?;
     let mut out = std::io::stdout().lock();

@@ -51,6 +51,17 @@ enum Step {
     Done,
 }
 
+/// Says why the bus is being waited for, then waits `pause` (less if `stop`
+/// is set meanwhile) and doubles it for the next time.
+async fn wait_for_the_bus(error: &anyhow::Error, pause: &mut Duration, stop: &AtomicBool) {
+    tracing::warn!("{error:#}; trying again in {} s", pause.as_secs());
+    let until = Instant::now() + *pause;
+    while Instant::now() < until && !stop.load(Ordering::SeqCst) {
+        tokio::time::sleep(WAIT.min(until - Instant::now())).await;
+    }
+    *pause = (*pause * 2).min(MAX_PAUSE);
+}
+
 /// Whether `error` comes from a bus that is unavailable (worth trying again).
 fn bus_unavailable(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
@@ -126,6 +137,24 @@ impl Client {
         })
     }
 
+    /// Like [`Client::start`], but a bus that is unavailable is waited for,
+    /// with the same pauses as [`Client::run`]; none if `stop` is set first.
+    pub async fn start_when_available(
+        config_path: &Path,
+        engine: &Engine,
+        stop: &AtomicBool,
+    ) -> Result<Option<Client>> {
+        let mut pause = FIRST_PAUSE;
+        while !stop.load(Ordering::SeqCst) {
+            match Client::start(config_path, engine).await {
+                Ok(client) => return Ok(Some(client)),
+                Err(e) if bus_unavailable(&e) => wait_for_the_bus(&e, &mut pause, stop).await,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
     /// The cache as it stands.
     pub fn state(&self) -> &ClientState {
         &self.state
@@ -150,13 +179,8 @@ impl Client {
                 Ok(Step::Continue) => pause = FIRST_PAUSE,
                 Ok(Step::Done) => break,
                 Err(e) if !once && bus_unavailable(&e) => {
-                    tracing::warn!("{e:#}; trying again in {} s", pause.as_secs());
                     self.positioned = false;
-                    let until = Instant::now() + pause;
-                    while Instant::now() < until && !stop.load(Ordering::SeqCst) {
-                        tokio::time::sleep(WAIT.min(until - Instant::now())).await;
-                    }
-                    pause = (pause * 2).min(MAX_PAUSE);
+                    wait_for_the_bus(&e, &mut pause, stop).await;
                 }
                 Err(e) => {
                     // What was applied is recorded before the run ends.
