@@ -188,6 +188,16 @@ impl Event {
         self.to_value().to_json()
     }
 
+    /// The primary key as compact JSON text (`42`, `"alice"`, `["Beta",120]`),
+    /// what a bus may partition on; none when it is null (init-start,
+    /// init-stop and dataschema events).
+    pub fn objpkey_text(&self) -> Option<String> {
+        match &self.objpkey {
+            Value::Null => None,
+            key => Some(key.to_json_compact()),
+        }
+    }
+
     /// The same content on one line, for line-oriented output.
     pub fn to_json_compact(&self) -> String {
         self.to_value().to_json_compact()

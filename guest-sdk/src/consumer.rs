@@ -2,19 +2,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use crate::{BusError, Event, Offset, Timestamp};
-
-/// An event read back from the bus, with its offset and the time the bus
-/// stored it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConsumedEvent {
-    /// Where the event stands on the bus.
-    pub offset: Offset,
-    /// When the bus stored it.
-    pub timestamp: Timestamp,
-    /// The event.
-    pub event: Event,
-}
+use crate::{BusError, ConsumedEvent, Offset};
 
 /// How long [`Consumer::wait`] sleeps by default between two looks at the bus:
 /// short enough that a new event is seen promptly, long enough to cost nothing.
@@ -54,8 +42,9 @@ pub trait Consumer: Sized + 'static {
     fn seek_after(&mut self, offset: &Offset) -> Result<(), BusError>;
 
     /// Returns the event at the current position and moves past it, if the bus
-    /// holds one now. Never waits. Never returns a damaged or half-written
-    /// record.
+    /// holds one now: its offset, when it was stored, its category and its
+    /// hermes JSON exactly as it was sent. Never waits. Never returns a
+    /// damaged or half-written record.
     fn read(&mut self) -> Result<Option<ConsumedEvent>, BusError>;
 
     /// Waits until a new event may have arrived, for at most `at_most`. The

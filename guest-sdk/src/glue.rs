@@ -1,14 +1,13 @@
 //! What the [`export!`](crate::export) macro calls: settings parsing, the open
-//! state, the conversions and the waiting logic, written once for every plugin.
+//! state and the waiting logic, written once for every plugin.
 
 use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
-use crate::convert::event_from_wit;
 use crate::wit::imports::hermes::bus::types as wit;
-use crate::{BusError, Category, ConsumedEvent, Consumer, Offset, Producer};
+use crate::{BusError, ConsumedEvent, Consumer, Offset, Producer};
 
 /// A role, to pick the settings schema.
 #[derive(Debug, Clone, Copy)]
@@ -45,7 +44,7 @@ impl Producer for NoProducer {
     fn close(&mut self) -> Result<(), BusError> {
         match *self {}
     }
-    fn send(&mut self, _: &crate::Event) -> Result<Offset, BusError> {
+    fn send(&mut self, _: crate::Event) -> Result<Offset, BusError> {
         match *self {}
     }
 }
@@ -146,17 +145,12 @@ impl<P: Producer> ProducerCell<P> {
 
     /// See [`Producer::send`].
     pub fn send(&self, event: wit::Event) -> Result<Offset, BusError> {
-        self.gate.opened()?.send(&event_from_wit(event)?)
+        self.gate.opened()?.send(event)
     }
 
     /// See [`Producer::send_batch`].
     pub fn send_batch(&self, events: Vec<wit::Event>) -> Result<Vec<Offset>, BusError> {
-        let mut producer = self.gate.opened()?;
-        let events = events
-            .into_iter()
-            .map(event_from_wit)
-            .collect::<Result<Vec<_>, _>>()?;
-        producer.send_batch(&events)
+        self.gate.opened()?.send_batch(events)
     }
 }
 
@@ -226,7 +220,7 @@ impl<C: Consumer> ConsumerCell<C> {
     /// See the WIT `next`.
     pub fn next(&self) -> Result<Option<wit::ConsumedEvent>, BusError> {
         let mut consumer = self.gate.opened()?;
-        Ok(self.next_waiting(&mut consumer)?.map(Into::into))
+        self.next_waiting(&mut consumer)
     }
 
     /// See the WIT `next-batch`: waits for the first event only.
@@ -237,10 +231,10 @@ impl<C: Consumer> ConsumerCell<C> {
             return Ok(batch);
         }
         if let Some(first) = self.next_waiting(&mut consumer)? {
-            batch.push(first.into());
+            batch.push(first);
             while batch.len() < max as usize {
                 match consumer.read()? {
-                    Some(event) => batch.push(event.into()),
+                    Some(event) => batch.push(event),
                     None => break,
                 }
             }
@@ -254,10 +248,9 @@ impl<C: Consumer> ConsumerCell<C> {
         category: wit::Category,
     ) -> Result<Option<wit::ConsumedEvent>, BusError> {
         let mut consumer = self.gate.opened()?;
-        let wanted = Category::from(category);
         while let Some(event) = self.next_waiting(&mut consumer)? {
-            if event.event.evcategory == wanted {
-                return Ok(Some(event.into()));
+            if event.category == category {
+                return Ok(Some(event));
             }
         }
         Ok(None)

@@ -43,9 +43,12 @@
 //!         Ok(())
 //!     }
 //!
-//!     fn send(&mut self, event: &Event) -> Result<Offset, BusError> {
+//!     fn send(&mut self, event: Event) -> Result<Offset, BusError> {
 //!         let out = self.out.as_mut().ok_or(BusError::NotOpen)?;
-//!         writeln!(out, "{}", event.to_json_compact())
+//!         // The event's hermes JSON, stored as it is: one JSON document per
+//!         // line would need it compacted, so this log separates them with a
+//!         // blank line (hermes' JSON never holds one).
+//!         write!(out, "{}\n\n", event.json)
 //!             .and_then(|()| out.sync_data())
 //!             .map_err(|e| BusError::Unavailable(e.to_string()))?;
 //!         self.next += 1;
@@ -59,15 +62,22 @@
 //!
 //! The same plugin is the README's "plugin in five minutes".
 //!
-//! The event type and its JSON codec are [`hermes_event`]'s, the same the host
-//! uses: [`Event::to_json`] is byte-identical to hermes' own `to_json()`.
+//! An [`Event`] is hermes' own JSON text (`event.json`, exactly what hermes'
+//! `Event.to_json()` writes and what every hermes bus stores) with its
+//! category beside it; a [`ConsumedEvent`] gives the same text back with the
+//! offset and time the bus gave it. A bus moves those bytes and never parses
+//! them: the host renders each event once when it sends and parses it once
+//! where its fields are needed. A plugin that wants the fields calls
+//! [`Event::parse`] (the [`codec`] module, with the `codec` feature, on by
+//! default), which uses the host's own codec.
 
 #![deny(missing_docs)]
 
 extern crate self as hermes_guest;
 
+#[cfg(feature = "codec")]
+pub mod codec;
 mod consumer;
-mod convert;
 #[doc(hidden)]
 pub mod glue;
 pub mod log;
@@ -77,10 +87,11 @@ pub mod sqlite;
 #[doc(hidden)]
 pub mod wit;
 
-pub use consumer::{ConsumedEvent, Consumer};
-pub use hermes_event::{Category, CodecError, Event, EventType, Integer, Value};
+pub use consumer::Consumer;
 pub use producer::Producer;
-pub use wit::imports::hermes::bus::types::{BusError, Offset, Timestamp};
+pub use wit::imports::hermes::bus::types::{
+    BusError, Category, ConsumedEvent, Event, Offset, Timestamp,
+};
 
 #[doc(hidden)]
 pub use wit_bindgen as __wit_bindgen;

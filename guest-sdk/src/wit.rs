@@ -16,10 +16,10 @@ pub mod imports {
         inline: "
             package hermes:guest-sdk;
             world imports {
-                import hermes:bus/types@0.1.0;
-                import hermes:bus/log@0.1.0;
-                import hermes:bus/redis@0.1.0;
-                import hermes:bus/sqlite@0.1.0;
+                import hermes:bus/types@0.2.0;
+                import hermes:bus/log@0.2.0;
+                import hermes:bus/redis@0.2.0;
+                import hermes:bus/sqlite@0.2.0;
             }
         ",
         path: "../wit",
@@ -34,12 +34,12 @@ pub mod imports {
 pub mod bus {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "hermes:bus/bus@0.1.0",
+        world: "hermes:bus/bus@0.2.0",
         with: {
-            "hermes:bus/types@0.1.0": crate::wit::imports::hermes::bus::types,
-            "hermes:bus/log@0.1.0": crate::wit::imports::hermes::bus::log,
-            "hermes:bus/redis@0.1.0": crate::wit::imports::hermes::bus::redis,
-            "hermes:bus/sqlite@0.1.0": crate::wit::imports::hermes::bus::sqlite,
+            "hermes:bus/types@0.2.0": crate::wit::imports::hermes::bus::types,
+            "hermes:bus/log@0.2.0": crate::wit::imports::hermes::bus::log,
+            "hermes:bus/redis@0.2.0": crate::wit::imports::hermes::bus::redis,
+            "hermes:bus/sqlite@0.2.0": crate::wit::imports::hermes::bus::sqlite,
         },
         pub_export_macro: true,
         export_macro_name: "__export_bus_world",

@@ -12,26 +12,18 @@ use std::time::{Duration, Instant};
 use wasmtime::component::ResourceAny;
 
 use crate::bindings::consume;
-use crate::bindings::types::Timestamp;
 use crate::bindings::types::{ConsumedEvent, Offset};
-use crate::convert::consumed_from_wit;
 use crate::error::{Error, Result};
 use crate::plugin::{Instance, Plugin, Role, guest_call};
-use hermes_event::Category;
+use hermes_event::{Category, Event};
 
 /// The longest wait the host asks of a plugin in one call.
 pub const WAIT_SLICE: Duration = Duration::from_secs(1);
 
-/// An event read from a bus, with its offset and storage time.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Consumed {
-    /// Where it stands on the bus.
-    pub offset: Offset,
-    /// When the bus stored it.
-    pub timestamp: Timestamp,
-    /// The event.
-    pub event: hermes_event::Event,
-}
+/// An event read from a bus: its offset, when the bus stored it, its
+/// category and its hermes JSON as the bus holds it. [`Consumed::event`]
+/// (or [`Consumer::parse`], whose error names the plugin) parses it.
+pub type Consumed = ConsumedEvent;
 
 /// Where the consumer stands, in terms any instance understands.
 #[derive(Debug, Clone, PartialEq)]
@@ -173,7 +165,7 @@ impl Consumer {
             self.give_timeout(slice).await?;
             let batch = guest_call!(self, "next-batch", slice, consumer.call_next_batch(max))?;
             if !batch.is_empty() || expired(deadline) {
-                return self.deliver(batch);
+                return Ok(self.deliver(batch));
             }
         }
     }
@@ -197,7 +189,7 @@ impl Consumer {
             // Events of the other category passed are not tracked: after a
             // trap they are read and passed again, which changes nothing.
             match found {
-                Some(event) => return Ok(self.deliver(vec![event])?.pop()),
+                Some(event) => return Ok(self.deliver(vec![event]).pop()),
                 None if expired(deadline) => return Ok(None),
                 None => {}
             }
@@ -229,19 +221,26 @@ impl Consumer {
         Ok(())
     }
 
-    fn deliver(&mut self, batch: Vec<ConsumedEvent>) -> Result<Vec<Consumed>> {
-        let mut delivered = Vec::with_capacity(batch.len());
-        for record in batch {
-            let offset = record.offset.clone();
-            let consumed = consumed_from_wit(record).map_err(|reason| Error::Bus {
-                plugin: self.plugin.name().to_owned(),
-                call: "next",
-                error: crate::BusError::Corrupted(format!("event at {offset:?}: {reason}")),
-            })?;
-            self.recipe.position = Position::After(offset);
-            delivered.push(consumed);
+    /// Takes what the plugin delivered and remembers the position after it.
+    fn deliver(&mut self, batch: Vec<ConsumedEvent>) -> Vec<Consumed> {
+        if let Some(last) = batch.last() {
+            self.recipe.position = Position::After(last.offset.clone());
         }
-        Ok(delivered)
+        batch
+    }
+
+    /// Parses a delivered event; one that is not a hermes event, or whose
+    /// category is not the one the bus stored, is the plugin's `corrupted`
+    /// error at that offset.
+    pub fn parse(&self, consumed: &Consumed) -> Result<Event> {
+        consumed.event().map_err(|reason| Error::Bus {
+            plugin: self.plugin.name().to_owned(),
+            call: "next",
+            error: crate::BusError::Corrupted(format!(
+                "event at offset {}: {reason}",
+                crate::offset::to_json(&consumed.offset)
+            )),
+        })
     }
 }
 

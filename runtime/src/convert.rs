@@ -1,10 +1,11 @@
 //! Between the codec's types and the WIT records the host exchanges with
-//! plugins.
+//! plugins. This is where the host's codec runs on the bus path: once per
+//! event sent (rendering hermes' JSON), and once per event read, only where
+//! its fields are needed (parsing it).
 
-use hermes_event::{Category as EvCategory, Event, Value};
+use hermes_event::{Category as EvCategory, Event};
 
-use crate::bindings::types::{Category, ConsumedEvent, Event as WitEvent};
-use crate::consumer::Consumed;
+use crate::bindings::types::{Category, ConsumedEvent, Event as EventText};
 
 impl From<EvCategory> for Category {
     fn from(category: EvCategory) -> Self {
@@ -24,37 +25,105 @@ impl From<Category> for EvCategory {
     }
 }
 
-pub(crate) fn event_to_wit(event: &Event) -> WitEvent {
-    WitEvent {
-        evcategory: event.evcategory.into(),
-        eventtype: event.eventtype.as_str().to_owned(),
-        objtype: event.objtype.clone(),
-        objpkey: event.objpkey.to_json_compact(),
-        objattrs: event.objattrs.to_json_compact(),
-        step: event.step,
-        is_partially_processed: event.is_partially_processed,
+impl EventText {
+    /// Renders an event as hermes does (`Event.to_json()`, what a bus
+    /// stores), with the fields a bus routes on beside the text.
+    pub fn render(event: &Event) -> EventText {
+        EventText {
+            category: event.evcategory.into(),
+            objtype: event.objtype.clone(),
+            objpkey: event.objpkey_text(),
+            json: event.to_json(),
+        }
     }
 }
 
-/// Reads an event a plugin returned; the error says which attribute is bad.
-pub(crate) fn event_from_wit(record: WitEvent) -> Result<Event, String> {
-    let objpkey = Value::from_json(&record.objpkey).map_err(|e| format!("objpkey: {e}"))?;
-    let objattrs = Value::from_json(&record.objattrs).map_err(|e| format!("objattrs: {e}"))?;
-    Ok(Event {
-        evcategory: record.evcategory.into(),
-        eventtype: record.eventtype.parse().map_err(|e| format!("{e}"))?,
-        objtype: record.objtype,
-        objpkey,
-        objattrs,
-        step: record.step,
-        is_partially_processed: record.is_partially_processed,
-    })
+impl ConsumedEvent {
+    /// Parses the event's hermes JSON and checks that it has the category
+    /// the bus stored beside it; the error says what is wrong.
+    pub fn event(&self) -> Result<Event, String> {
+        let event = Event::from_json(&self.json).map_err(|e| format!("not a hermes event: {e}"))?;
+        let category = EvCategory::from(self.category);
+        if event.evcategory != category {
+            return Err(format!(
+                "the bus stored it as {category} but the event says {}",
+                event.evcategory
+            ));
+        }
+        Ok(event)
+    }
 }
 
-pub(crate) fn consumed_from_wit(record: ConsumedEvent) -> Result<Consumed, String> {
-    Ok(Consumed {
-        offset: record.offset,
-        timestamp: record.timestamp,
-        event: event_from_wit(record.event)?,
-    })
+#[cfg(test)]
+mod tests {
+    use hermes_event::{EventType, Value};
+
+    use super::*;
+    use crate::bindings::types::{Offset, Timestamp};
+
+    fn removed(category: EvCategory) -> Event {
+        Event::new(
+            category,
+            EventType::Removed,
+            Some("SRVGroups".into()),
+            Value::List(vec![Value::from("Beta"), Value::from(120)]),
+            Value::empty_object(),
+        )
+    }
+
+    fn consumed(category: Category, json: &str) -> ConsumedEvent {
+        ConsumedEvent {
+            offset: Offset::Int(3),
+            timestamp: Timestamp {
+                seconds: 0,
+                nanoseconds: 0,
+            },
+            category,
+            json: json.to_owned(),
+        }
+    }
+
+    #[test]
+    fn an_event_renders_as_hermes_with_its_routing_fields() {
+        let event = removed(EvCategory::Initsync);
+        let text = EventText::render(&event);
+        assert_eq!(text.category, Category::Initsync);
+        assert_eq!(text.objtype.as_deref(), Some("SRVGroups"));
+        assert_eq!(text.objpkey.as_deref(), Some(r#"["Beta",120]"#));
+        assert_eq!(text.json, event.to_json());
+        let schema = Event::new(
+            EvCategory::Base,
+            EventType::Dataschema,
+            None,
+            Value::Null,
+            Value::empty_object(),
+        );
+        assert_eq!(EventText::render(&schema).objpkey, None);
+    }
+
+    #[test]
+    fn a_consumed_text_parses_back_to_its_event() {
+        let event = removed(EvCategory::Base);
+        assert_eq!(
+            consumed(Category::Base, &event.to_json()).event(),
+            Ok(event)
+        );
+    }
+
+    #[test]
+    fn a_category_that_disagrees_with_the_text_is_refused() {
+        let json = removed(EvCategory::Base).to_json();
+        let error = consumed(Category::Initsync, &json)
+            .event()
+            .expect_err("a mismatch");
+        assert!(error.contains("stored it as initsync"), "{error}");
+    }
+
+    #[test]
+    fn a_text_that_is_not_an_event_is_refused() {
+        for json in ["", "[]", "{\"evcategory\": \"base\"}", "{\"x\": 1"] {
+            let error = consumed(Category::Base, json).event().expect_err(json);
+            assert!(error.starts_with("not a hermes event"), "{json}: {error}");
+        }
+    }
 }

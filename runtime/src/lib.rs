@@ -29,7 +29,7 @@ pub mod sandbox;
 pub mod server;
 pub mod settings;
 
-pub use bindings::types::{BusError, Offset, Timestamp};
+pub use bindings::types::{BusError, Event as EventText, Offset, Timestamp};
 pub use consumer::{Consumed, Consumer};
 pub use engine::{CodeSource, Engine};
 pub use error::{Error, Result};

@@ -15,15 +15,15 @@ use crate::engine::{CodeSource, EPOCH_TICK, Engine, one_line};
 use crate::error::{Error, Result};
 use crate::sandbox::{Grants, HostState};
 
-const PLUGIN_INTERFACE: &str = "hermes:bus/plugin@0.1.0";
-const PRODUCE_INTERFACE: &str = "hermes:bus/produce@0.1.0";
-const CONSUME_INTERFACE: &str = "hermes:bus/consume@0.1.0";
+const PLUGIN_INTERFACE: &str = "hermes:bus/plugin@0.2.0";
+const PRODUCE_INTERFACE: &str = "hermes:bus/produce@0.2.0";
+const CONSUME_INTERFACE: &str = "hermes:bus/consume@0.2.0";
 
 /// How long the host waits past a call's deadline before it gives up on a
 /// guest blocked in a host call, where the epoch cannot interrupt it.
 const DEADLINE_GRACE: Duration = Duration::from_millis(500);
 
-/// The capability an import names, `hermes:bus/redis@0.1.0` giving `redis`;
+/// The capability an import names, `hermes:bus/redis@0.2.0` giving `redis`;
 /// `types` is the contract's shared types, not a capability.
 fn capability_name(import: &str) -> Option<String> {
     let interface = import.strip_prefix("hermes:bus/")?;

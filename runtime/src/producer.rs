@@ -12,8 +12,7 @@ use hermes_event::Event;
 use wasmtime::component::ResourceAny;
 
 use crate::bindings::produce;
-use crate::bindings::types::Offset;
-use crate::convert::event_to_wit;
+use crate::bindings::types::{Event as EventText, Offset};
 use crate::error::{Error, Result};
 use crate::plugin::{Instance, Plugin, Role, guest_call};
 
@@ -93,18 +92,27 @@ impl Producer {
 
     /// Puts one event on the bus; returns once the bus holds it.
     pub async fn send(&mut self, event: &Event) -> Result<Offset> {
-        let record = event_to_wit(event);
-        guest_call!(self, "send", Duration::ZERO, producer.call_send(&record))
+        self.send_text(&EventText::render(event)).await
+    }
+
+    /// Puts one event, already rendered, on the bus.
+    pub async fn send_text(&mut self, event: &EventText) -> Result<Offset> {
+        guest_call!(self, "send", Duration::ZERO, producer.call_send(event))
     }
 
     /// Puts events on the bus in order; returns their offsets once all are stored.
     pub async fn send_batch(&mut self, events: &[Event]) -> Result<Vec<Offset>> {
-        let records: Vec<_> = events.iter().map(event_to_wit).collect();
+        let texts: Vec<EventText> = events.iter().map(EventText::render).collect();
+        self.send_texts(&texts).await
+    }
+
+    /// Puts events, already rendered, on the bus in order.
+    pub async fn send_texts(&mut self, events: &[EventText]) -> Result<Vec<Offset>> {
         let offsets = guest_call!(
             self,
             "send-batch",
             Duration::ZERO,
-            producer.call_send_batch(&records)
+            producer.call_send_batch(events)
         )?;
         if offsets.len() != events.len() {
             return Err(self.plugin.trapped(

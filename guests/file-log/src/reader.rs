@@ -129,7 +129,7 @@ impl Consumer for FileLogConsumer {
                             self.next_offset
                         )));
                     }
-                    let consumed = record::decode(&body).map_err(|e| {
+                    let consumed = record::decode(body).map_err(|e| {
                         BusError::Corrupted(format!(
                             "{} at byte {}: {e}",
                             path.display(),

@@ -59,35 +59,37 @@ impl Producer for FileLogProducer {
         Ok(())
     }
 
-    fn send(&mut self, event: &Event) -> Result<Offset, BusError> {
-        let offsets = self.send_batch(std::slice::from_ref(event))?;
+    fn send(&mut self, event: Event) -> Result<Offset, BusError> {
+        let offsets = self.send_batch(vec![event])?;
         offsets
             .into_iter()
             .next()
             .ok_or_else(|| BusError::Other("empty send".into()))
     }
 
-    fn send_batch(&mut self, events: &[Event]) -> Result<Vec<Offset>, BusError> {
+    fn send_batch(&mut self, events: Vec<Event>) -> Result<Vec<Offset>, BusError> {
         let mut offsets = Vec::with_capacity(events.len());
         let mut pending: Vec<u8> = Vec::new();
+        // The events of one call are stored together: one time for them all.
+        let at = record::now();
         for event in events {
             let active = self.active.as_mut().ok_or(BusError::NotOpen)?;
-            let record = record::encode(
-                active.next_offset,
-                &record::now(),
-                event.evcategory,
-                &event.to_json(),
-            );
-            let full = active.len + pending.len() as u64 + record.len() as u64
-                > self.settings.segment_max_bytes;
+            let len = record::record_len(event.json.len());
+            let full = active.len + pending.len() as u64 + len > self.settings.segment_max_bytes;
             if full && active.len + pending.len() as u64 > HEADER_LEN {
                 self.flush(&mut pending)?;
                 self.roll()?;
             }
             let active = self.active.as_mut().ok_or(BusError::NotOpen)?;
+            record::encode_into(
+                &mut pending,
+                active.next_offset,
+                &at,
+                event.category,
+                &event.json,
+            );
             offsets.push(Offset::Int(active.next_offset as i64));
             active.next_offset += 1;
-            pending.extend_from_slice(&record);
             if self.settings.fsync == Fsync::Always {
                 self.flush(&mut pending)?;
             }

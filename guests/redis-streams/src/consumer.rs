@@ -57,7 +57,7 @@ impl StreamConsumer {
             ],
             None,
         )?;
-        Ok(!entry::from_range(&reply)?.is_empty())
+        Ok(!entry::from_range(reply)?.is_empty())
     }
 
     /// Moves to `at(id)` if the stream holds the entry `offset` names.
@@ -95,7 +95,7 @@ impl StreamConsumer {
             ],
             None,
         )?;
-        self.ahead.extend(entry::from_range(&reply)?);
+        self.ahead.extend(entry::from_range(reply)?);
         Ok(())
     }
 }
@@ -186,7 +186,7 @@ impl Consumer for StreamConsumer {
             ],
             Some(at_most + REPLY_MARGIN),
         )?;
-        self.ahead.extend(entry::from_read(&reply)?);
+        self.ahead.extend(entry::from_read(reply)?);
         Ok(())
     }
 }

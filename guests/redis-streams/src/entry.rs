@@ -4,7 +4,7 @@
 use std::fmt;
 
 use hermes_guest::redis::Reply;
-use hermes_guest::{BusError, ConsumedEvent, Event, Offset, Timestamp};
+use hermes_guest::{BusError, Category, ConsumedEvent, Offset, Timestamp};
 
 /// The field holding the category.
 pub const CATEGORY: &str = "category";
@@ -77,10 +77,13 @@ fn corrupted(what: impl fmt::Display) -> BusError {
 
 /// The entries of an `XRANGE` reply. A damaged entry ends the list; it is
 /// the error only when it comes first, so what precedes it is delivered.
-pub fn from_range(reply: &Reply) -> Result<Vec<ConsumedEvent>, BusError> {
-    let entries = reply
-        .as_array()
-        .ok_or_else(|| corrupted("XRANGE did not answer an array"))?;
+/// The reply is taken apart, so each event's text moves out of it uncopied.
+pub fn from_range(reply: Reply) -> Result<Vec<ConsumedEvent>, BusError> {
+    let entries = match reply {
+        Reply::Array(entries) => entries,
+        Reply::Nil => Vec::new(),
+        _ => return Err(corrupted("XRANGE did not answer an array")),
+    };
     let mut events = Vec::with_capacity(entries.len());
     for reply in entries {
         match entry(reply) {
@@ -93,41 +96,70 @@ pub fn from_range(reply: &Reply) -> Result<Vec<ConsumedEvent>, BusError> {
 }
 
 /// The entries of an `XREAD` reply for one stream (nil when it timed out).
-pub fn from_read(reply: &Reply) -> Result<Vec<ConsumedEvent>, BusError> {
-    let streams = reply
-        .as_array()
-        .ok_or_else(|| corrupted("XREAD did not answer an array"))?;
+pub fn from_read(reply: Reply) -> Result<Vec<ConsumedEvent>, BusError> {
+    let streams = match reply {
+        Reply::Array(streams) => streams,
+        Reply::Nil => Vec::new(),
+        _ => return Err(corrupted("XREAD did not answer an array")),
+    };
     let mut events = Vec::new();
     for stream in streams {
-        match stream.as_array() {
-            Some([_key, entries]) => events.extend(from_range(entries)?),
+        match stream {
+            Reply::Array(pair) if pair.len() == 2 => {
+                let entries = pair.into_iter().nth(1).unwrap_or(Reply::Nil);
+                events.extend(from_range(entries)?);
+            }
             _ => return Err(corrupted("XREAD answered a malformed stream")),
         }
     }
     Ok(events)
 }
 
-fn entry(reply: &Reply) -> Result<ConsumedEvent, BusError> {
-    let Some([id, fields]) = reply.as_array() else {
+/// One entry: its ID, its `category` field and its `event` field (the
+/// event's hermes JSON, handed on as it is: the host parses it).
+fn entry(reply: Reply) -> Result<ConsumedEvent, BusError> {
+    let Reply::Array(pair) = reply else {
+        return Err(corrupted("an entry is not [id, fields]"));
+    };
+    let Ok([id, fields]) = <[Reply; 2]>::try_from(pair) else {
         return Err(corrupted("an entry is not [id, fields]"));
     };
     let text = id.as_str().unwrap_or("");
     let id = Id::parse(text).ok_or_else(|| corrupted(format!("a bad entry ID {text:?}")))?;
-    let fields = fields
-        .as_array()
-        .ok_or_else(|| corrupted(format!("entry {id} has no fields")))?;
-    let json = fields
-        .chunks(2)
-        .find(|pair| pair[0].as_str() == Some(EVENT))
-        .and_then(|pair| pair.get(1))
-        .and_then(Reply::as_str)
-        .ok_or_else(|| corrupted(format!("entry {id} has no `{EVENT}` field")))?;
-    let event = Event::from_json(json)
-        .map_err(|e| corrupted(format!("entry {id} is not a hermes event: {e}")))?;
+    let Reply::Array(fields) = fields else {
+        return Err(corrupted(format!("entry {id} has no fields")));
+    };
+    let mut category = None;
+    let mut json = None;
+    let mut fields = fields.into_iter();
+    while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
+        match name.as_bytes() {
+            Some(n) if n == CATEGORY.as_bytes() => category = Some(value),
+            Some(n) if n == EVENT.as_bytes() => json = Some(value),
+            _ => {}
+        }
+    }
+    let category = match category.as_ref().and_then(Reply::as_bytes) {
+        Some(b"base") => Category::Base,
+        Some(b"initsync") => Category::Initsync,
+        Some(other) => {
+            return Err(corrupted(format!(
+                "entry {id} has the category {:?}, not base or initsync",
+                String::from_utf8_lossy(other)
+            )));
+        }
+        None => return Err(corrupted(format!("entry {id} has no `{CATEGORY}` field"))),
+    };
+    let json = match json {
+        Some(Reply::Bulk(bytes)) => String::from_utf8(bytes)
+            .map_err(|_| corrupted(format!("entry {id}: the `{EVENT}` field is not UTF-8")))?,
+        _ => return Err(corrupted(format!("entry {id} has no `{EVENT}` field"))),
+    };
     Ok(ConsumedEvent {
         offset: Offset::Str(id.to_string()),
         timestamp: id.timestamp(),
-        event,
+        category,
+        json,
     })
 }
 

@@ -1,5 +1,5 @@
 use hermes_guest::redis::{Command, Reply, command};
-use hermes_guest::{BusError, Event, Offset, Producer};
+use hermes_guest::{BusError, Category, Event, Offset, Producer};
 
 use crate::connection::Link;
 use crate::entry::{CATEGORY, EVENT};
@@ -13,18 +13,19 @@ pub struct StreamProducer {
 }
 
 impl StreamProducer {
-    fn xadd(&self, event: &Event) -> Command {
+    /// `XADD <stream> [MAXLEN ~ n] * category <category> event <json>`, the
+    /// event's text moved in as it is.
+    fn xadd(&self, event: Event) -> Command {
         let mut args: Vec<Vec<u8>> = command(["XADD", self.settings.stream.as_str()]);
         if let Some(maxlen) = self.settings.maxlen {
             args.extend(command(["MAXLEN", "~", &maxlen.to_string()]));
         }
-        args.extend(command([
-            "*",
-            CATEGORY,
-            event.evcategory.as_str(),
-            EVENT,
-            &event.to_json(),
-        ]));
+        let category = match event.category {
+            Category::Base => "base",
+            Category::Initsync => "initsync",
+        };
+        args.extend(command(["*", CATEGORY, category, EVENT]));
+        args.push(event.json.into_bytes());
         args
     }
 
@@ -65,27 +66,26 @@ impl Producer for StreamProducer {
         Ok(())
     }
 
-    fn send(&mut self, event: &Event) -> Result<Offset, BusError> {
+    fn send(&mut self, event: Event) -> Result<Offset, BusError> {
         let xadd = self.xadd(event);
         let args: Vec<&[u8]> = xadd.iter().map(Vec::as_slice).collect();
         let reply = self.link()?.command(&args, None)?;
         offset(&reply)
     }
 
-    fn send_batch(&mut self, events: &[Event]) -> Result<Vec<Offset>, BusError> {
+    fn send_batch(&mut self, events: Vec<Event>) -> Result<Vec<Offset>, BusError> {
         if events.is_empty() {
             self.link()?;
             return Ok(Vec::new());
         }
         let mut commands = Vec::with_capacity(events.len() + 2);
         commands.push(command(["MULTI"]));
-        commands.extend(events.iter().map(|event| self.xadd(event)));
+        let count = events.len();
+        commands.extend(events.into_iter().map(|event| self.xadd(event)));
         commands.push(command(["EXEC"]));
         let replies = self.link()?.pipeline(&commands)?;
         match replies.last() {
-            Some(Reply::Array(ids)) if ids.len() == events.len() => {
-                ids.iter().map(offset).collect()
-            }
+            Some(Reply::Array(ids)) if ids.len() == count => ids.iter().map(offset).collect(),
             Some(Reply::Error(message)) => {
                 // EXECABORT: a queued command was refused; nothing was stored.
                 let why = replies
@@ -98,8 +98,7 @@ impl Producer for StreamProducer {
                 Err(BusError::Other(format!("XADD batch refused: {why}")))
             }
             other => Err(BusError::Other(format!(
-                "EXEC answered {other:?} for a batch of {}",
-                events.len()
+                "EXEC answered {other:?} for a batch of {count}"
             ))),
         }
     }

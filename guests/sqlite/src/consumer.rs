@@ -2,7 +2,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use hermes_guest::sqlite::{Access, Database, SqliteError, Value};
-use hermes_guest::{BusError, ConsumedEvent, Consumer, Event, Offset, Timestamp};
+use hermes_guest::{BusError, Category, ConsumedEvent, Consumer, Offset, Timestamp};
 
 use crate::settings::ConsumerSettings;
 use crate::table;
@@ -114,14 +114,15 @@ fn integer(rows: &[Vec<Value>], column: usize) -> Option<i64> {
 }
 
 /// One row as a consumed event; anything unexpected in it is `corrupted`.
+/// `data` is handed on as it is: the host parses it.
 fn consumed(uri: &str, row: Vec<Value>) -> Result<ConsumedEvent, BusError> {
     let corrupted = |what: String| BusError::Corrupted(format!("{uri}: {what}"));
-    let [Value::Integer(msgid), data, timestamp] = <[Value; 3]>::try_from(row)
-        .map_err(|_| corrupted("a row without its three columns".into()))?
+    let [Value::Integer(msgid), data, timestamp, category] =
+        <[Value; 4]>::try_from(row).map_err(|_| corrupted("a row without its columns".into()))?
     else {
         return Err(corrupted("a msgid that is not an integer".into()));
     };
-    let Value::Text(data) = data else {
+    let Value::Text(json) = data else {
         return Err(corrupted(format!("msgid {msgid}: data is not text")));
     };
     let seconds = match timestamp {
@@ -133,12 +134,25 @@ fn consumed(uri: &str, row: Vec<Value>) -> Result<ConsumedEvent, BusError> {
             )));
         }
     };
-    let event = Event::from_json(&data)
-        .map_err(|e| corrupted(format!("msgid {msgid}: data is not a hermes event: {e}")))?;
+    let category = match category {
+        Value::Text(c) if c == "base" => Category::Base,
+        Value::Text(c) if c == "initsync" => Category::Initsync,
+        Value::Null => {
+            return Err(corrupted(format!(
+                "msgid {msgid}: data is not a hermes event (not JSON, or no evcategory)"
+            )));
+        }
+        other => {
+            return Err(corrupted(format!(
+                "msgid {msgid}: data is not a hermes event (evcategory {other:?})"
+            )));
+        }
+    };
     Ok(ConsumedEvent {
         offset: Offset::Int(msgid),
         timestamp: to_timestamp(seconds),
-        event,
+        category,
+        json,
     })
 }
 

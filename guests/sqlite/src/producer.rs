@@ -22,8 +22,8 @@ impl SqliteProducer {
         table::bus_error(&self.settings.uri, e)
     }
 
-    fn insert(&self, db: &Database, event: &Event) -> Result<Offset, BusError> {
-        let row = [Value::Text(event.to_json()), Value::Real(table::now())];
+    fn insert(&self, db: &Database, event: Event, at: f64) -> Result<Offset, BusError> {
+        let row = [Value::Text(event.json), Value::Real(at)];
         let outcome = db.execute(table::INSERT, &row).map_err(|e| self.fail(e))?;
         Ok(Offset::Int(outcome.last_insert_rowid))
     }
@@ -59,19 +59,23 @@ impl Producer for SqliteProducer {
         Ok(())
     }
 
-    fn send(&mut self, event: &Event) -> Result<Offset, BusError> {
+    fn send(&mut self, event: Event) -> Result<Offset, BusError> {
         let db = self.db()?;
-        self.insert(db, event)
+        self.insert(db, event, table::now())
     }
 
-    fn send_batch(&mut self, events: &[Event]) -> Result<Vec<Offset>, BusError> {
+    fn send_batch(&mut self, events: Vec<Event>) -> Result<Vec<Offset>, BusError> {
         let db = self.db()?;
         if events.is_empty() {
             return Ok(Vec::new());
         }
         db.begin().map_err(|e| self.fail(e))?;
-        let inserted: Result<Vec<Offset>, BusError> =
-            events.iter().map(|event| self.insert(db, event)).collect();
+        // One transaction, one time: the rows are stored together.
+        let at = table::now();
+        let inserted: Result<Vec<Offset>, BusError> = events
+            .into_iter()
+            .map(|event| self.insert(db, event, at))
+            .collect();
         match inserted.and_then(|offsets| {
             db.commit().map_err(|e| self.fail(e))?;
             Ok(offsets)

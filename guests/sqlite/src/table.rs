@@ -27,9 +27,14 @@ pub const BOUNDS: &str = "SELECT (SELECT min(msgid) FROM hermesmessages), \
 /// Whether a msgid is held.
 pub const HOLDS: &str = "SELECT count(*) FROM hermesmessages WHERE msgid = ?1";
 
-/// The next rows from a msgid on, in order.
-pub const PAGE: &str = "SELECT msgid, data, timestamp FROM hermesmessages \
-    WHERE msgid >= ?1 ORDER BY msgid LIMIT ?2";
+/// The next rows from a msgid on, in order, each with its category. hermes
+/// keeps the category only inside `data`: SQLite's own JSON reader (in the
+/// host, native) picks it out, so the event's text is never parsed in the
+/// plugin. It is NULL where `data` is not JSON (JSON5 is accepted, for
+/// hermes' `NaN` and `Infinity`).
+pub const PAGE: &str = "SELECT msgid, data, timestamp, \
+    CASE WHEN json_valid(data, 2) THEN data ->> '$.evcategory' END \
+    FROM hermesmessages WHERE msgid >= ?1 ORDER BY msgid LIMIT ?2";
 
 /// Unix time now, in seconds, as hermes stores it.
 pub fn now() -> f64 {

@@ -4,7 +4,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use chrono::{DateTime, SecondsFormat};
 use clap::Args;
-use hermes_wasm::{Category, Consumed, Consumer, offset, settings};
+use hermes_wasm::{Category, Consumed, Consumer, Event, offset, settings};
 
 use super::PluginArgs;
 
@@ -88,8 +88,9 @@ pub async fn run(args: ConsumeArgs) -> Result<()> {
         if events.is_empty() {
             break;
         }
-        for event in &events {
-            writeln!(stdout, "{}", line(event))?;
+        for consumed in &events {
+            let event = consumer.parse(consumed)?;
+            writeln!(stdout, "{}", line(consumed, &event))?;
             printed += 1;
         }
         stdout.flush()?;
@@ -99,7 +100,7 @@ pub async fn run(args: ConsumeArgs) -> Result<()> {
 }
 
 /// `{"offset": ..., "timestamp": "...", "event": {...}}` on one line.
-fn line(consumed: &Consumed) -> String {
+fn line(consumed: &Consumed, event: &Event) -> String {
     let timestamp =
         DateTime::from_timestamp(consumed.timestamp.seconds, consumed.timestamp.nanoseconds)
             .map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true))
@@ -107,6 +108,6 @@ fn line(consumed: &Consumed) -> String {
     format!(
         "{{\"offset\": {}, \"timestamp\": \"{timestamp}\", \"event\": {}}}",
         offset::to_json(&consumed.offset),
-        consumed.event.to_json_compact()
+        event.to_json_compact()
     )
 }

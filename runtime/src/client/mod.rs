@@ -31,7 +31,8 @@ use hermes_event::{Category, Event, EventType};
 use self::config::ClientConfig;
 use self::state::{ClientState, Queued, object_of};
 use self::target::Target;
-use crate::{Consumer, Engine, Offset};
+use crate::bindings::types::Category as WitCategory;
+use crate::{Consumed, Consumer, Engine, Offset};
 
 /// How long one wait for new events lasts: the longest a stop request waits.
 const WAIT: Duration = Duration::from_millis(500);
@@ -225,7 +226,7 @@ impl Client {
                 self.positioned = false;
                 break;
             }
-            self.process(consumed.offset, consumed.event, report).await;
+            self.process(consumed, report).await?;
         }
         self.save().await?;
         Ok(Step::Continue)
@@ -257,10 +258,10 @@ impl Client {
                 break;
             }
             for consumed in batch {
-                if consumed.event.evcategory != Category::Initsync {
+                if consumed.category != WitCategory::Initsync {
                     continue;
                 }
-                match consumed.event.eventtype {
+                match self.consumer.parse(&consumed)?.eventtype {
                     EventType::InitStart => start = Some(consumed.offset),
                     EventType::InitStop => {
                         if let Some(start) = start.take() {
@@ -316,29 +317,42 @@ impl Client {
         Ok(())
     }
 
-    async fn process(&mut self, offset: Offset, event: Event, report: &mut RunReport) {
-        let is_change = matches!(
-            event.eventtype,
-            EventType::Added | EventType::Modified | EventType::Removed
-        );
-        if !self.state.initialized {
-            if Some(&offset) == self.state.initstartoffset.as_ref() {
-                self.state.dataschema = Some(event.objattrs.clone());
-            } else if Some(&offset) == self.state.initstopoffset.as_ref() {
-                self.state.initialized = true;
-                report.initialized = true;
-                tracing::info!("initsync done");
-            } else if event.evcategory == Category::Initsync && is_change {
-                self.deliver(&offset, event, report).await;
-            }
-        } else if event.evcategory == Category::Base {
-            if event.eventtype == EventType::Dataschema {
+    /// Processes one event read from the bus. Its text is parsed only if the
+    /// client needs its fields: events of the other category are stepped
+    /// over unread. One that is not a hermes event stops the client there.
+    async fn process(&mut self, consumed: Consumed, report: &mut RunReport) -> Result<()> {
+        let offset = &consumed.offset;
+        let needed = if self.state.initialized {
+            consumed.category == WitCategory::Base
+        } else {
+            consumed.category == WitCategory::Initsync
+                || Some(offset) == self.state.initstartoffset.as_ref()
+                || Some(offset) == self.state.initstopoffset.as_ref()
+        };
+        if needed {
+            let event = self.consumer.parse(&consumed)?;
+            let is_change = matches!(
+                event.eventtype,
+                EventType::Added | EventType::Modified | EventType::Removed
+            );
+            if !self.state.initialized {
+                if Some(offset) == self.state.initstartoffset.as_ref() {
+                    self.state.dataschema = Some(event.objattrs.clone());
+                } else if Some(offset) == self.state.initstopoffset.as_ref() {
+                    self.state.initialized = true;
+                    report.initialized = true;
+                    tracing::info!("initsync done");
+                } else if event.evcategory == Category::Initsync && is_change {
+                    self.deliver(offset, event, report).await;
+                }
+            } else if event.eventtype == EventType::Dataschema {
                 self.state.dataschema = Some(event.objattrs.clone());
             } else if is_change {
-                self.deliver(&offset, event, report).await;
+                self.deliver(offset, event, report).await;
             }
         }
-        self.state.lastoffset = Some(offset);
+        self.state.lastoffset = Some(consumed.offset);
+        Ok(())
     }
 
     /// Applies an event, or queues it behind its object's failed events.

@@ -28,7 +28,7 @@ use self::cache::{Cached, ServerCache, digest};
 use self::config::ServerConfig;
 use self::mapping::Row;
 use self::model::{DataType, Model};
-use crate::{Engine, Offset, Producer};
+use crate::{Engine, EventText, Offset, Producer};
 
 /// Events sent in one `send-batch`.
 const BATCH: usize = 100;
@@ -215,8 +215,11 @@ impl Server {
             self.apply(change);
         }
         for chunk in events.chunks(BATCH) {
-            let batch: Vec<Event> = chunk.iter().map(|(event, _)| event.clone()).collect();
-            let offsets = self.producer.send_batch(&batch).await?;
+            let batch: Vec<EventText> = chunk
+                .iter()
+                .map(|(event, _)| EventText::render(event))
+                .collect();
+            let offsets = self.producer.send_texts(&batch).await?;
             report.last_offset = offsets.last().cloned().or(report.last_offset.take());
             for (event, change) in chunk {
                 match event.eventtype {

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use hermes_event::Category;
-use hermes_wasm::{BusError, Error, Offset};
+use hermes_wasm::{BusError, Error, EventText, Offset};
 use hermes_wasm_tests::{Bus, user_added, users};
 
 /// How long a consumer waits once drained, in tests that expect no more events.
@@ -40,7 +40,9 @@ async fn iteration_yields_every_event_in_order_with_its_offset_and_timestamp(bus
         read.push(consumed);
     }
     assert_eq!(
-        read.iter().map(|c| c.event.clone()).collect::<Vec<_>>(),
+        read.iter()
+            .map(|c| c.event().expect("a hermes event"))
+            .collect::<Vec<_>>(),
         events
     );
     assert_eq!(
@@ -73,7 +75,11 @@ async fn seek_to_beginning_returns_to_the_oldest_event(bus: Bus) {
         .await
         .expect("seek to beginning");
     assert_eq!(
-        consumer.next().await.expect("next").map(|c| c.event),
+        consumer
+            .next()
+            .await
+            .expect("next")
+            .map(|c| c.event().expect("a hermes event")),
         Some(events[0].clone())
     );
 }
@@ -85,7 +91,10 @@ async fn seek_positions_at_the_event_with_that_offset(bus: Bus) {
     for (i, offset) in offsets.iter().enumerate().rev() {
         consumer.seek(offset).await.expect("seek");
         let consumed = consumer.next().await.expect("next").expect("an event");
-        assert_eq!((&consumed.offset, &consumed.event), (offset, &events[i]));
+        assert_eq!(
+            (&consumed.offset, &consumed.event().expect("a hermes event")),
+            (offset, &events[i])
+        );
     }
 }
 
@@ -96,7 +105,11 @@ async fn seek_after_resumes_right_after_the_event(bus: Bus) {
     for i in 0..events.len() - 1 {
         consumer.seek_after(&offsets[i]).await.expect("seek after");
         assert_eq!(
-            consumer.next().await.expect("next").map(|c| c.event),
+            consumer
+                .next()
+                .await
+                .expect("next")
+                .map(|c| c.event().expect("a hermes event")),
             Some(events[i + 1].clone())
         );
     }
@@ -133,7 +146,11 @@ async fn an_offset_the_bus_does_not_hold_is_an_error(bus: Bus) {
     }
     // A failed seek leaves the position where it was.
     assert_eq!(
-        consumer.next().await.expect("next").map(|c| c.event),
+        consumer
+            .next()
+            .await
+            .expect("next")
+            .map(|c| c.event().expect("a hermes event")),
         Some(user_added(Category::Base, 1))
     );
 }
@@ -169,7 +186,10 @@ async fn a_waiting_consumer_gets_an_event_sent_meanwhile(bus: Bus) {
     let event = user_added(Category::Base, 9);
     send_each(&bus, std::slice::from_ref(&event)).await;
     let consumed = waiting.await.expect("task").expect("next");
-    assert_eq!(consumed.map(|c| c.event), Some(event));
+    assert_eq!(
+        consumed.map(|c| c.event().expect("a hermes event")),
+        Some(event)
+    );
 }
 
 async fn find_next_event_of_category_moves_the_position(bus: Bus) {
@@ -185,16 +205,26 @@ async fn find_next_event_of_category_moves_the_position(bus: Bus) {
         .find_next_event_of_category(Category::Initsync)
         .await
         .expect("find");
-    assert_eq!(found.map(|c| c.event), Some(events[1].clone()));
     assert_eq!(
-        consumer.next().await.expect("next").map(|c| c.event),
+        found.map(|c| c.event().expect("a hermes event")),
+        Some(events[1].clone())
+    );
+    assert_eq!(
+        consumer
+            .next()
+            .await
+            .expect("next")
+            .map(|c| c.event().expect("a hermes event")),
         Some(events[2].clone())
     );
     let found = consumer
         .find_next_event_of_category(Category::Initsync)
         .await
         .expect("find");
-    assert_eq!(found.map(|c| c.event), Some(events[3].clone()));
+    assert_eq!(
+        found.map(|c| c.event().expect("a hermes event")),
+        Some(events[3].clone())
+    );
     assert_eq!(
         consumer
             .find_next_event_of_category(Category::Base)
@@ -216,7 +246,11 @@ async fn the_same_events_can_be_read_twice(bus: Bus) {
                 break;
             }
             assert!(batch.len() <= 4, "at most max events");
-            read.extend(batch.into_iter().map(|c| c.event));
+            read.extend(
+                batch
+                    .into_iter()
+                    .map(|c| c.event().expect("a hermes event")),
+            );
         }
         assert_eq!(read, events);
     }
@@ -244,7 +278,9 @@ async fn a_batch_is_stored_in_order_with_its_offsets(bus: Bus) {
     let read = consumer.next_batch(1000).await.expect("next batch");
     let expected: Vec<_> = first.iter().chain(&batch).cloned().collect();
     assert_eq!(
-        read.iter().map(|c| c.event.clone()).collect::<Vec<_>>(),
+        read.iter()
+            .map(|c| c.event().expect("a hermes event"))
+            .collect::<Vec<_>>(),
         expected
     );
     assert_eq!(
@@ -272,7 +308,11 @@ async fn producer_and_consumer_reopen_after_close(bus: Bus) {
 
     let mut consumer = bus.consumer(DRAINED).await;
     assert_eq!(
-        consumer.next().await.expect("next").map(|c| c.event),
+        consumer
+            .next()
+            .await
+            .expect("next")
+            .map(|c| c.event().expect("a hermes event")),
         Some(events[0].clone())
     );
     consumer.close().await.expect("close");
@@ -286,7 +326,7 @@ async fn producer_and_consumer_reopen_after_close(bus: Bus) {
         .await
         .expect("next batch")
         .into_iter()
-        .map(|c| c.event)
+        .map(|c| c.event().expect("a hermes event"))
         .collect();
     assert_eq!(rest, events[1..], "a reopened consumer keeps its position");
 }
@@ -301,11 +341,17 @@ async fn two_consumers_keep_their_own_positions(bus: Bus) {
     }
     slow.next().await.expect("next");
     assert_eq!(
-        fast.next().await.expect("next").map(|c| c.event),
+        fast.next()
+            .await
+            .expect("next")
+            .map(|c| c.event().expect("a hermes event")),
         Some(events[3].clone())
     );
     assert_eq!(
-        slow.next().await.expect("next").map(|c| c.event),
+        slow.next()
+            .await
+            .expect("next")
+            .map(|c| c.event().expect("a hermes event")),
         Some(events[1].clone())
     );
 }
@@ -315,6 +361,55 @@ fn now_secs() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// A bus moves the event's text and never rewrites it: hermes' own layout
+/// comes back byte for byte, and so does any other JSON layout a producer
+/// was given (another tool's, or hermes' from another version), with the
+/// category it was sent with.
+async fn the_event_text_comes_back_byte_for_byte(bus: Bus) {
+    let hermes = EventText::render(&user_added(Category::Initsync, 7));
+    assert!(hermes.json.contains("\n    \"objattrs\": {\n"), "indent 4");
+    let compact = EventText {
+        json: user_added(Category::Base, 8).to_json_compact(),
+        ..EventText::render(&user_added(Category::Base, 8))
+    };
+    let spaced = EventText {
+        json: "{ \"evcategory\" : \"base\", \"eventtype\": \"removed\", \"objtype\": \"T\",\
+               \"objpkey\": 1.50, \"objattrs\": {}, \"step\": 0, \"isPartiallyProcessed\": false }\t"
+            .to_owned(),
+        category: hermes_wasm::bindings::types::Category::Base,
+        objtype: Some("T".into()),
+        objpkey: Some("1.5".into()),
+    };
+    let sent = vec![hermes, compact, spaced];
+    let mut producer = bus.producer().await;
+    let offsets = producer.send_texts(&sent).await.expect("send-batch");
+    producer.close().await.expect("close");
+
+    let mut consumer = bus.consumer(DRAINED).await;
+    let mut read = Vec::new();
+    while let Some(consumed) = consumer.next().await.expect("next") {
+        read.push(consumed);
+    }
+    assert_eq!(
+        read.iter()
+            .map(|c| (c.offset.clone(), c.category, c.json.as_str()))
+            .collect::<Vec<_>>(),
+        sent.iter()
+            .zip(offsets)
+            .map(|(e, offset)| (offset, e.category, e.json.as_str()))
+            .collect::<Vec<_>>()
+    );
+    // Each still reads as the event it was.
+    assert_eq!(
+        read[0].event().expect("a hermes event"),
+        user_added(Category::Initsync, 7)
+    );
+    assert_eq!(
+        read[1].event().expect("a hermes event"),
+        user_added(Category::Base, 8)
+    );
 }
 
 /// Runs every case of the suite against the bus that `$make` builds.
@@ -344,6 +439,7 @@ macro_rules! conformance {
             case!(a_batch_is_stored_in_order_with_its_offsets);
             case!(producer_and_consumer_reopen_after_close);
             case!(two_consumers_keep_their_own_positions);
+            case!(the_event_text_comes_back_byte_for_byte);
         }
     };
 }

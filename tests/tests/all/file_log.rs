@@ -52,7 +52,9 @@ async fn a_torn_tail_is_never_delivered_and_is_cut_off_when_the_producer_reopens
     let mut consumer = bus.consumer(DRAINED).await;
     let read = read_all(&mut consumer).await;
     assert_eq!(
-        read.into_iter().map(|c| c.event).collect::<Vec<_>>(),
+        read.into_iter()
+            .map(|c| c.event().expect("a hermes event"))
+            .collect::<Vec<_>>(),
         events,
         "the torn record is not delivered"
     );
@@ -69,7 +71,11 @@ async fn a_torn_tail_is_never_delivered_and_is_cut_off_when_the_producer_reopens
 
     // The waiting consumer moves on to the repaired record.
     assert_eq!(
-        consumer.next().await.expect("next").map(|c| c.event),
+        consumer
+            .next()
+            .await
+            .expect("next")
+            .map(|c| c.event().expect("a hermes event")),
         Some(more[0].clone())
     );
 }
@@ -95,7 +101,7 @@ async fn a_damaged_record_inside_the_log_is_an_error_and_nothing_is_cut() {
             .next()
             .await
             .expect("first record is fine")
-            .map(|c| c.event),
+            .map(|c| c.event().expect("a hermes event")),
         Some(events[0].clone())
     );
     assert!(matches!(
@@ -146,7 +152,9 @@ async fn segments_roll_and_reading_crosses_them() {
     let mut consumer = bus.consumer(DRAINED).await;
     let read = read_all(&mut consumer).await;
     assert_eq!(
-        read.iter().map(|c| c.event.clone()).collect::<Vec<_>>(),
+        read.iter()
+            .map(|c| c.event().expect("a hermes event"))
+            .collect::<Vec<_>>(),
         events
     );
     consumer
@@ -154,7 +162,11 @@ async fn segments_roll_and_reading_crosses_them() {
         .await
         .expect("seek into a later segment");
     assert_eq!(
-        consumer.next().await.expect("next").map(|c| c.event),
+        consumer
+            .next()
+            .await
+            .expect("next")
+            .map(|c| c.event().expect("a hermes event")),
         Some(events[45].clone())
     );
 }
@@ -244,7 +256,11 @@ async fn the_offset_after_the_last_event_is_the_end_and_nothing_beyond() {
     let later = users(Category::Base, 7, 1);
     producer.send(&later[0]).await.expect("send");
     assert_eq!(
-        consumer.next().await.expect("next").map(|c| c.event),
+        consumer
+            .next()
+            .await
+            .expect("next")
+            .map(|c| c.event().expect("a hermes event")),
         Some(later[0].clone())
     );
 }
@@ -285,7 +301,7 @@ async fn every_fsync_policy_stores_the_events() {
         let read: Vec<_> = read_all(&mut consumer)
             .await
             .into_iter()
-            .map(|c| c.event)
+            .map(|c| c.event().expect("a hermes event"))
             .collect();
         assert_eq!(read, events, "fsync {fsync}");
     }
@@ -396,7 +412,9 @@ async fn a_second_producer_on_one_log_is_refused_before_it_writes() {
         (0..4).map(Offset::Int).collect::<Vec<_>>()
     );
     assert_eq!(
-        read.into_iter().map(|c| c.event).collect::<Vec<_>>(),
+        read.into_iter()
+            .map(|c| c.event().expect("a hermes event"))
+            .collect::<Vec<_>>(),
         [sent, more].concat()
     );
     // Opened again after the first closed, the second appends at the end.

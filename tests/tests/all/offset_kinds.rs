@@ -80,7 +80,8 @@ async fn after_a_trap_a_fresh_instance_resumes_after_the_last_event_delivered() 
                 .await
                 .expect("next")
                 .expect("event")
-                .event
+                .event()
+                .expect("a hermes event")
                 .objpkey,
         );
     }
@@ -89,7 +90,7 @@ async fn after_a_trap_a_fresh_instance_resumes_after_the_last_event_delivered() 
     let mut traps = 0;
     loop {
         match consumer.next().await {
-            Ok(Some(consumed)) => keys.push(consumed.event.objpkey),
+            Ok(Some(consumed)) => keys.push(consumed.event().expect("a hermes event").objpkey),
             Ok(None) => break,
             Err(error) => {
                 assert!(

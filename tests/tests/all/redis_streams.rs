@@ -37,7 +37,7 @@ async fn events_on(bus: &Bus) -> Vec<Event> {
     read_all(&mut consumer)
         .await
         .into_iter()
-        .map(|c| c.event)
+        .map(|c| c.event().expect("a hermes event"))
         .collect()
 }
 
@@ -159,7 +159,11 @@ async fn a_consumer_rides_out_redis_going_away_and_resumes_where_it_was() {
     let mut consumer = bus.consumer(Duration::from_secs(20)).await;
     for event in &first {
         assert_eq!(
-            consumer.next().await.expect("next").map(|c| c.event),
+            consumer
+                .next()
+                .await
+                .expect("next")
+                .map(|c| c.event().expect("a hermes event")),
             Some(event.clone())
         );
     }
@@ -188,7 +192,7 @@ async fn a_consumer_rides_out_redis_going_away_and_resumes_where_it_was() {
     consumer.set_timeout(Some(DRAINED));
     let mut rest = Vec::new();
     while let Some(consumed) = consumer.next().await.expect("next after restart") {
-        rest.push(consumed.event);
+        rest.push(consumed.event().expect("a hermes event"));
     }
     assert_eq!(rest, second, "nothing skipped, nothing read twice");
 }
@@ -228,5 +232,10 @@ async fn a_blocking_read_holds_no_host_thread() {
         producer.send(&event).await
     });
     sent.expect("send while the consumer waits");
-    assert_eq!(consumed.expect("next").map(|c| c.event), Some(event));
+    assert_eq!(
+        consumed
+            .expect("next")
+            .map(|c| c.event().expect("a hermes event")),
+        Some(event)
+    );
 }

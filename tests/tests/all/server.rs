@@ -137,7 +137,7 @@ impl Setup {
         read_all(&mut consumer)
             .await
             .into_iter()
-            .map(|c| c.event)
+            .map(|c| c.event().expect("a hermes event"))
             .collect()
     }
 }

@@ -146,7 +146,10 @@ async fn a_database_written_by_hermes_is_read_back_exactly() {
     let read = read_all(&mut consumer).await;
     assert_eq!(read.len(), 2);
     assert_eq!(read[0].offset, Offset::Int(1));
-    assert_eq!(read[0].event, user_added(Category::Base, 7));
+    assert_eq!(
+        read[0].event().expect("a hermes event"),
+        user_added(Category::Base, 7)
+    );
     assert_eq!(
         read[0].timestamp,
         Timestamp {
@@ -156,7 +159,7 @@ async fn a_database_written_by_hermes_is_read_back_exactly() {
     );
     assert_eq!(read[1].offset, Offset::Int(2));
     assert_eq!(
-        read[1].event,
+        read[1].event().expect("a hermes event"),
         Event::new(
             Category::Initsync,
             EventType::InitStop,
@@ -264,7 +267,7 @@ async fn the_consumer_reads_through_a_read_only_grant_and_writes_nothing() {
     let read: Vec<_> = read_all(&mut consumer)
         .await
         .into_iter()
-        .map(|c| c.event)
+        .map(|c| c.event().expect("a hermes event"))
         .collect();
     assert_eq!(read, events);
     consumer.close().await.expect("close");
@@ -298,7 +301,11 @@ async fn a_missing_database_is_an_empty_bus_until_the_producer_creates_it() {
     let mut producer = bus.producer().await;
     producer.send(&event).await.expect("send");
     assert_eq!(
-        consumer.next().await.expect("next").map(|c| c.event),
+        consumer
+            .next()
+            .await
+            .expect("next")
+            .map(|c| c.event().expect("a hermes event")),
         Some(event),
         "the same consumer sees the bus once it exists"
     );

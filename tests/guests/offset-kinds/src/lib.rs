@@ -3,9 +3,8 @@
 //! ...), `float` (0.5, 1.5, ...), `str` ("id-0", "id-1", ...) or `bytes`
 //! ([0, i]). It lets tests drive every offset kind through the host.
 
-use hermes_guest::{
-    BusError, Category, ConsumedEvent, Consumer, Event, EventType, Offset, Timestamp, Value,
-};
+use hermes_guest::codec::{self, EventType, Value};
+use hermes_guest::{BusError, ConsumedEvent, Consumer, Event, Offset, Timestamp};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -108,20 +107,21 @@ impl Consumer for OffsetKinds {
         }
         let index = self.next;
         self.next += 1;
-        let event = Event::new(
-            Category::Base,
+        let event = Event::from(&codec::Event::new(
+            codec::Category::Base,
             EventType::Added,
             Some("T".into()),
             Value::from(i64::from(index)),
             Value::empty_object(),
-        );
+        ));
         Ok(Some(ConsumedEvent {
             offset: self.offset(index),
             timestamp: Timestamp {
                 seconds: 1_700_000_000 + i64::from(index),
                 nanoseconds: 0,
             },
-            event,
+            category: event.category,
+            json: event.json,
         }))
     }
 }

@@ -23,7 +23,7 @@
 
 wit_bindgen::generate!({
     path: "../../../wit",
-    world: "hermes:bus/producer@0.1.0",
+    world: "hermes:bus/producer@0.2.0",
 });
 
 use exports::hermes::bus::plugin::{Guest as PluginGuest, Metadata, Role, RoleInfo};
@@ -79,9 +79,9 @@ impl GuestProducer for ProbeProducer {
     }
 
     fn send(&self, event: Event) -> Result<Offset, BusError> {
-        let attrs: serde_json::Value = serde_json::from_str(&event.objattrs).unwrap_or_default();
-        let arg = attrs
-            .get("arg")
+        let event_json: serde_json::Value = serde_json::from_str(&event.json).unwrap_or_default();
+        let arg = event_json
+            .pointer("/objattrs/arg")
             .and_then(|a| a.as_str())
             .unwrap_or_default()
             .to_owned();
