@@ -40,9 +40,17 @@ guest name: setup
 
 # Everything CI runs.
 ci: check test quickstart
+    ./target/release/hermes-wasm bench --quick
 
-# The benchmarks whose results the README records.
-bench: setup
+# Every figure beside its limit, in one run (BENCHMARKS.md), e.g.
+# `just bench -n 100000 --hermes ../hermes`.
+bench *args: setup
+    cargo build --release -p hermes-wasm
+    ./target/release/hermes-wasm bench {{args}}
+
+# The criterion benchmarks of the pieces: the codec, file-log through the
+# host, the client and the server.
+criterion: setup
     cargo bench -p hermes-event --bench codec
     cargo bench -p hermes-wasm-tests --bench file_log
     cargo bench -p hermes-wasm-tests --bench client

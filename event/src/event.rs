@@ -104,6 +104,24 @@ impl FromStr for EventType {
     }
 }
 
+impl EventType {
+    /// The `eventtype` of an event's JSON text, read without parsing the
+    /// rest into values (the rest is only checked to be JSON): what a reader
+    /// looking for init-start and init-stop needs.
+    pub fn of_json(text: &str) -> Result<EventType, CodecError> {
+        #[derive(serde::Deserialize)]
+        struct Head<'a> {
+            #[serde(borrow)]
+            eventtype: Option<std::borrow::Cow<'a, str>>,
+        }
+        let head: Head<'_> =
+            serde_json::from_str(text).map_err(|e| CodecError::Syntax(e.to_string()))?;
+        head.eventtype
+            .ok_or_else(|| CodecError::attribute("eventtype", "missing"))?
+            .parse()
+    }
+}
+
 impl fmt::Display for EventType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -163,29 +181,29 @@ impl Event {
         }
     }
 
-    fn to_value(&self) -> Value {
-        let values = [
-            Value::from(self.evcategory.as_str()),
-            Value::from(self.eventtype.as_str()),
-            self.objtype.clone().map_or(Value::Null, Value::String),
-            self.objpkey.clone(),
-            self.objattrs.clone(),
-            Value::from(self.step),
-            Value::from(self.is_partially_processed),
+    fn write(&self, indent: Option<usize>) -> String {
+        use crate::json::Field;
+        let objtype = self.objtype.as_deref().map_or(Field::Null, Field::Str);
+        let fields = [
+            ("evcategory", Field::Str(self.evcategory.as_str())),
+            ("eventtype", Field::Str(self.eventtype.as_str())),
+            ("objtype", objtype),
+            ("objpkey", Field::Value(&self.objpkey)),
+            ("objattrs", Field::Value(&self.objattrs)),
+            ("step", Field::Int(self.step)),
+            (
+                "isPartiallyProcessed",
+                Field::Bool(self.is_partially_processed),
+            ),
         ];
-        Value::Object(
-            ATTRIBUTES
-                .iter()
-                .map(|k| (*k).to_owned())
-                .zip(values)
-                .collect(),
-        )
+        debug_assert!(fields.iter().map(|(k, _)| *k).eq(ATTRIBUTES));
+        crate::json::write_object(&fields, indent)
     }
 
     /// The event's JSON exactly as hermes' `Event.to_json()` writes it: this is
     /// what a bus stores.
     pub fn to_json(&self) -> String {
-        self.to_value().to_json()
+        self.write(Some(4))
     }
 
     /// The primary key as compact JSON text (`42`, `"alice"`, `["Beta",120]`),
@@ -200,7 +218,7 @@ impl Event {
 
     /// The same content on one line, for line-oriented output.
     pub fn to_json_compact(&self) -> String {
-        self.to_value().to_json_compact()
+        self.write(None)
     }
 
     /// Reads an event written by hermes or by [`Event::to_json`], in any JSON
@@ -210,22 +228,33 @@ impl Event {
         let Value::Object(entries) = Value::from_json(text)? else {
             return Err(CodecError::Syntax("an event must be a JSON object".into()));
         };
-        if let Some((key, _)) = entries
-            .iter()
-            .find(|(k, _)| !ATTRIBUTES.contains(&k.as_str()))
-        {
-            return Err(CodecError::attribute(key, "not an event attribute"));
+        // Each attribute moved into its slot; a repeated key keeps the last
+        // value, as Python's json does.
+        let mut slots: [Option<Value>; 7] = Default::default();
+        for (key, value) in entries {
+            match ATTRIBUTES.iter().position(|a| *a == key) {
+                Some(i) => slots[i] = Some(value),
+                None => return Err(CodecError::attribute(key, "not an event attribute")),
+            }
         }
-        let get = |key: &str| entries.iter().find(|(k, _)| k == key).map(|(_, v)| v);
-        let required = |key: &str| get(key).ok_or_else(|| CodecError::attribute(key, "missing"));
-        let text_of = |key: &str| match required(key)? {
-            Value::String(s) => Ok(s.as_str()),
-            _ => Err(CodecError::attribute(key, "expected a string")),
+        let [
+            evcategory,
+            eventtype,
+            objtype,
+            objpkey,
+            objattrs,
+            step,
+            partial,
+        ] = slots;
+        let text_of = |key: &str, value: Option<Value>| match value {
+            Some(Value::String(s)) => Ok(s),
+            Some(_) => Err(CodecError::attribute(key, "expected a string")),
+            None => Err(CodecError::attribute(key, "missing")),
         };
 
-        let objtype = match get("objtype") {
+        let objtype = match objtype {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::String(s)) => Some(s),
             Some(_) => {
                 return Err(CodecError::attribute(
                     "objtype",
@@ -233,20 +262,21 @@ impl Event {
                 ));
             }
         };
-        let objattrs = required("objattrs")?.clone();
-        if !matches!(objattrs, Value::Object(_)) {
-            return Err(CodecError::attribute("objattrs", "expected an object"));
-        }
-        let step = match get("step") {
+        let objattrs = match objattrs {
+            Some(attrs @ Value::Object(_)) => attrs,
+            Some(_) => return Err(CodecError::attribute("objattrs", "expected an object")),
+            None => return Err(CodecError::attribute("objattrs", "missing")),
+        };
+        let step = match step {
             None => 0,
             Some(Value::Integer(i)) => i
                 .as_i64()
                 .ok_or_else(|| CodecError::attribute("step", "out of range"))?,
             Some(_) => return Err(CodecError::attribute("step", "expected an integer")),
         };
-        let is_partially_processed = match get("isPartiallyProcessed") {
+        let is_partially_processed = match partial {
             None => false,
-            Some(Value::Bool(b)) => *b,
+            Some(Value::Bool(b)) => b,
             Some(_) => {
                 return Err(CodecError::attribute(
                     "isPartiallyProcessed",
@@ -255,10 +285,10 @@ impl Event {
             }
         };
         Ok(Event {
-            evcategory: text_of("evcategory")?.parse()?,
-            eventtype: text_of("eventtype")?.parse()?,
+            evcategory: text_of("evcategory", evcategory)?.parse()?,
+            eventtype: text_of("eventtype", eventtype)?.parse()?,
             objtype,
-            objpkey: get("objpkey").cloned().unwrap_or(Value::Null),
+            objpkey: objpkey.unwrap_or(Value::Null),
             objattrs,
             step,
             is_partially_processed,

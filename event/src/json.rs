@@ -29,6 +29,40 @@ pub(crate) fn write(value: &Value, indent: Option<usize>) -> String {
     out
 }
 
+/// One top-level attribute of an event, borrowed from it.
+pub(crate) enum Field<'a> {
+    Null,
+    Str(&'a str),
+    Int(i64),
+    Bool(bool),
+    Value(&'a Value),
+}
+
+/// Writes an event's attributes as one object, in the order given, without
+/// building a value tree first.
+pub(crate) fn write_object(fields: &[(&str, Field<'_>)], indent: Option<usize>) -> String {
+    let mut out = String::with_capacity(512);
+    let mut writer = Writer {
+        out: &mut out,
+        indent,
+    };
+    writer.container('{', '}', fields.len(), 0, |w, i| {
+        let (key, field) = &fields[i];
+        write_string(w.out, key);
+        w.out.push_str(if w.indent.is_some() { ": " } else { ":" });
+        match field {
+            Field::Null => w.out.push_str("null"),
+            Field::Str(s) => write_string(w.out, s),
+            Field::Int(n) => {
+                let _ = write!(w.out, "{n}");
+            }
+            Field::Bool(b) => w.out.push_str(if *b { "true" } else { "false" }),
+            Field::Value(v) => w.value(v, 1),
+        }
+    });
+    out
+}
+
 struct Writer<'a> {
     out: &'a mut String,
     indent: Option<usize>,
@@ -108,25 +142,41 @@ fn datetime_form(at: &NaiveDateTime) -> String {
 /// BMP), except the short forms Python uses.
 fn write_string(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            ' '..='~' => out.push(c),
-            _ => {
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    let _ = write!(out, "\\u{unit:04x}");
-                }
+    // Runs of printable ASCII go in whole; the rest one character at a time.
+    let mut rest = s;
+    while !rest.is_empty() {
+        let plain = rest
+            .bytes()
+            .position(|b| !(b' '..=b'~').contains(&b) || b == b'"' || b == b'\\')
+            .unwrap_or(rest.len());
+        out.push_str(&rest[..plain]);
+        rest = &rest[plain..];
+        let Some(c) = rest.chars().next() else {
+            break;
+        };
+        rest = &rest[c.len_utf8()..];
+        escape_char(out, c);
+    }
+    out.push('"');
+}
+
+fn escape_char(out: &mut String, c: char) {
+    match c {
+        '"' => out.push_str("\\\""),
+        '\\' => out.push_str("\\\\"),
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        '\u{8}' => out.push_str("\\b"),
+        '\u{c}' => out.push_str("\\f"),
+        ' '..='~' => out.push(c),
+        _ => {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                let _ = write!(out, "\\u{unit:04x}");
             }
         }
     }
-    out.push('"');
 }
 
 /// Python's `float.__repr__`: the shortest digits that read back the same
@@ -177,30 +227,85 @@ fn write_python_float(out: &mut String, f: f64) {
 }
 
 /// Parses JSON text, turning hermes' string forms back into datetimes and bytes
-/// at any depth (never in keys).
+/// at any depth (never in keys). serde_json reads the text straight into
+/// [`Value`], with no tree in between; its depth limit (128) bounds the
+/// recursion on hostile input.
 pub(crate) fn parse(text: &str) -> Result<Value, CodecError> {
-    let raw: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| CodecError::Syntax(e.to_string()))?;
-    Ok(from_serde(raw))
+    serde_json::from_str(text).map_err(|e| CodecError::Syntax(e.to_string()))
 }
 
-fn from_serde(raw: serde_json::Value) -> Value {
-    match raw {
-        serde_json::Value::Null => Value::Null,
-        serde_json::Value::Bool(b) => Value::Bool(b),
-        serde_json::Value::Number(n) => number(&n),
-        serde_json::Value::String(s) => string(s),
-        serde_json::Value::Array(items) => Value::List(items.into_iter().map(from_serde).collect()),
-        serde_json::Value::Object(map) => {
-            Value::Object(map.into_iter().map(|(k, v)| (k, from_serde(v))).collect())
+/// The key serde_json's `arbitrary_precision` gives a number under, as a
+/// one-entry map holding the number's text.
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
+impl<'de> serde::Deserialize<'de> for Value {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(ValueVisitor)
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ValueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+        Ok(Value::Integer(n.into()))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+        Ok(Value::Integer(n.into()))
+    }
+
+    fn visit_f64<E>(self, f: f64) -> Result<Value, E> {
+        Ok(Value::Float(f))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(string(s.to_owned()))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(string(s))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
         }
+        Ok(Value::List(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut entries: Vec<(String, Value)> = Vec::new();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if entries.is_empty() && key == NUMBER_TOKEN {
+                let text: std::borrow::Cow<'de, str> = map.next_value()?;
+                return Ok(number(&text));
+            }
+            let value = map.next_value()?;
+            entries.push((key.into_owned(), value));
+        }
+        Ok(Value::Object(entries))
     }
 }
 
 /// JSON numbers as Python reads them: without a fraction or exponent an
 /// integer of any size, otherwise a float.
-fn number(n: &serde_json::Number) -> Value {
-    let text = n.to_string();
+fn number(text: &str) -> Value {
     if !text.contains(['.', 'e', 'E'])
         && let Ok(i) = text.parse::<Integer>()
     {

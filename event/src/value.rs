@@ -102,27 +102,41 @@ impl From<String> for Value {
     }
 }
 
-/// An integer of any size, kept as its canonical decimal text so that values
-/// beyond 64 bits survive a round trip exactly.
+/// An integer of any size: an `i64` when it fits, otherwise its canonical
+/// decimal text, so that values beyond 64 bits survive a round trip exactly.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Integer(String);
+pub struct Integer(Repr);
+
+/// One form per value: `Big` holds only values outside `i64`, so derived
+/// equality is the numbers' equality.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Repr {
+    Small(i64),
+    Big(Box<str>),
+}
 
 impl Integer {
     /// The value, if it fits in an `i64`.
     pub fn as_i64(&self) -> Option<i64> {
-        self.0.parse().ok()
+        match self.0 {
+            Repr::Small(n) => Some(n),
+            Repr::Big(_) => None,
+        }
     }
 }
 
 impl From<i64> for Integer {
     fn from(value: i64) -> Self {
-        Integer(value.to_string())
+        Integer(Repr::Small(value))
     }
 }
 
 impl From<u64> for Integer {
     fn from(value: u64) -> Self {
-        Integer(value.to_string())
+        match i64::try_from(value) {
+            Ok(small) => Integer(Repr::Small(small)),
+            Err(_) => Integer(Repr::Big(value.to_string().into())),
+        }
     }
 }
 
@@ -139,17 +153,33 @@ impl FromStr for Integer {
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(CodecError::Syntax(format!("not an integer: {text:?}")));
         }
+        if let Ok(small) = text.parse::<i64>() {
+            return Ok(Integer(Repr::Small(small)));
+        }
         let digits = digits.trim_start_matches('0');
         Ok(match (negative, digits.is_empty()) {
-            (_, true) => Integer("0".to_owned()),
-            (true, false) => Integer(format!("-{digits}")),
-            (false, false) => Integer(digits.to_owned()),
+            (_, true) => Integer(Repr::Small(0)),
+            (true, false) => Integer::big(format!("-{digits}")),
+            (false, false) => Integer::big(digits.to_owned()),
         })
+    }
+}
+
+impl Integer {
+    /// Canonical digits that may still fit once leading zeros are gone.
+    fn big(text: String) -> Integer {
+        match text.parse::<i64>() {
+            Ok(small) => Integer(Repr::Small(small)),
+            Err(_) => Integer(Repr::Big(text.into())),
+        }
     }
 }
 
 impl fmt::Display for Integer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match &self.0 {
+            Repr::Small(n) => write!(f, "{n}"),
+            Repr::Big(digits) => f.write_str(digits),
+        }
     }
 }

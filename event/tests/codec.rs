@@ -257,3 +257,22 @@ proptest! {
         prop_assert_eq!(Event::from_json(&event.to_json_compact()).expect("compact parses"), event);
     }
 }
+
+#[test]
+fn the_eventtype_is_read_without_the_rest() {
+    let stop = Event::new(
+        Category::Initsync,
+        EventType::InitStop,
+        None,
+        Value::Null,
+        Value::empty_object(),
+    );
+    assert_eq!(EventType::of_json(&stop.to_json()), Ok(EventType::InitStop));
+    assert_eq!(
+        EventType::of_json(r#"{"objattrs": {"eventtype": "x"}, "eventtype": "init-start"}"#),
+        Ok(EventType::InitStart)
+    );
+    assert!(EventType::of_json(r#"{"eventtype": "renamed"}"#).is_err());
+    assert!(EventType::of_json(r#"{"objattrs": {}}"#).is_err());
+    assert!(EventType::of_json(r#"{"eventtype": "added""#).is_err());
+}

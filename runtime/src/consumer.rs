@@ -233,14 +233,21 @@ impl Consumer {
     /// category is not the one the bus stored, is the plugin's `corrupted`
     /// error at that offset.
     pub fn parse(&self, consumed: &Consumed) -> Result<Event> {
-        consumed.event().map_err(|reason| Error::Bus {
+        consumed
+            .event()
+            .map_err(|reason| self.corrupted(consumed, &reason))
+    }
+
+    /// The plugin's `corrupted` error for a delivered event, and why.
+    pub fn corrupted(&self, consumed: &Consumed, reason: &str) -> Error {
+        Error::Bus {
             plugin: self.plugin.name().to_owned(),
             call: "next",
             error: crate::BusError::Corrupted(format!(
                 "event at offset {}: {reason}",
                 crate::offset::to_json(&consumed.offset)
             )),
-        })
+        }
     }
 }
 

@@ -11,6 +11,7 @@
 //! - [`config`]: hermes' YAML configuration, the parts server and client share.
 //! - [`server`]: hermes-server's job on a producer plugin.
 //! - [`client`]: hermes-client's job on a consumer plugin.
+//! - [`redis_server`]: a local redis-server, for the tests and the bench.
 
 mod atomic_file;
 pub mod bindings;
@@ -25,6 +26,7 @@ pub mod host;
 pub mod offset;
 pub mod plugin;
 pub mod producer;
+pub mod redis_server;
 pub mod sandbox;
 pub mod server;
 pub mod settings;

@@ -10,8 +10,7 @@ use hermes_event::{Category, Event, EventType, Value};
 use hermes_wasm::{Consumer, DirGrant, Engine, Grants, Plugin, Producer, RedisAllow};
 use tempfile::TempDir;
 
-mod redis_server;
-pub use redis_server::RedisServer;
+pub use hermes_wasm::redis_server::RedisServer;
 
 /// Paths of the guest components, built by this crate's build script.
 pub mod guests {

@@ -12,7 +12,7 @@
 //! it, and refuses to write if another producer appended in between.
 
 mod reader;
-mod record;
+pub mod record;
 mod settings;
 mod writer;
 

@@ -12,7 +12,9 @@ use std::fs::File;
 use std::io::{self, Read, Seek};
 use std::path::{Path, PathBuf};
 
-use hermes_guest::{BusError, Category, ConsumedEvent, Offset, Timestamp};
+use hermes_guest::{BusError, ConsumedEvent, Offset};
+/// The types a record holds, for native readers and writers of the format.
+pub use hermes_guest::{Category, Timestamp};
 
 pub const MAGIC: &[u8; 8] = b"HRMSLOG1";
 pub const HEADER_LEN: u64 = 8;

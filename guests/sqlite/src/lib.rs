@@ -16,7 +16,7 @@
 mod consumer;
 mod producer;
 mod settings;
-mod table;
+pub mod table;
 
 pub use consumer::SqliteConsumer;
 pub use producer::SqliteProducer;

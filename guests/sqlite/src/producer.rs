@@ -70,12 +70,21 @@ impl Producer for SqliteProducer {
             return Ok(Vec::new());
         }
         db.begin().map_err(|e| self.fail(e))?;
-        // One transaction, one time: the rows are stored together.
+        // One transaction, one time, one call: the rows are stored together.
         let at = table::now();
-        let inserted: Result<Vec<Offset>, BusError> = events
+        let rows: Vec<Vec<Value>> = events
             .into_iter()
-            .map(|event| self.insert(db, event, at))
+            .map(|event| vec![Value::Text(event.json), Value::Real(at)])
             .collect();
+        let inserted = db
+            .execute_many(table::INSERT, &rows)
+            .map_err(|e| self.fail(e))
+            .map(|outcomes| {
+                outcomes
+                    .iter()
+                    .map(|o| Offset::Int(o.last_insert_rowid))
+                    .collect::<Vec<_>>()
+            });
         match inserted.and_then(|offsets| {
             db.commit().map_err(|e| self.fail(e))?;
             Ok(offsets)

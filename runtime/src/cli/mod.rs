@@ -1,5 +1,6 @@
 //! The command line: parsing, and the glue from arguments to the library.
 
+mod bench;
 mod client;
 mod consume;
 mod inspect;
@@ -45,6 +46,17 @@ enum Command {
     Client(client::ClientArgs),
     /// Show where a client stands: offsets, events behind, error queue.
     Status(client::StatusArgs),
+    /// Measure every bus path beside its limit (the disk, the native
+    /// library, the raw protocol), in one run: a table of figures and ratios.
+    Bench(bench::BenchArgs),
+    /// Run `hermes-wasm ARGS` and print its peak resident memory in KiB
+    /// (what `bench` measures whole jobs with).
+    #[command(hide = true)]
+    PeakRss {
+        /// The job's arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 /// Which plugin, and what it is granted.
@@ -211,12 +223,23 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Server(args) => server::run(args).await,
         Command::Client(args) => client::run(args).await,
         Command::Status(args) => client::status(args).await,
+        Command::Bench(args) => bench::run(args).await,
+        Command::PeakRss { args } => bench::peak_rss(args),
     }
 }
 
-pub fn init_logging(verbose: u8, quiet: bool) {
+impl Cli {
+    /// Whether the log shows only warnings unless asked for more: the bench
+    /// prints its own progress, and the jobs it runs would drown it.
+    pub fn quiet_log(&self) -> bool {
+        matches!(self.command, Command::Bench(_))
+    }
+}
+
+pub fn init_logging(verbose: u8, quiet: bool, quiet_log: bool) {
     let default = match (quiet, verbose) {
         (true, _) => "error",
+        (false, 0) if quiet_log => "warn",
         (false, 0) => "info",
         (false, 1) => "debug",
         (false, _) => "trace",

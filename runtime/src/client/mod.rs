@@ -261,7 +261,11 @@ impl Client {
                 if consumed.category != WitCategory::Initsync {
                     continue;
                 }
-                match self.consumer.parse(&consumed)?.eventtype {
+                // Only the eventtype is needed: the events are parsed whole
+                // when they are applied.
+                let eventtype = EventType::of_json(&consumed.json)
+                    .map_err(|e| self.consumer.corrupted(&consumed, &e.to_string()))?;
+                match eventtype {
                     EventType::InitStart => start = Some(consumed.offset),
                     EventType::InitStop => {
                         if let Some(start) = start.take() {

@@ -62,13 +62,39 @@ impl HostDatabase for HostState {
         let connection = self.table.get(&database)?.connection.clone();
         Ok(blocking(move || {
             let connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
-            let changes = connection
-                .execute(&sql, rusqlite::params_from_iter(params.iter().map(Param)))
+            let mut statement = connection.prepare_cached(&sql).map_err(error)?;
+            let changes = statement
+                .execute(rusqlite::params_from_iter(params.iter().map(Param)))
                 .map_err(error)?;
             Ok(Outcome {
                 changes: changes as u64,
                 last_insert_rowid: connection.last_insert_rowid(),
             })
+        })
+        .await)
+    }
+
+    async fn execute_many(
+        &mut self,
+        database: Resource<Database>,
+        sql: String,
+        params: Vec<Vec<Value>>,
+    ) -> wasmtime::Result<Result<Vec<Outcome>, SqliteError>> {
+        let connection = self.table.get(&database)?.connection.clone();
+        Ok(blocking(move || {
+            let connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut statement = connection.prepare_cached(&sql).map_err(error)?;
+            let mut outcomes = Vec::with_capacity(params.len());
+            for run in &params {
+                let changes = statement
+                    .execute(rusqlite::params_from_iter(run.iter().map(Param)))
+                    .map_err(error)?;
+                outcomes.push(Outcome {
+                    changes: changes as u64,
+                    last_insert_rowid: connection.last_insert_rowid(),
+                });
+            }
+            Ok(outcomes)
         })
         .await)
     }
@@ -82,7 +108,7 @@ impl HostDatabase for HostState {
         let connection = self.table.get(&database)?.connection.clone();
         Ok(blocking(move || {
             let connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
-            let mut statement = connection.prepare(&sql).map_err(error)?;
+            let mut statement = connection.prepare_cached(&sql).map_err(error)?;
             let columns: Vec<String> = statement.column_names().map(String::from).collect();
             let width = columns.len();
             let mut rows = Vec::new();

@@ -1,5 +1,6 @@
-//! A real `redis-server` for one test, on a free loopback port, stopped when
-//! dropped.
+//! A real `redis-server` on a free loopback port, stopped when dropped: what
+//! the Redis tests and `hermes-wasm bench` measure against. It listens on
+//! 127.0.0.1 only and keeps its files in a temporary directory.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
@@ -20,30 +21,36 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// A server that keeps nothing on disk.
+    /// A server that keeps nothing on disk. Panics if it cannot start (for
+    /// tests; [`RedisServer::try_start`] says why instead).
     pub fn start() -> RedisServer {
-        RedisServer::spawn(false)
+        RedisServer::spawn(false).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// A server that writes every change to its append-only file before it
-    /// answers (`appendfsync always`), so it survives being killed.
+    /// answers (`appendfsync always`), so it survives being killed. Panics if
+    /// it cannot start.
     pub fn start_durable() -> RedisServer {
-        RedisServer::spawn(true)
+        RedisServer::spawn(true).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn spawn(durable: bool) -> RedisServer {
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|listener| listener.local_addr())
-            .expect("a free loopback port")
+    /// A server that keeps nothing on disk, or why there is none.
+    pub fn try_start() -> std::io::Result<RedisServer> {
+        RedisServer::spawn(false)
+    }
+
+    fn spawn(durable: bool) -> std::io::Result<RedisServer> {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+            .local_addr()?
             .port();
         let mut server = RedisServer {
             child: None,
             port,
             durable,
-            dir: tempfile::tempdir().expect("tempdir"),
+            dir: tempfile::tempdir()?,
         };
-        server.restart();
-        server
+        server.try_restart()?;
+        Ok(server)
     }
 
     /// The URL that reaches it.
@@ -60,8 +67,12 @@ impl RedisServer {
     }
 
     /// Starts it again on the same port, with the same data directory, and
-    /// waits until it answers.
+    /// waits until it answers. Panics if it cannot.
     pub fn restart(&mut self) {
+        self.try_restart().unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn try_restart(&mut self) -> std::io::Result<()> {
         self.kill();
         let port = self.port.to_string();
         let mut command = Command::new("redis-server");
@@ -78,20 +89,26 @@ impl RedisServer {
         } else {
             command.args(["--appendonly", "no"]);
         }
-        let child = command.spawn().unwrap_or_else(|e| {
-            panic!(
-                "cannot start redis-server ({e}): install it, e.g. `apt-get install redis-server`"
+        let child = command.spawn().map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot start redis-server ({e}): install it, e.g. `apt-get install redis-server`"
+                ),
             )
-        });
+        })?;
         self.child = Some(child);
         let started = Instant::now();
         while !self.answers() {
-            assert!(
-                started.elapsed() < START_TIMEOUT,
-                "redis-server did not answer on port {port}"
-            );
+            if started.elapsed() > START_TIMEOUT {
+                self.kill();
+                return Err(std::io::Error::other(format!(
+                    "redis-server did not answer on port {port}"
+                )));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
+        Ok(())
     }
 
     /// Whether it answers `PING` with `PONG`.
