@@ -110,8 +110,10 @@ impl Consumer for FileLogConsumer {
             let Some(cursor) = self.cursor.as_mut() else {
                 return Ok(None);
             };
-            let path = record::segment_path(&self.dir, cursor.first);
-            let fail = |e| io_error(&format!("cannot read {}", path.display()), e);
+            // The path only for messages: not built on the way of every read.
+            let (dir, first) = (&self.dir, cursor.first);
+            let path = || record::segment_path(dir, first);
+            let fail = |e| io_error(&format!("cannot read {}", path().display()), e);
             if cursor.astray {
                 cursor
                     .reader
@@ -120,19 +122,24 @@ impl Consumer for FileLogConsumer {
                 cursor.astray = false;
             }
             match record::read_slot(&mut cursor.reader).map_err(fail)? {
-                Slot::Record { offset, body, len } => {
+                Slot::Record {
+                    offset,
+                    head,
+                    json,
+                    len,
+                } => {
                     if offset != self.next_offset {
                         return Err(BusError::Corrupted(format!(
                             "{} at byte {}: record has offset {offset}, expected {}",
-                            path.display(),
+                            path().display(),
                             cursor.pos,
                             self.next_offset
                         )));
                     }
-                    let consumed = record::decode(body).map_err(|e| {
+                    let consumed = record::decode(&head, json).map_err(|e| {
                         BusError::Corrupted(format!(
                             "{} at byte {}: {e}",
-                            path.display(),
+                            path().display(),
                             cursor.pos
                         ))
                     })?;
@@ -154,7 +161,7 @@ impl Consumer for FileLogConsumer {
                         if newer || slot.damage_inside(cursor.reader.get_ref()) {
                             return Err(BusError::Corrupted(format!(
                                 "{} at byte {}: {why}",
-                                path.display(),
+                                path().display(),
                                 cursor.pos
                             )));
                         }
@@ -162,7 +169,7 @@ impl Consumer for FileLogConsumer {
                         // left it, and cuts it off when it opens again.
                         log::debug(format!(
                             "{}: waiting at a damaged tail ({why})",
-                            path.display()
+                            path().display()
                         ));
                     }
                     return Ok(None);

@@ -19,7 +19,7 @@ pub use hermes_guest::{Category, Timestamp};
 pub const MAGIC: &[u8; 8] = b"HRMSLOG1";
 pub const HEADER_LEN: u64 = 8;
 const FRAME_LEN: usize = 8;
-const BODY_FIXED_LEN: usize = 8 + 8 + 4 + 1;
+pub const BODY_FIXED_LEN: usize = 8 + 8 + 4 + 1;
 /// A record body larger than this is damage, not data: hermes events are
 /// small, and a bad length must not make a reader allocate gigabytes.
 const MAX_BODY_LEN: u32 = 256 * 1024 * 1024;
@@ -102,10 +102,12 @@ pub fn encode(offset: u64, at: &Timestamp, category: Category, event_json: &str)
 /// What sits at a position of a segment.
 #[derive(Debug)]
 pub enum Slot {
-    /// A whole record whose checksum matches.
+    /// A whole record whose checksum matches: its fixed fields, the event's
+    /// text, and its length in the segment, frame included.
     Record {
         offset: u64,
-        body: Vec<u8>,
+        head: [u8; BODY_FIXED_LEN],
+        json: Vec<u8>,
         len: u64,
     },
     /// Nothing, or the start of a record not wholly written yet.
@@ -128,10 +130,12 @@ impl Slot {
 
 /// Reads the record at the reader's position, leaving it after the record.
 /// A short read is `Incomplete`, never an error: a writer may be mid-append.
+/// The event's text is read straight into its own buffer, which becomes the
+/// consumed event's string without a copy.
 pub fn read_slot(file: &mut (impl Read + Seek)) -> io::Result<Slot> {
-    let start = file.stream_position()?;
-    let mut frame = [0u8; FRAME_LEN];
-    if read_full(file, &mut frame)? < FRAME_LEN {
+    let mut frame = [0u8; FRAME_LEN + BODY_FIXED_LEN];
+    let got = read_full(file, &mut frame[..FRAME_LEN])?;
+    if got < FRAME_LEN {
         return Ok(Slot::Incomplete);
     }
     let len = u32::from_le_bytes(frame[0..4].try_into().unwrap_or_default());
@@ -142,40 +146,48 @@ pub fn read_slot(file: &mut (impl Read + Seek)) -> io::Result<Slot> {
             None,
         ));
     }
-    let mut body = vec![0u8; len as usize];
-    if read_full(file, &mut body)? < body.len() {
+    if read_full(file, &mut frame[FRAME_LEN..])? < BODY_FIXED_LEN {
         return Ok(Slot::Incomplete);
     }
-    if crc32fast::hash(&body) != crc {
-        let end = start + FRAME_LEN as u64 + u64::from(len);
+    let mut json = vec![0u8; len as usize - BODY_FIXED_LEN];
+    if read_full(file, &mut json)? < json.len() {
+        return Ok(Slot::Incomplete);
+    }
+    let mut head = [0u8; BODY_FIXED_LEN];
+    head.copy_from_slice(&frame[FRAME_LEN..]);
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&head);
+    hasher.update(&json);
+    if hasher.finalize() != crc {
+        let end = file.stream_position()?;
         return Ok(Slot::Damaged("checksum mismatch".into(), Some(end)));
     }
-    let offset = u64::from_le_bytes(body[0..8].try_into().unwrap_or_default());
+    let offset = u64::from_le_bytes(head[0..8].try_into().unwrap_or_default());
     Ok(Slot::Record {
         offset,
-        body,
+        head,
+        json,
         len: FRAME_LEN as u64 + u64::from(len),
     })
 }
 
-/// Decodes a checked record body into the event it holds, the event's text
-/// taken as it is: the body's buffer becomes the text, without a copy.
-pub fn decode(mut body: Vec<u8>) -> Result<ConsumedEvent, String> {
+/// Decodes a checked record into the event it holds, the event's text
+/// taken as it is.
+pub fn decode(head: &[u8; BODY_FIXED_LEN], json: Vec<u8>) -> Result<ConsumedEvent, String> {
     let field = |range: std::ops::Range<usize>| -> [u8; 8] {
         let mut out = [0u8; 8];
-        out[..range.len()].copy_from_slice(&body[range]);
+        out[..range.len()].copy_from_slice(&head[range]);
         out
     };
     let offset = u64::from_le_bytes(field(0..8));
     let seconds = i64::from_le_bytes(field(8..16));
     let nanoseconds = u32::from_le_bytes(field(16..20)[..4].try_into().unwrap_or_default());
-    let category = match body[20] {
+    let category = match head[20] {
         0 => Category::Base,
         1 => Category::Initsync,
         other => return Err(format!("unknown category byte {other}")),
     };
-    body.drain(..BODY_FIXED_LEN);
-    let json = String::from_utf8(body).map_err(|e| format!("the event is not UTF-8 text: {e}"))?;
+    let json = String::from_utf8(json).map_err(|e| format!("the event is not UTF-8 text: {e}"))?;
     Ok(ConsumedEvent {
         offset: Offset::Int(offset as i64),
         timestamp: Timestamp {
@@ -264,11 +276,17 @@ mod tests {
         std::fs::write(&path, &record).expect("write");
 
         let mut file = File::open(&path).expect("open");
-        let Slot::Record { offset, body, len } = read_slot(&mut file).expect("read") else {
+        let Slot::Record {
+            offset,
+            head,
+            json,
+            len,
+        } = read_slot(&mut file).expect("read")
+        else {
             panic!("expected a record");
         };
         assert_eq!((offset, len), (7, record.len() as u64));
-        let consumed = decode(body).expect("decodes");
+        let consumed = decode(&head, json).expect("decodes");
         assert_eq!(consumed.offset, Offset::Int(7));
         assert_eq!(consumed.timestamp, at);
         assert_eq!(consumed.category, Category::Initsync);

@@ -122,8 +122,8 @@ fn native_file_log(bench: &mut Bench, report: &mut Report) -> Result<()> {
     reader.seek(SeekFrom::Start(HEADER_LEN))?;
     let mut read = 0u64;
     let mut bytes = 0usize;
-    while let Slot::Record { body, .. } = record::read_slot(&mut reader)? {
-        let consumed = record::decode(body).map_err(anyhow::Error::msg)?;
+    while let Slot::Record { head, json, .. } = record::read_slot(&mut reader)? {
+        let consumed = record::decode(&head, json).map_err(anyhow::Error::msg)?;
         bytes += consumed.json.len();
         read += 1;
     }
