@@ -9,11 +9,13 @@
 //! later events of the same object wait behind it, so an object's events are
 //! applied in order.
 //!
-//! Events are read in batches of up to [`BATCH`]. After each batch the target
-//! is made durable, then the cache is saved, and the client resumes right
-//! after the last event it processed: after a clean stop, no event is skipped
-//! and none is applied twice; after a crash, at most the batch in hand is
-//! applied again.
+//! Events are read in batches of up to [`BATCH`]. Once [`SAVE_EVENTS`]
+//! events or [`SAVE_INTERVAL`] have gone by since the last save, and
+//! whenever the bus is drained, the run stops or fails, the target is made
+//! durable, then the cache is saved; the client resumes right after the last
+//! event it processed: after a clean stop, no event is skipped and none is
+//! applied twice; after a crash, at most the events processed since the last
+//! save are applied again.
 
 pub mod config;
 pub mod state;
@@ -37,8 +39,17 @@ use crate::{Consumed, Consumer, Engine, Offset};
 /// How long one wait for new events lasts: the longest a stop request waits.
 const WAIT: Duration = Duration::from_millis(500);
 
-/// The most events read, applied and saved as one step.
+/// The most events read and applied as one step.
 pub const BATCH: u32 = 256;
+
+/// The most events processed between two saves while the bus keeps them
+/// coming: each save syncs the target and writes the cache atomically, a few
+/// fsyncs, which would otherwise bound the client's rate.
+pub const SAVE_EVENTS: usize = 4096;
+
+/// The most time between two saves while events keep coming: what a crash
+/// may make a slow target apply again.
+pub const SAVE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The first pause before trying an unavailable bus again.
 const FIRST_PAUSE: Duration = Duration::from_secs(1);
@@ -110,6 +121,9 @@ pub struct Client {
     retry_interval: Duration,
     last_retry: Option<Instant>,
     positioned: bool,
+    /// Events processed since the cache was last saved, and when that was.
+    unsaved: usize,
+    saved_at: Instant,
 }
 
 impl Client {
@@ -135,6 +149,8 @@ impl Client {
             ),
             last_retry: None,
             positioned: false,
+            unsaved: 0,
+            saved_at: Instant::now(),
         })
     }
 
@@ -220,6 +236,7 @@ impl Client {
         if batch.is_empty() {
             return Ok(if once { Step::Done } else { Step::Continue });
         }
+        let drained = batch.len() < BATCH as usize;
         for consumed in batch {
             if stop.load(Ordering::SeqCst) {
                 // The rest of the batch is read again on the next run.
@@ -227,8 +244,15 @@ impl Client {
                 break;
             }
             self.process(consumed, report).await?;
+            self.unsaved += 1;
         }
-        self.save().await?;
+        if drained
+            || self.unsaved >= SAVE_EVENTS
+            || self.saved_at.elapsed() >= SAVE_INTERVAL
+            || stop.load(Ordering::SeqCst)
+        {
+            self.save().await?;
+        }
         Ok(Step::Continue)
     }
 
@@ -243,7 +267,10 @@ impl Client {
     /// the cache never claims an event the target could still lose.
     async fn save(&mut self) -> Result<()> {
         self.target.sync().await?;
-        self.state.save(&self.state_path)
+        self.state.save(&self.state_path)?;
+        self.unsaved = 0;
+        self.saved_at = Instant::now();
+        Ok(())
     }
 
     /// Scans the bus for a complete init-start ... init-stop pair.
