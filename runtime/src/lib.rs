@@ -56,3 +56,28 @@ pub const BUILT_IN_PLUGINS: &[(&str, &[u8])] = &[
         include_bytes!(concat!(env!("OUT_DIR"), "/redis_streams.wasm")),
     ),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::BUILT_IN_PLUGINS;
+
+    /// A bus moves an event's text and never parses it, so the codec is not
+    /// linked into any built-in bus: its functions would show in the
+    /// component's name section.
+    #[test]
+    fn no_built_in_bus_links_the_codec() {
+        for (name, bytes) in BUILT_IN_PLUGINS {
+            let codec = b"hermes_event";
+            assert!(
+                !bytes.windows(codec.len()).any(|w| w == codec),
+                "the built-in {name} links hermes_event"
+            );
+            // The check can see names: the SDK's are there.
+            let sdk = b"hermes_guest";
+            assert!(
+                bytes.windows(sdk.len()).any(|w| w == sdk),
+                "{name} has no name section"
+            );
+        }
+    }
+}

@@ -91,7 +91,13 @@ impl HostState {
             .stderr(host::log::GuestOutput::stderr(plugin.clone()))
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false);
+            .allow_ip_name_lookup(false)
+            // File reads, writes and syncs run on the calling thread, not
+            // as a hop to tokio's blocking pool each: a plugin's calls are
+            // sequential anyway, and the hop, not the disk, dominated small
+            // reads and per-event fsyncs. The epoch deadline still
+            // interrupts the guest once the file operation returns.
+            .allow_blocking_current_thread(true);
         for grant in &grants.dirs {
             let perms = if grant.read_only {
                 FsPerms::ReadOnly

@@ -549,7 +549,10 @@ fn a_killed_client_applies_again_at_most_the_batch_in_hand_and_skips_nothing() {
     // the batch in hand (here the first): nothing skipped.
     let again = ids.len() - 100;
     assert_eq!(again, before);
-    assert!(again <= 4096, "at most the events since the last save again");
+    assert!(
+        again <= 4096,
+        "at most the events since the last save again"
+    );
     assert_eq!(ids[..again], (0..again as i64).collect::<Vec<_>>());
     assert_eq!(ids[again..], (0..100).collect::<Vec<_>>());
 }
