@@ -76,30 +76,16 @@ impl Consumer for FileLogConsumer {
 
     fn seek(&mut self, offset: &Offset) -> Result<(), BusError> {
         let wanted = int_offset(offset)?;
-        let (oldest, end) = self.bounds()?;
-        if wanted < oldest || wanted > end {
-            return Err(BusError::UnknownOffset(format!(
-                "offset {wanted} is not in this log, which holds {}",
-                held(oldest, end)
-            )));
-        }
-        self.next_offset = wanted;
-        self.cursor = None;
-        Ok(())
+        self.position_at(wanted, wanted, |oldest, end| {
+            oldest <= wanted && wanted <= end
+        })
     }
 
     fn seek_after(&mut self, offset: &Offset) -> Result<(), BusError> {
         let wanted = int_offset(offset)?;
-        let (oldest, end) = self.bounds()?;
-        if wanted < oldest || wanted >= end {
-            return Err(BusError::UnknownOffset(format!(
-                "offset {wanted} is not in this log, which holds {}",
-                held(oldest, end)
-            )));
-        }
-        self.next_offset = wanted + 1;
-        self.cursor = None;
-        Ok(())
+        self.position_at(wanted, wanted.saturating_add(1), |oldest, end| {
+            oldest <= wanted && wanted < end
+        })
     }
 
     fn read(&mut self) -> Result<Option<ConsumedEvent>, BusError> {
@@ -180,6 +166,44 @@ impl Consumer for FileLogConsumer {
 }
 
 impl FileLogConsumer {
+    /// Positions at `next`, for `wanted`, if `valid(oldest, end)` says the log
+    /// holds the place. Placing the cursor there walks its segment up to it, which
+    /// proves the log reaches it and leaves the cursor ready for the next
+    /// read; only when it does not is the whole newest segment read to find
+    /// the end, for the rule and the message. On error, the position is
+    /// unchanged.
+    fn position_at(
+        &mut self,
+        wanted: u64,
+        next: u64,
+        valid: impl Fn(u64, u64) -> bool,
+    ) -> Result<(), BusError> {
+        let (was, had) = (self.next_offset, self.cursor.take());
+        let oldest = record::list_segments(&self.dir)?.first().copied();
+        if oldest.is_some_and(|oldest| oldest <= next) {
+            self.next_offset = next;
+            match self.place_cursor() {
+                Ok(true) if valid(oldest.unwrap_or(0), next) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => {
+                    (self.next_offset, self.cursor) = (was, had);
+                    return Err(e);
+                }
+            }
+        }
+        self.cursor = None;
+        let (oldest, end) = self.bounds()?;
+        if valid(oldest, end) {
+            self.next_offset = next;
+            return Ok(());
+        }
+        (self.next_offset, self.cursor) = (was, had);
+        Err(BusError::UnknownOffset(format!(
+            "offset {wanted} is not in this log, which holds {}",
+            held(oldest, end)
+        )))
+    }
+
     /// The oldest offset held and the offset the next event will get.
     fn bounds(&self) -> Result<(u64, u64), BusError> {
         let segments = record::list_segments(&self.dir)?;
