@@ -62,6 +62,7 @@ fn a_small_run_measures_every_case_and_prints_json() {
     let report: serde_json::Value =
         serde_json::from_slice(&output.stdout).expect("the output is JSON");
     assert_eq!(report["run"]["events"], 300);
+    assert_eq!(report["all_counted"], true, "the progress bar's length");
 
     let figures = report["figures"].as_array().expect("figures");
     let keys: Vec<&str> = figures.iter().filter_map(|f| f["key"].as_str()).collect();

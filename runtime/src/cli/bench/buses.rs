@@ -68,6 +68,7 @@ pub async fn run(bench: &mut Bench, report: &mut Report) -> Result<()> {
                     report.skip(
                         bus.name,
                         "no Redis server (install redis-server, or give --redis)",
+                        5,
                     );
                     continue;
                 }

@@ -30,6 +30,7 @@ pub async fn run(bench: &mut Bench, report: &mut Report) -> Result<()> {
         None => report.skip(
             "redis-rs",
             "no Redis server (install redis-server, or give --redis)",
+            3,
         ),
     }
     Ok(())
@@ -247,6 +248,7 @@ print(n, time.perf_counter() - start)
         report.skip(
             "hermes' sqlite consumer",
             "give --hermes DIR (a hermes checkout) to measure it",
+            1,
         );
         return Ok(());
     };

@@ -86,6 +86,9 @@ struct Ratio {
     target: Target,
 }
 
+/// How many figures a run with every case gives: the progress bar's length.
+const FIGURES: u64 = 39;
+
 /// Collects the figures of one run.
 pub struct Report {
     header: serde_json::Value,
@@ -105,10 +108,10 @@ impl Report {
         redis: Option<&str>,
         json: bool,
     ) -> Report {
-        let progress = ProgressBar::new_spinner();
+        let progress = ProgressBar::new(FIGURES);
         progress.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed}] {pos} figures: {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            ProgressStyle::with_template("[{elapsed}] {bar:30} {pos}/{len} figures: {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         progress.enable_steady_tick(std::time::Duration::from_millis(120));
         Report {
@@ -194,8 +197,10 @@ impl Report {
         });
     }
 
-    /// Notes a case that could not run, and why.
-    pub fn skip(&mut self, what: &str, why: &str) {
+    /// Notes a case that could not run, why, and how many figures it would
+    /// have given.
+    pub fn skip(&mut self, what: &str, why: &str, figures: u64) {
+        self.progress.dec_length(figures);
         self.progress.println(format!("  skipped: {what}: {why}"));
         self.skipped.push(format!("{what}: {why}"));
     }
@@ -223,6 +228,8 @@ impl Report {
 
     /// Prints the results.
     pub fn finish(self) {
+        // Every figure counted: the bar's length is kept true.
+        let counted = Some(self.progress.position()) == self.progress.length();
         self.progress.finish_and_clear();
         let elapsed = self.started.elapsed().as_secs_f64();
         if self.json {
@@ -249,7 +256,7 @@ impl Report {
                 })
                 .collect();
             let out = json!({
-                "run": self.header, "seconds": elapsed,
+                "run": self.header, "seconds": elapsed, "all_counted": counted,
                 "figures": figures, "ratios": ratios, "skipped": self.skipped,
             });
             println!("{out:#}");
