@@ -13,9 +13,11 @@
 
 mod error;
 mod event;
+mod head;
 mod json;
 mod value;
 
 pub use error::CodecError;
 pub use event::{Category, Event, EventType};
+pub use head::{EventHead, compact_json};
 pub use value::{Integer, Value};

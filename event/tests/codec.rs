@@ -3,7 +3,7 @@
 //! and a property test that every event survives a round trip.
 
 use chrono::NaiveDate;
-use hermes_event::{Category, Event, EventType, Integer, Value};
+use hermes_event::{Category, Event, EventHead, EventType, Integer, Value, compact_json};
 use proptest::prelude::*;
 
 fn golden(name: &str) -> String {
@@ -250,6 +250,17 @@ fn event() -> impl Strategy<Value = Event> {
 
 proptest! {
     #[test]
+    fn the_head_and_the_compact_text_come_without_parsing(event in event()) {
+        let text = event.to_json();
+        let head = EventHead::from_json(&text).expect("own output");
+        prop_assert_eq!(
+            (head.evcategory, head.eventtype, &head.objtype, &head.objpkey),
+            (event.evcategory, event.eventtype, &event.objtype, &event.objpkey)
+        );
+        prop_assert_eq!(compact_json(&text), event.to_json_compact());
+    }
+
+    #[test]
     fn from_json_inverts_to_json(event in event()) {
         let text = event.to_json();
         prop_assert!(text.is_ascii());
@@ -275,4 +286,28 @@ fn the_eventtype_is_read_without_the_rest() {
     assert!(EventType::of_json(r#"{"eventtype": "renamed"}"#).is_err());
     assert!(EventType::of_json(r#"{"objattrs": {}}"#).is_err());
     assert!(EventType::of_json(r#"{"eventtype": "added""#).is_err());
+}
+
+#[test]
+fn the_head_checks_what_from_json_checks() {
+    for bad in [
+        r#"{"evcategory": "base", "eventtype": "added", "objattrs": []}"#,
+        r#"{"evcategory": "base", "eventtype": "added"}"#,
+        r#"{"evcategory": "other", "eventtype": "added", "objattrs": {}}"#,
+        r#"{"evcategory": "base", "eventtype": "added", "objattrs": {}, "extra": 1}"#,
+        r#"{"evcategory": "base", "eventtype": "added", "objattrs": {}, "step": 1.5}"#,
+        r#"{"evcategory": "base", "eventtype": "added", "objattrs": {"a": }}"#,
+        r#"{"evcategory": "base", "eventtype": "added", "objtype": 3, "objattrs": {}}"#,
+    ] {
+        assert!(EventHead::from_json(bad).is_err(), "{bad}");
+        assert!(Event::from_json(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn compacting_keeps_strings_whole() {
+    assert_eq!(
+        compact_json("{\n    \"a b\": \"x \\\" y\\\\\",\n    \"c\": [1, 2.5e+16, {}]\n}"),
+        r#"{"a b":"x \" y\\","c":[1,2.5e+16,{}]}"#
+    );
 }

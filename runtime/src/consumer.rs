@@ -238,6 +238,14 @@ impl Consumer {
             .map_err(|reason| self.corrupted(consumed, &reason))
     }
 
+    /// Reads a delivered event's routing attributes, with the checks and the
+    /// error of [`Consumer::parse`].
+    pub fn parse_head(&self, consumed: &Consumed) -> Result<hermes_event::EventHead> {
+        consumed
+            .head()
+            .map_err(|reason| self.corrupted(consumed, &reason))
+    }
+
     /// The plugin's `corrupted` error for a delivered event, and why.
     pub fn corrupted(&self, consumed: &Consumed, reason: &str) -> Error {
         Error::Bus {

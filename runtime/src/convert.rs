@@ -3,7 +3,7 @@
 //! event sent (rendering hermes' JSON), and once per event read, only where
 //! its fields are needed (parsing it).
 
-use hermes_event::{Category as EvCategory, Event};
+use hermes_event::{Category as EvCategory, Event, EventHead};
 
 use crate::bindings::types::{Category, ConsumedEvent, Event as EventText};
 
@@ -43,14 +43,27 @@ impl ConsumedEvent {
     /// the bus stored beside it; the error says what is wrong.
     pub fn event(&self) -> Result<Event, String> {
         let event = Event::from_json(&self.json).map_err(|e| format!("not a hermes event: {e}"))?;
+        self.check_category(event.evcategory)?;
+        Ok(event)
+    }
+
+    /// Reads the event's routing attributes (not its objattrs), with the
+    /// same checks as [`ConsumedEvent::event`].
+    pub fn head(&self) -> Result<EventHead, String> {
+        let head =
+            EventHead::from_json(&self.json).map_err(|e| format!("not a hermes event: {e}"))?;
+        self.check_category(head.evcategory)?;
+        Ok(head)
+    }
+
+    fn check_category(&self, said: EvCategory) -> Result<(), String> {
         let category = EvCategory::from(self.category);
-        if event.evcategory != category {
+        if said != category {
             return Err(format!(
-                "the bus stored it as {category} but the event says {}",
-                event.evcategory
+                "the bus stored it as {category} but the event says {said}"
             ));
         }
-        Ok(event)
+        Ok(())
     }
 }
 

@@ -28,11 +28,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use hermes_event::{Category, Event, EventType};
+use hermes_event::{Category, EventHead, EventType};
 
 use self::config::ClientConfig;
-use self::state::{ClientState, Queued, object_of};
-use self::target::Target;
+use self::state::{ClientState, Queued, object_key};
+use self::target::{Applied, Target};
 use crate::bindings::types::Category as WitCategory;
 use crate::{Consumed, Consumer, Engine, Offset};
 
@@ -361,25 +361,27 @@ impl Client {
                 || Some(offset) == self.state.initstopoffset.as_ref()
         };
         if needed {
-            let event = self.consumer.parse(&consumed)?;
+            // The routing attributes only: a change goes to the target as
+            // the bus holds it, and is parsed whole only if it is queued.
+            let head = self.consumer.parse_head(&consumed)?;
             let is_change = matches!(
-                event.eventtype,
+                head.eventtype,
                 EventType::Added | EventType::Modified | EventType::Removed
             );
             if !self.state.initialized {
                 if Some(offset) == self.state.initstartoffset.as_ref() {
-                    self.state.dataschema = Some(event.objattrs.clone());
+                    self.state.dataschema = Some(self.consumer.parse(&consumed)?.objattrs);
                 } else if Some(offset) == self.state.initstopoffset.as_ref() {
                     self.state.initialized = true;
                     report.initialized = true;
                     tracing::info!("initsync done");
-                } else if event.evcategory == Category::Initsync && is_change {
-                    self.deliver(offset, event, report).await;
+                } else if head.evcategory == Category::Initsync && is_change {
+                    self.deliver(&consumed, head, report).await?;
                 }
-            } else if event.eventtype == EventType::Dataschema {
-                self.state.dataschema = Some(event.objattrs.clone());
+            } else if head.eventtype == EventType::Dataschema {
+                self.state.dataschema = Some(self.consumer.parse(&consumed)?.objattrs);
             } else if is_change {
-                self.deliver(offset, event, report).await;
+                self.deliver(&consumed, head, report).await?;
             }
         }
         self.state.lastoffset = Some(consumed.offset);
@@ -387,18 +389,32 @@ impl Client {
     }
 
     /// Applies an event, or queues it behind its object's failed events.
-    async fn deliver(&mut self, offset: &Offset, event: Event, report: &mut RunReport) {
-        let object = object_of(&event);
-        let waiting = self.state.error_queue.iter().any(|q| q.object() == object);
+    async fn deliver(
+        &mut self,
+        consumed: &Consumed,
+        head: EventHead,
+        report: &mut RunReport,
+    ) -> Result<()> {
+        let offset = &consumed.offset;
+        // The object's key is written out only when events wait in the queue.
+        let waiting = !self.state.error_queue.is_empty() && {
+            let object = object_key(head.objtype.as_deref(), &head.objpkey);
+            self.state.error_queue.iter().any(|q| q.object() == object)
+        };
         let queued = if waiting {
             Some(Queued {
                 offset: offset.clone(),
-                event,
+                event: self.consumer.parse(consumed)?,
                 error: None,
                 attempts: 0,
             })
         } else {
-            match self.target.apply(&event).await {
+            let applied = Applied {
+                eventtype: head.eventtype,
+                objtype: head.objtype.as_deref(),
+                json: &consumed.json,
+            };
+            match self.target.apply(&applied).await {
                 Ok(()) => {
                     report.applied += 1;
                     None
@@ -407,12 +423,12 @@ impl Client {
                     tracing::warn!(
                         "event at offset {} ({} {}) failed, queued: {error}",
                         crate::offset::to_json(offset),
-                        event.eventtype,
-                        event.objtype.as_deref().unwrap_or("-")
+                        head.eventtype,
+                        head.objtype.as_deref().unwrap_or("-")
                     );
                     Some(Queued {
                         offset: offset.clone(),
-                        event,
+                        event: self.consumer.parse(consumed)?,
                         error: Some(error),
                         attempts: 1,
                     })
@@ -423,6 +439,7 @@ impl Client {
             report.queued += 1;
             self.state.error_queue.push(queued);
         }
+        Ok(())
     }
 
     /// Retries the error queue in order, every retry interval; an object
@@ -445,7 +462,13 @@ impl Client {
                 continue;
             }
             queued.attempts += 1;
-            match self.target.apply(&queued.event).await {
+            let json = queued.event.to_json();
+            let applied = Applied {
+                eventtype: queued.event.eventtype,
+                objtype: queued.event.objtype.as_deref(),
+                json: &json,
+            };
+            match self.target.apply(&applied).await {
                 Ok(()) => report.retried += 1,
                 Err(error) => {
                     queued.error = Some(error);

@@ -55,7 +55,12 @@ impl Queued {
 
 /// An event's object: type and primary key (compact JSON).
 pub fn object_of(event: &Event) -> (Option<&str>, String) {
-    (event.objtype.as_deref(), event.objpkey.to_json_compact())
+    object_key(event.objtype.as_deref(), &event.objpkey)
+}
+
+/// The object of this type and primary key.
+pub fn object_key<'a>(objtype: Option<&'a str>, objpkey: &Value) -> (Option<&'a str>, String) {
+    (objtype, objpkey.to_json_compact())
 }
 
 impl ClientState {

@@ -5,13 +5,25 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use hermes_event::Event;
+use hermes_event::{EventType, compact_json};
 use tokio::io::AsyncWriteExt;
 
 use super::config::TargetSpec;
 
 /// The most of a failing command's stderr kept in the error queue.
 const STDERR_KEPT: usize = 2000;
+
+/// An event as a target gets it: what it is, and its hermes JSON as the
+/// bus holds it.
+#[derive(Debug, Clone, Copy)]
+pub struct Applied<'a> {
+    /// What happened.
+    pub eventtype: EventType,
+    /// The data type's name.
+    pub objtype: Option<&'a str>,
+    /// The event's hermes JSON.
+    pub json: &'a str,
+}
 
 /// A target, ready to apply events.
 #[derive(Debug)]
@@ -57,9 +69,9 @@ impl Target {
     }
 
     /// Applies one event; the error says why it was not applied.
-    pub async fn apply(&mut self, event: &Event) -> Result<(), String> {
+    pub async fn apply(&mut self, event: &Applied<'_>) -> Result<(), String> {
         match self {
-            Target::JsonLines(file) => file.append(event).await,
+            Target::JsonLines(file) => file.append(event.json).await,
             Target::Command { argv, timeout } => run(argv, *timeout, event).await,
         }
     }
@@ -95,8 +107,10 @@ impl JsonLines {
         }
     }
 
-    async fn append(&mut self, event: &Event) -> Result<(), String> {
-        let mut line = event.to_json_compact();
+    /// Appends the event's text on one line: hermes' compact form of it,
+    /// written without parsing it.
+    async fn append(&mut self, json: &str) -> Result<(), String> {
+        let mut line = compact_json(json);
         line.push('\n');
         let path = self.path.clone();
         let file = self.open()?;
@@ -143,21 +157,20 @@ impl JsonLines {
     }
 }
 
-async fn run(argv: &[String], timeout: Duration, event: &Event) -> Result<(), String> {
+async fn run(argv: &[String], timeout: Duration, event: &Applied<'_>) -> Result<(), String> {
     let mut child = tokio::process::Command::new(&argv[0])
         .args(&argv[1..])
         .env("HERMES_EVENTTYPE", event.eventtype.as_str())
-        .env("HERMES_OBJTYPE", event.objtype.as_deref().unwrap_or(""))
+        .env("HERMES_OBJTYPE", event.objtype.unwrap_or(""))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
-    let json = event.to_json();
     if let Some(mut stdin) = child.stdin.take() {
         // A command that does not read its input still decides by its status.
-        let _ = stdin.write_all(json.as_bytes()).await;
+        let _ = stdin.write_all(event.json.as_bytes()).await;
     }
     let output = tokio::time::timeout(timeout, child.wait_with_output())
         .await
