@@ -128,6 +128,14 @@ fn produce_then_consume_gives_back_the_same_events() {
         let back = Event::from_json(&line["event"].to_string()).expect("an event");
         assert_eq!(&back, event);
     }
+    // Byte for byte, each event is hermes' compact JSON of it.
+    for (text, event) in stdout(&consumed).lines().zip(&expected) {
+        let printed = text
+            .split_once("\"event\": ")
+            .and_then(|(_, rest)| rest.strip_suffix('}'))
+            .expect("the event last");
+        assert_eq!(printed, event.to_json_compact());
+    }
 }
 
 #[test]

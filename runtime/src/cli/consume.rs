@@ -4,7 +4,8 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use chrono::{DateTime, SecondsFormat};
 use clap::Args;
-use hermes_wasm::{Category, Consumed, Consumer, Event, offset, settings};
+use hermes_event::compact_json;
+use hermes_wasm::{Category, Consumed, Consumer, offset, settings};
 
 use super::PluginArgs;
 
@@ -89,8 +90,10 @@ pub async fn run(args: ConsumeArgs) -> Result<()> {
             break;
         }
         for consumed in &events {
-            let event = consumer.parse(consumed)?;
-            writeln!(stdout, "{}", line(consumed, &event))?;
+            // Checked to be a hermes event, then printed as the bus holds it,
+            // on one line: hermes' compact form, without parsing objattrs.
+            consumer.parse_head(consumed)?;
+            writeln!(stdout, "{}", line(consumed))?;
             printed += 1;
         }
         stdout.flush()?;
@@ -100,7 +103,7 @@ pub async fn run(args: ConsumeArgs) -> Result<()> {
 }
 
 /// `{"offset": ..., "timestamp": "...", "event": {...}}` on one line.
-fn line(consumed: &Consumed, event: &Event) -> String {
+fn line(consumed: &Consumed) -> String {
     let timestamp =
         DateTime::from_timestamp(consumed.timestamp.seconds, consumed.timestamp.nanoseconds)
             .map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true))
@@ -108,6 +111,6 @@ fn line(consumed: &Consumed, event: &Event) -> String {
     format!(
         "{{\"offset\": {}, \"timestamp\": \"{timestamp}\", \"event\": {}}}",
         offset::to_json(&consumed.offset),
-        event.to_json_compact()
+        compact_json(&consumed.json)
     )
 }

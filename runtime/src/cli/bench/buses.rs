@@ -176,7 +176,7 @@ async fn measure(
         );
     }
 
-    // Reading everything back, without and with the host's parse.
+    // Reading everything back, as is, then as `consume` prints it.
     let settings = (bus.consumer)(&dir, url);
     report.step(&format!("{name}: next-batch of 256 to the end"));
     let mut reader = consumer(&plugin, &settings).await?;
@@ -200,7 +200,7 @@ async fn measure(
     );
 
     report.step(&format!(
-        "{name}: next-batch, each event parsed and printed compact"
+        "{name}: next-batch, each event checked and made compact"
     ));
     reader.seek_to_beginning().await?;
     let started = Instant::now();
@@ -210,16 +210,18 @@ async fn measure(
         if batch.is_empty() {
             break;
         }
+        // What `consume` does with each event before it prints it.
         for consumed in &batch {
-            printed += reader.parse(consumed)?.to_json_compact().len();
+            reader.parse_head(consumed)?;
+            printed += hermes_event::compact_json(&consumed.json).len();
         }
     }
     let elapsed = started.elapsed();
-    anyhow::ensure!(printed > 0, "{name}: nothing parsed");
+    anyhow::ensure!(printed > 0, "{name}: nothing printed");
     report.figure(
         &format!("{name}.consume.parse"),
         name,
-        "next-batch, each event parsed and made compact (what consume prints)",
+        "next-batch, each event checked and made compact (what consume prints)",
         rate(bench.n, elapsed),
         Unit::PerSecond,
     );
