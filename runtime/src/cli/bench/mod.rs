@@ -223,7 +223,7 @@ fn ratios(report: &mut Report) {
             AtLeast(0.8),
         ),
         (
-            "sqlite consume, parsed / hermes' own Python sqlite consumer",
+            "sqlite consume, checked and compact / hermes' own Python sqlite consumer",
             "sqlite.consume.parse",
             "hermes.sqlite.consume",
             AtLeast(10.0),
