@@ -311,3 +311,41 @@ fn compacting_keeps_strings_whole() {
         r#"{"a b":"x \" y\\","c":[1,2.5e+16,{}]}"#
     );
 }
+
+#[test]
+fn the_routing_fields_read_as_text() {
+    let key = |objpkey| {
+        Event::new(
+            Category::Base,
+            EventType::Removed,
+            Some("T".into()),
+            objpkey,
+            Value::empty_object(),
+        )
+        .objpkey_text()
+    };
+    assert_eq!(key(Value::from(42)), Some("42".to_owned()));
+    assert_eq!(
+        key(Value::List(vec![Value::from("Beta"), Value::from(120)])),
+        Some(r#"["Beta",120]"#.to_owned())
+    );
+    assert_eq!(key(Value::Null), None);
+    assert_eq!(
+        format!("{} {}", Category::Initsync, EventType::InitStart),
+        "initsync init-start"
+    );
+}
+
+#[test]
+fn a_head_error_says_what_was_expected() {
+    let error =
+        EventHead::from_json(r#"{"evcategory": "base", "eventtype": "added", "objattrs": []}"#)
+            .expect_err("objattrs is a list");
+    assert!(error.to_string().contains("an object"), "{error}");
+}
+
+#[test]
+fn an_unclosed_string_is_left_as_it_is() {
+    assert_eq!(compact_json("[1, \"a b"), "[1,\"a b");
+    assert_eq!(compact_json("\"a\\"), "\"a\\");
+}
