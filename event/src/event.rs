@@ -104,24 +104,6 @@ impl FromStr for EventType {
     }
 }
 
-impl EventType {
-    /// The `eventtype` of an event's JSON text, read without parsing the
-    /// rest into values (the rest is only checked to be JSON): what a reader
-    /// looking for init-start and init-stop needs.
-    pub fn of_json(text: &str) -> Result<EventType, CodecError> {
-        #[derive(serde::Deserialize)]
-        struct Head<'a> {
-            #[serde(borrow)]
-            eventtype: Option<std::borrow::Cow<'a, str>>,
-        }
-        let head: Head<'_> =
-            serde_json::from_str(text).map_err(|e| CodecError::Syntax(e.to_string()))?;
-        head.eventtype
-            .ok_or_else(|| CodecError::attribute("eventtype", "missing"))?
-            .parse()
-    }
-}
-
 impl fmt::Display for EventType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -288,11 +288,9 @@ impl Client {
                 if consumed.category != WitCategory::Initsync {
                     continue;
                 }
-                // Only the eventtype is needed: the events are parsed whole
+                // Only the eventtype is needed: the events are read whole
                 // when they are applied.
-                let eventtype = EventType::of_json(&consumed.json)
-                    .map_err(|e| self.consumer.corrupted(&consumed, &e.to_string()))?;
-                match eventtype {
+                match self.consumer.parse_head(&consumed)?.eventtype {
                     EventType::InitStart => start = Some(consumed.offset),
                     EventType::InitStop => {
                         if let Some(start) = start.take() {
