@@ -44,9 +44,11 @@ const FIGURES: &[&str] = &[
     "rss.produce.small",
     "rss.consume.small",
     "rss.client.small",
+    "rss.server.small",
     "rss.produce.large",
     "rss.consume.large",
     "rss.client.large",
+    "rss.server.large",
 ];
 
 #[test]
@@ -84,7 +86,7 @@ fn a_small_run_measures_every_case_and_prints_json() {
     // Every ratio has its value but the one against hermes' Python, which
     // needs --hermes.
     let ratios = report["ratios"].as_array().expect("ratios");
-    assert_eq!(ratios.len(), 15);
+    assert_eq!(ratios.len(), 16);
     for ratio in ratios {
         let against_hermes = ratio["reference"] == "hermes.sqlite.consume";
         assert_eq!(ratio["ratio"].is_null(), against_hermes, "{ratio}");

@@ -96,17 +96,7 @@ async fn client(bench: &mut Bench, report: &mut Report, engine: &Engine) -> Resu
 async fn server(bench: &mut Bench, report: &mut Report, engine: &Engine) -> Result<()> {
     let dir = bench.case_dir("server")?;
     report.step("server: a datasource of N users");
-    anyhow::ensure!(
-        DATASOURCE_SQL.contains("i < 300"),
-        "examples/datasource.sql no longer sizes its users with `i < 300`"
-    );
-    let sql = DATASOURCE_SQL.replace("i < 300", &format!("i < {}", bench.n));
-    rusqlite::Connection::open(dir.join("directory.sqlite"))?.execute_batch(&sql)?;
-    let config = dir.join("server.yml");
-    std::fs::write(
-        &config,
-        SERVER_YML.replace("@WORK@", &dir.display().to_string()),
-    )?;
+    let config = example_server(&dir, bench.n)?;
 
     report.step("server: the first poll (an initsync sequence)");
     let mut server = Server::start(&config, engine).await?;
@@ -142,9 +132,27 @@ async fn server(bench: &mut Bench, report: &mut Report, engine: &Engine) -> Resu
     Ok(())
 }
 
-/// Runs `produce`, `consume` and `client` as processes of their own on an
-/// initsync sequence of `small`, then of `large` events, and records each
-/// one's peak resident memory.
+/// The example's configuration (`examples/server.yml`) and datasource
+/// (`examples/datasource.sql`) scaled to `n` users, in `dir`; the
+/// configuration's path.
+fn example_server(dir: &Path, n: u64) -> Result<std::path::PathBuf> {
+    anyhow::ensure!(
+        DATASOURCE_SQL.contains("i < 300"),
+        "examples/datasource.sql no longer sizes its users with `i < 300`"
+    );
+    let sql = DATASOURCE_SQL.replace("i < 300", &format!("i < {n}"));
+    rusqlite::Connection::open(dir.join("directory.sqlite"))?.execute_batch(&sql)?;
+    let config = dir.join("server.yml");
+    std::fs::write(
+        &config,
+        SERVER_YML.replace("@WORK@", &dir.display().to_string()),
+    )?;
+    Ok(config)
+}
+
+/// Runs `produce`, `consume`, `client` and `server` as processes of their
+/// own on `small`, then `large` events (for the server, users in its
+/// datasource), and records each one's peak resident memory.
 fn peak_memory(bench: &mut Bench, report: &mut Report, small: u64, large: u64) -> Result<()> {
     for (size, n) in [("small", small), ("large", large)] {
         let dir = bench.case_dir(&format!("rss-{size}"))?;
@@ -157,7 +165,10 @@ fn peak_memory(bench: &mut Bench, report: &mut Report, small: u64, large: u64) -
         let config = dir.join("client.yml");
         std::fs::write(&config, client_yml(&dir))?;
         let config = config.display().to_string();
-        let runs: [(&str, Vec<&str>); 3] = [
+        let server_dir = dir.join("server");
+        std::fs::create_dir_all(&server_dir)?;
+        let server_config = example_server(&server_dir, n)?.display().to_string();
+        let runs: [(&str, Vec<&str>); 4] = [
             (
                 "produce",
                 vec![
@@ -184,6 +195,10 @@ fn peak_memory(bench: &mut Bench, report: &mut Report, small: u64, large: u64) -
                 ],
             ),
             ("client", vec!["client", "--config", &config, "--once"]),
+            (
+                "server",
+                vec!["server", "--config", &server_config, "--once"],
+            ),
         ];
         for (job, args) in runs {
             report.step(&format!("peak memory: {job} of {n} events"));

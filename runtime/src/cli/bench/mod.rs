@@ -252,6 +252,12 @@ fn ratios(report: &mut Report) {
             "rss.client.small",
             AtMost(1.25),
         ),
+        (
+            "peak RSS of server, large / small N",
+            "rss.server.large",
+            "rss.server.small",
+            AtMost(1.25),
+        ),
     ];
     for (what, figure, reference, target) in ratios {
         report.ratio(what, figure, reference, *target);
