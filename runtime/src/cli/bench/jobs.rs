@@ -206,7 +206,11 @@ fn peak_memory(bench: &mut Bench, report: &mut Report, small: u64, large: u64) -
             report.figure(
                 &format!("rss.{job}.{size}"),
                 "memory",
-                &format!("peak RSS of `{job}`, {n} events"),
+                &if job == "server" {
+                    format!("peak RSS of `server --once`, {n} users")
+                } else {
+                    format!("peak RSS of `{job}`, {n} events")
+                },
                 mib,
                 Unit::MiB,
             );
