@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use hermes_event::Category;
 use hermes_wasm::{BusError, Error, EventText, Offset};
-use hermes_wasm_tests::{Bus, user_added, users};
+use hermes_wasm_tests::{Bus, read_all, user_added, users};
 
 /// How long a consumer waits once drained, in tests that expect no more events.
 const DRAINED: Duration = Duration::from_millis(200);
@@ -389,11 +389,7 @@ async fn the_event_text_comes_back_byte_for_byte(bus: Bus) {
     let offsets = producer.send_texts(&sent).await.expect("send-batch");
     producer.close().await.expect("close");
 
-    let mut consumer = bus.consumer(DRAINED).await;
-    let mut read = Vec::new();
-    while let Some(consumed) = consumer.next().await.expect("next") {
-        read.push(consumed);
-    }
+    let read = read_all(&mut bus.consumer(DRAINED).await).await;
     assert_eq!(
         read.iter()
             .map(|c| (c.offset.clone(), c.category, c.json.as_str()))
