@@ -29,6 +29,16 @@ pub(crate) fn write(value: &Value, indent: Option<usize>) -> String {
     out
 }
 
+/// Appends `value` to `out` as [`write`] with indent 4 writes it `depth`
+/// levels deep in a larger document, so a document can be written in pieces.
+pub(crate) fn append_nested(out: &mut String, value: &Value, depth: usize) {
+    Writer {
+        out,
+        indent: Some(4),
+    }
+    .value(value, depth);
+}
+
 /// One top-level attribute of an event, borrowed from it.
 pub(crate) enum Field<'a> {
     Null,
@@ -330,6 +340,30 @@ fn string(s: String) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_document_written_in_pieces_reads_as_the_whole_one() {
+        let inner = Value::Object(vec![
+            ("id".into(), Value::from(7)),
+            (
+                "tags".into(),
+                Value::List(vec![Value::from("a"), Value::empty_object()]),
+            ),
+        ]);
+        let whole = Value::Object(vec![
+            ("flag".into(), Value::Bool(true)),
+            (
+                "items".into(),
+                Value::List(vec![inner.clone(), inner.clone()]),
+            ),
+        ]);
+        let mut pieces = String::from("{\n    \"flag\": true,\n    \"items\": [\n        ");
+        inner.append_json(&mut pieces, 2);
+        pieces.push_str(",\n        ");
+        inner.append_json(&mut pieces, 2);
+        pieces.push_str("\n    ]\n}");
+        assert_eq!(pieces, whole.to_json());
+    }
 
     fn float(f: f64) -> String {
         let mut out = String::new();

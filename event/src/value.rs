@@ -66,6 +66,14 @@ impl Value {
         crate::json::write(self, Some(4))
     }
 
+    /// Appends the value to `out` exactly as [`Value::to_json`] writes it
+    /// where it sits `depth` levels deep in a larger document: a document too
+    /// big to build as one value can be written a piece at a time, and reads
+    /// the same as if it had been.
+    pub fn append_json(&self, out: &mut String, depth: usize) {
+        crate::json::append_nested(out, self, depth)
+    }
+
     /// Writes the value on one line with no spaces, in hermes' encoding.
     pub fn to_json_compact(&self) -> String {
         crate::json::write(self, None)

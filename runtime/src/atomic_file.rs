@@ -7,14 +7,28 @@ use std::path::Path;
 /// Writes `bytes` to `path` through a temporary file beside it: write, fsync,
 /// rename, then fsync the directory so the rename itself is durable.
 pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_with(path, |out| out.write_all(bytes))
+}
+
+/// Like [`write`], with the content written by `fill` through a buffer, so
+/// a big file never has to be held whole in memory. If `fill` fails, the old
+/// file stays and the temporary one is removed.
+pub fn write_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
     tmp_name.push(".tmp");
     let tmp = dir.join(tmp_name);
-    {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
+    let written = (|| {
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, std::fs::File::create(&tmp)?);
+        fill(&mut out)?;
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
     std::fs::rename(&tmp, path)?;
     if let Ok(dir) = std::fs::File::open(dir) {
@@ -32,6 +46,23 @@ mod tests {
         super::write(&path, b"old").expect("write");
         super::write(&path, b"new").expect("write");
         assert_eq!(std::fs::read(&path).expect("read"), b"new");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1);
+    }
+
+    #[test]
+    fn a_failed_fill_keeps_the_old_file_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cache.json");
+        super::write(&path, b"old").expect("write");
+        let failed = super::write_with(&path, |out| {
+            out.write_all(b"half")?;
+            Err(std::io::Error::other("the writer gave up"))
+        });
+        assert_eq!(
+            failed.expect_err("fill failed").to_string(),
+            "the writer gave up"
+        );
+        assert_eq!(std::fs::read(&path).expect("read"), b"old");
         assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1);
     }
 }

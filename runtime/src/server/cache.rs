@@ -5,6 +5,7 @@
 //! change, never the value.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -59,73 +60,106 @@ impl ServerCache {
         };
         let damaged = |why: String| anyhow!("cache {} is damaged: {why}", path.display());
         let root = Value::from_json(&text).map_err(|e| damaged(e.to_string()))?;
-        let initsync_done = matches!(root.get("initsync_done"), Some(Value::Bool(true)));
-        let dataschema = match root.get("dataschema") {
-            None | Some(Value::Null) => None,
-            Some(schema) => Some(schema.clone()),
+        drop(text);
+        let Value::Object(entries) = root else {
+            return Err(damaged("it is not a JSON object".into()));
         };
-        let mut objects = Objects::new();
-        if let Some(Value::Object(types)) = root.get("objects") {
-            for (objtype, list) in types {
-                let Value::List(list) = list else {
-                    return Err(damaged(format!("objects.{objtype} is not a list")));
-                };
-                let mut by_key = BTreeMap::new();
-                for entry in list {
-                    let (Some(pkey), Some(Value::Object(attrs))) =
-                        (entry.get("pkey"), entry.get("attrs"))
-                    else {
-                        return Err(damaged(format!(
-                            "an object of {objtype} lacks pkey or attrs"
-                        )));
-                    };
-                    by_key.insert(
-                        pkey.to_json_compact(),
-                        Cached {
-                            pkey: pkey.clone(),
-                            attrs: attrs.clone(),
-                        },
-                    );
+        // The values move out of the document: the cache is never held twice.
+        let mut cache = ServerCache::default();
+        for (name, value) in entries {
+            match (name.as_str(), value) {
+                ("initsync_done", value) => cache.initsync_done = value == Value::Bool(true),
+                ("dataschema", Value::Null) => cache.dataschema = None,
+                ("dataschema", schema) => cache.dataschema = Some(schema),
+                ("objects", Value::Object(types)) => {
+                    for (objtype, list) in types {
+                        let Value::List(list) = list else {
+                            return Err(damaged(format!("objects.{objtype} is not a list")));
+                        };
+                        let mut by_key = BTreeMap::new();
+                        for entry in list {
+                            let cached = cached_entry(entry).ok_or_else(|| {
+                                damaged(format!("an object of {objtype} lacks pkey or attrs"))
+                            })?;
+                            by_key.insert(cached.pkey.to_json_compact(), cached);
+                        }
+                        cache.objects.insert(objtype, by_key);
+                    }
                 }
-                objects.insert(objtype.clone(), by_key);
+                _ => {}
             }
         }
-        Ok(ServerCache {
-            initsync_done,
-            dataschema,
-            objects,
-        })
+        Ok(cache)
     }
 
     /// Writes the cache atomically: a crash leaves the old file or the new one.
+    /// It is written one object at a time, never built whole in memory; the
+    /// file reads as the whole cache written by `Value::to_json` would.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let objects = self
-            .objects
-            .iter()
-            .map(|(objtype, by_key)| {
-                let list = by_key
-                    .values()
-                    .map(|cached| {
-                        Value::Object(vec![
-                            ("pkey".into(), cached.pkey.clone()),
-                            ("attrs".into(), Value::Object(cached.attrs.clone())),
-                        ])
-                    })
-                    .collect();
-                (objtype.clone(), Value::List(list))
-            })
-            .collect();
-        let root = Value::Object(vec![
-            ("initsync_done".into(), Value::Bool(self.initsync_done)),
-            (
-                "dataschema".into(),
-                self.dataschema.clone().unwrap_or(Value::Null),
-            ),
-            ("objects".into(), Value::Object(objects)),
-        ]);
-        crate::atomic_file::write(path, root.to_json().as_bytes())
+        crate::atomic_file::write_with(path, |out| self.write(out))
             .with_context(|| format!("cannot save the cache {}", path.display()))
     }
+
+    fn write(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let mut piece = String::with_capacity(4096);
+        piece.push_str("{\n    \"initsync_done\": ");
+        Value::Bool(self.initsync_done).append_json(&mut piece, 1);
+        piece.push_str(",\n    \"dataschema\": ");
+        match &self.dataschema {
+            Some(schema) => schema.append_json(&mut piece, 1),
+            None => piece.push_str("null"),
+        }
+        piece.push_str(",\n    \"objects\": {");
+        for (t, (objtype, by_key)) in self.objects.iter().enumerate() {
+            piece.push_str(if t == 0 { "\n        " } else { ",\n        " });
+            Value::from(objtype.as_str()).append_json(&mut piece, 2);
+            piece.push_str(": [");
+            for (i, cached) in by_key.values().enumerate() {
+                piece.push_str(if i == 0 {
+                    "\n            "
+                } else {
+                    ",\n            "
+                });
+                let entry = Value::Object(vec![
+                    ("pkey".into(), cached.pkey.clone()),
+                    ("attrs".into(), Value::Object(cached.attrs.clone())),
+                ]);
+                entry.append_json(&mut piece, 3);
+                out.write_all(piece.as_bytes())?;
+                piece.clear();
+            }
+            piece.push_str(if by_key.is_empty() {
+                "]"
+            } else {
+                "\n        ]"
+            });
+        }
+        piece.push_str(if self.objects.is_empty() {
+            "}\n}"
+        } else {
+            "\n    }\n}"
+        });
+        out.write_all(piece.as_bytes())
+    }
+}
+
+/// One cached object read back, `{"pkey": .., "attrs": {..}}`.
+fn cached_entry(entry: Value) -> Option<Cached> {
+    let Value::Object(fields) = entry else {
+        return None;
+    };
+    let (mut pkey, mut attrs) = (None, None);
+    for (name, value) in fields {
+        match (name.as_str(), value) {
+            ("pkey", value) => pkey = Some(value),
+            ("attrs", Value::Object(row)) => attrs = Some(row),
+            _ => {}
+        }
+    }
+    Some(Cached {
+        pkey: pkey?,
+        attrs: attrs?,
+    })
 }
 
 /// Refuses a cache holding a type the datamodel no longer has: what clients
@@ -137,4 +171,119 @@ pub fn check_types(cache: &ServerCache, known: &[&str]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(pairs: &[(&str, Value)]) -> Row {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
+    }
+
+    fn sample() -> ServerCache {
+        let mut users = BTreeMap::new();
+        for (id, login) in [(1, "alice"), (2, "bob\u{e9}")] {
+            let cached = Cached {
+                pkey: Value::from(id),
+                attrs: object(&[
+                    ("id", Value::from(id)),
+                    ("login", Value::from(login)),
+                    ("quota", Value::Float(2.5)),
+                    ("tags", Value::List(vec![Value::from("a"), Value::Null])),
+                ]),
+            };
+            users.insert(cached.pkey.to_json_compact(), cached);
+        }
+        let mut pairs = BTreeMap::new();
+        let cached = Cached {
+            pkey: Value::List(vec![Value::from("Beta"), Value::from(120)]),
+            attrs: Row::new(),
+        };
+        pairs.insert(cached.pkey.to_json_compact(), cached);
+        let mut objects = Objects::new();
+        objects.insert("SRVUsers".into(), users);
+        objects.insert("SRVEmpty".into(), BTreeMap::new());
+        objects.insert("SRVPairs".into(), pairs);
+        ServerCache {
+            initsync_done: true,
+            dataschema: Some(Value::Object(vec![(
+                "SRVUsers".into(),
+                Value::Object(vec![("HERMES_ATTRIBUTES".into(), Value::List(vec![]))]),
+            )])),
+            objects,
+        }
+    }
+
+    /// The cache as one document, as it was written before it was streamed.
+    fn document(cache: &ServerCache) -> Value {
+        let objects = cache
+            .objects
+            .iter()
+            .map(|(objtype, by_key)| {
+                let list = by_key
+                    .values()
+                    .map(|c| {
+                        Value::Object(vec![
+                            ("pkey".into(), c.pkey.clone()),
+                            ("attrs".into(), Value::Object(c.attrs.clone())),
+                        ])
+                    })
+                    .collect();
+                (objtype.clone(), Value::List(list))
+            })
+            .collect();
+        Value::Object(vec![
+            ("initsync_done".into(), Value::Bool(cache.initsync_done)),
+            (
+                "dataschema".into(),
+                cache.dataschema.clone().unwrap_or(Value::Null),
+            ),
+            ("objects".into(), Value::Object(objects)),
+        ])
+    }
+
+    #[test]
+    fn the_streamed_file_is_the_whole_document_byte_for_byte_and_reads_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = ServerCache::path(dir.path());
+        for cache in [sample(), ServerCache::default()] {
+            cache.save(&path).expect("save");
+            let text = std::fs::read_to_string(&path).expect("read");
+            assert_eq!(text, document(&cache).to_json());
+            assert_eq!(ServerCache::load(&path).expect("load"), cache);
+        }
+    }
+
+    #[test]
+    fn a_missing_file_is_a_first_run_and_a_damaged_one_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = ServerCache::path(dir.path());
+        assert_eq!(
+            ServerCache::load(&path).expect("no file"),
+            ServerCache::default()
+        );
+        for (text, why) in [
+            ("[1]", "it is not a JSON object"),
+            (
+                r#"{"objects": {"SRVUsers": 3}}"#,
+                "objects.SRVUsers is not a list",
+            ),
+            (
+                r#"{"objects": {"SRVUsers": [{"pkey": 1}]}}"#,
+                "an object of SRVUsers lacks pkey or attrs",
+            ),
+        ] {
+            std::fs::write(&path, text).expect("write");
+            let error = ServerCache::load(&path).expect_err(text).to_string();
+            assert_eq!(
+                error,
+                format!("cache {} is damaged: {why}", path.display()),
+                "{text}"
+            );
+        }
+    }
 }

@@ -132,7 +132,7 @@ impl Server {
         let mut report = PollReport::default();
         let schema = self.model.dataschema();
         let outcome = self
-            .send_changes(&current, &schema, initsync, &mut report)
+            .send_changes(current, &schema, initsync, &mut report)
             .await;
         if self.unsaved {
             self.cache.save(&self.cache_path)?;
@@ -171,14 +171,15 @@ impl Server {
 
     async fn send_changes(
         &mut self,
-        current: &Current,
+        current: Current,
         schema: &Value,
         initsync: bool,
         report: &mut PollReport,
     ) -> Result<()> {
         if !self.cache.initsync_done {
             // A first run: the initsync sequence is the whole state.
-            self.send_initsync(current, schema, report).await?;
+            self.send_initsync(&current, schema, report).await?;
+            // The objects move into the cache: the state is never held twice.
             self.cache.objects = self
                 .model
                 .types
@@ -186,8 +187,8 @@ impl Server {
                 .zip(current)
                 .map(|(t, objects)| {
                     let cached = objects
-                        .iter()
-                        .map(|(key, (pkey, attrs))| (key.clone(), cache_form(t, pkey, attrs)))
+                        .into_iter()
+                        .map(|(key, (pkey, attrs))| (key, cache_form(t, pkey, attrs)))
                         .collect();
                     (t.name.clone(), cached)
                 })
@@ -210,7 +211,7 @@ impl Server {
             self.cache.dataschema = Some(schema.clone());
             self.unsaved = true;
         }
-        let (events, silent) = self.diff(current);
+        let (events, silent) = self.diff(&current);
         for change in silent {
             self.apply(change);
         }
@@ -231,7 +232,7 @@ impl Server {
             }
         }
         if initsync {
-            self.send_initsync(current, schema, report).await?;
+            self.send_initsync(&current, schema, report).await?;
         }
         Ok(())
     }
@@ -267,7 +268,7 @@ impl Server {
         for (t, (datatype, objects)) in self.model.types.iter().zip(current).enumerate() {
             let cached = self.cache.objects.get(&datatype.name).unwrap_or(&empty);
             for (key, (pkey, attrs)) in objects {
-                let now = cache_form(datatype, pkey, attrs);
+                let now = cache_form(datatype, pkey.clone(), attrs.clone());
                 let put = || Change::Put(t, key.clone(), now.clone());
                 match cached.get(key) {
                     None => {
@@ -323,43 +324,63 @@ impl Server {
         (events, silent)
     }
 
+    /// Sends the initsync sequence of `current`, rendering one batch at a
+    /// time: the sequence is never held whole.
     async fn send_initsync(
         &mut self,
         current: &Current,
         schema: &Value,
         report: &mut PollReport,
     ) -> Result<()> {
-        let mut events = vec![Event::new(
+        let start = Event::new(
             Category::Initsync,
             EventType::InitStart,
             None,
             Value::Null,
             schema.clone(),
-        )];
-        for (datatype, objects) in self.model.types.iter().zip(current) {
-            for (pkey, attrs) in objects.values() {
-                let objattrs = Value::Object(sent(datatype, attrs));
-                events.push(object_event(
-                    Category::Initsync,
-                    EventType::Added,
-                    datatype,
-                    pkey,
-                    objattrs,
-                ));
-            }
-        }
-        events.push(Event::new(
+        );
+        let stop = Event::new(
             Category::Initsync,
             EventType::InitStop,
             None,
             Value::Null,
             Value::empty_object(),
-        ));
-        for chunk in events.chunks(BATCH) {
-            let offsets = self.producer.send_batch(chunk).await?;
+        );
+        let objects = self
+            .model
+            .types
+            .iter()
+            .zip(current)
+            .flat_map(|(datatype, objects)| {
+                objects.values().map(move |(pkey, attrs)| {
+                    let objattrs = Value::Object(sent(datatype, attrs));
+                    object_event(
+                        Category::Initsync,
+                        EventType::Added,
+                        datatype,
+                        pkey,
+                        objattrs,
+                    )
+                })
+            });
+        let mut events = std::iter::once(start)
+            .chain(objects)
+            .chain(std::iter::once(stop));
+        let mut sent_events = 0;
+        loop {
+            let batch: Vec<EventText> = events
+                .by_ref()
+                .take(BATCH)
+                .map(|event| EventText::render(&event))
+                .collect();
+            if batch.is_empty() {
+                break;
+            }
+            sent_events += batch.len();
+            let offsets = self.producer.send_texts(&batch).await?;
             report.last_offset = offsets.last().cloned().or(report.last_offset.take());
         }
-        report.initsync = Some(events.len() - 2);
+        report.initsync = Some(sent_events - 2);
         Ok(())
     }
 }
@@ -390,20 +411,13 @@ fn sent(datatype: &DataType, attrs: &Row) -> Row {
 }
 
 /// The object as cached: secrets replaced by their digest.
-fn cache_form(datatype: &DataType, pkey: &Value, attrs: &Row) -> Cached {
-    Cached {
-        pkey: pkey.clone(),
-        attrs: attrs
-            .iter()
-            .map(|(name, value)| {
-                if datatype.secrets.contains(name) {
-                    (name.clone(), digest(value))
-                } else {
-                    (name.clone(), value.clone())
-                }
-            })
-            .collect(),
+fn cache_form(datatype: &DataType, pkey: Value, mut attrs: Row) -> Cached {
+    for (name, value) in &mut attrs {
+        if datatype.secrets.contains(name) {
+            *value = digest(value);
+        }
     }
+    Cached { pkey, attrs }
 }
 
 /// hermes' modified diff, `{"added": .., "modified": .., "removed": ..}` with

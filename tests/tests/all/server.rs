@@ -315,6 +315,42 @@ async fn the_first_poll_sends_an_initsync_sequence_of_the_whole_datamodel() {
 }
 
 #[tokio::test]
+async fn an_initsync_of_many_batches_goes_out_whole_and_its_cache_reads_back() {
+    let setup = Setup::new().await;
+    // 250 more users: the sequence spans several of the server's batches.
+    sql(
+        &setup.db,
+        "WITH RECURSIVE n(i) AS (SELECT 3 UNION ALL SELECT i + 1 FROM n WHERE i < 252)
+         INSERT INTO users SELECT i, 'user' || i, 20, NULL, 'pw' || i, 1, 'U' FROM n;",
+    );
+    let report = setup.poll(false).await;
+    assert_eq!(report.initsync, Some(2 + 252 + 2));
+    let events = setup.events().await;
+    assert_eq!(events.len(), 1 + 256 + 1);
+    assert_eq!(events[0].eventtype, EventType::InitStart);
+    assert_eq!(events[257].eventtype, EventType::InitStop);
+    let users: Vec<Value> = events
+        .iter()
+        .filter(|e| e.objtype.as_deref() == Some("SRVUsers"))
+        .map(|e| e.objpkey.clone())
+        .collect();
+    assert_eq!(users, (1..=252).map(Value::from).collect::<Vec<_>>());
+    assert!(events.iter().all(|e| e.evcategory == Category::Initsync));
+
+    // The cache, written one object at a time, holds every user: one change
+    // is one event, and nothing else is sent.
+    sql(
+        &setup.db,
+        "UPDATE users SET login = 'renamed' WHERE uid = 200;",
+    );
+    let report = setup.poll(false).await;
+    assert_eq!((report.added, report.modified, report.removed), (0, 1, 0));
+    let events = setup.events().await;
+    assert_eq!(events.len(), 258 + 1);
+    assert_eq!(events[258].objpkey, Value::from(200));
+}
+
+#[tokio::test]
 async fn changes_go_out_in_hermes_order_with_hermes_objattrs() {
     let setup = Setup::new().await;
     setup.poll(false).await;
