@@ -52,6 +52,6 @@ bench *args: setup
 # host, the client and the server.
 criterion: setup
     cargo bench -p hermes-event --bench codec
-    cargo bench -p hermes-wasm-tests --bench file_log
-    cargo bench -p hermes-wasm-tests --bench client
-    cargo bench -p hermes-wasm-tests --bench server
+    cargo bench -p tests --bench file_log
+    cargo bench -p tests --bench client
+    cargo bench -p tests --bench server

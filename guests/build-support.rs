@@ -4,10 +4,10 @@
 //! wrappers removed. A failure stops the build, with cargo's own output.
 //!
 //! For each package `name`, `OUT_DIR/<name>.wasm` holds the component and
-//! `OUT_DIR/guests.rs` defines `pub const <NAME>: &str` with its path, and a
-//! macro `foreach_guest!(m)` that calls `m!(name)` for each guest, so tests
-//! can make the compiler check that every guest has one.
-//! Included by `runtime/build.rs` and `tests/build.rs`.
+//! `OUT_DIR/guests.rs` defines `pub const <NAME>: &[u8]` with its bytes, and
+//! a macro `foreach_built_guest!(m)` that calls `m!(name)` for each guest, so
+//! tests can make the compiler check that every guest has one.
+//! Included by `hermes-builtins/build.rs` and `tests/build.rs`.
 
 use std::env;
 use std::fmt::Write as _;
@@ -71,7 +71,7 @@ pub fn build_guests(packages: &[&str]) {
         std::fs::copy(&built, &dest).unwrap_or_else(|e| panic!("{}: {e}", built.display()));
         writeln!(
             consts,
-            "pub const {}: &str = {:?};",
+            "pub const {}: &[u8] = include_bytes!({:?});",
             stem.to_uppercase(),
             dest.display().to_string()
         )
@@ -84,7 +84,7 @@ pub fn build_guests(packages: &[&str]) {
         .collect();
     writeln!(
         consts,
-        "#[macro_export]\nmacro_rules! foreach_guest {{ ($m:ident) => {{ {calls} }}; }}"
+        "#[macro_export]\nmacro_rules! foreach_built_guest {{ ($m:ident) => {{ {calls} }}; }}"
     )
     .expect("writing to a string");
     std::fs::write(out_dir.join("guests.rs"), consts).expect("cannot write guests.rs");

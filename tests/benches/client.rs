@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hermes_event::Category;
-use hermes_wasm::client::Client;
+use hermes_jobs::client::Client;
 use hermes_wasm_tests::{Bus, engine, init_start, init_stop, users};
 
 const OBJECTS: i64 = 2000;

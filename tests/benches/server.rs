@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use hermes_wasm::server::Server;
+use hermes_jobs::server::Server;
 use hermes_wasm_tests::engine;
 
 const USERS: u64 = 10_000;

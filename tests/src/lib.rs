@@ -7,14 +7,28 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use hermes_event::{Category, Event, EventType, Value};
-use hermes_wasm::{Consumer, DirGrant, Engine, Grants, Plugin, Producer, RedisAllow};
+use hermes_host::{Consumer, DirGrant, Engine, Grants, Plugin, Producer, RedisAllow};
 use tempfile::TempDir;
 
-pub use hermes_wasm::redis_server::RedisServer;
+pub use local_servers::RedisServer;
 
-/// Paths of the guest components, built by this crate's build script.
+/// The guest components, built from the current source: the shipped buses
+/// by `hermes-builtins`, the test guests by this crate's build script.
 pub mod guests {
     include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+
+    pub use hermes_builtins::{FILE_LOG, REDIS_STREAMS, SQLITE};
+}
+
+/// Calls `m!(name)` for every guest in [`guests`].
+#[macro_export]
+macro_rules! foreach_guest {
+    ($m:ident) => {
+        $m!(file_log);
+        $m!(sqlite);
+        $m!(redis_streams);
+        $crate::foreach_built_guest!($m);
+    };
 }
 
 /// One engine for the whole test binary, caching compiled guests in the
@@ -24,20 +38,22 @@ pub fn engine() -> Engine {
     ENGINE
         .get_or_init(|| {
             let cache = PathBuf::from(concat!(env!("OUT_DIR"), "/component-cache"));
-            Engine::new(Some(cache)).expect("engine starts")
+            Engine::new(Some(cache))
+                .expect("engine starts")
+                .with_built_ins(hermes_builtins::ALL)
         })
         .clone()
 }
 
 /// Loads a guest with `grants` and read-write access to `dirs` as well.
-pub async fn load(path: &str, dirs: &[&Path], grants: Grants) -> Arc<Plugin> {
+pub async fn load(component: &[u8], dirs: &[&Path], grants: Grants) -> Arc<Plugin> {
     let dirs: Vec<DirGrant> = dirs
         .iter()
         .map(|dir| DirGrant::parse(&dir.display().to_string()).expect("granted directory exists"))
         .collect();
     let mut grants = grants;
     grants.dirs.extend(dirs);
-    Plugin::from_file(&engine(), Path::new(path), grants)
+    Plugin::load(&engine(), component, "test guest", grants)
         .await
         .expect("guest loads")
 }
@@ -150,7 +166,7 @@ impl Bus {
 }
 
 /// Every event from the consumer's position until its timeout passes.
-pub async fn read_all(consumer: &mut Consumer) -> Vec<hermes_wasm::consumer::Consumed> {
+pub async fn read_all(consumer: &mut Consumer) -> Vec<hermes_host::consumer::Consumed> {
     let mut all = Vec::new();
     while let Some(consumed) = consumer.next().await.expect("next") {
         all.push(consumed);

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hermes_event::{Category, Event, EventType, Value};
-use hermes_wasm::Offset;
-use hermes_wasm::client::{Client, Status};
+use hermes_host::Offset;
+use hermes_jobs::client::{Client, Status};
 use hermes_wasm_tests::{Bus, engine, init_start, init_stop, user_added, users_schema};
 
 /// A file-log bus and a client configuration reading it, read-only.
@@ -57,7 +57,7 @@ impl Setup {
     }
 
     /// Runs the client until the bus is drained.
-    async fn run_once(&self) -> hermes_wasm::client::RunReport {
+    async fn run_once(&self) -> hermes_jobs::client::RunReport {
         let mut client = Client::start(&self.config, &engine())
             .await
             .expect("client starts");

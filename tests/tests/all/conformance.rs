@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use hermes_event::Category;
-use hermes_wasm::{BusError, Error, EventText, Offset};
+use hermes_host::{BusError, Error, EventText, Offset};
 use hermes_wasm_tests::{Bus, read_all, user_added, users};
 
 /// How long a consumer waits once drained, in tests that expect no more events.
@@ -380,7 +380,7 @@ async fn the_event_text_comes_back_byte_for_byte(bus: Bus) {
         json: "{ \"evcategory\" : \"base\", \"eventtype\": \"removed\", \"objtype\": \"T\",\
                \"objpkey\": 1.50, \"objattrs\": {}, \"step\": 0, \"isPartiallyProcessed\": false }\t"
             .to_owned(),
-        category: hermes_wasm::bindings::types::Category::Base,
+        category: hermes_host::bindings::types::Category::Base,
         objtype: Some("T".into()),
         objpkey: Some("1.5".into()),
     };

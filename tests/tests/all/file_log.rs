@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use hermes_event::Category;
-use hermes_wasm::{BusError, Consumer, Error, Grants, Offset, Producer};
+use hermes_host::{BusError, Consumer, Error, Grants, Offset, Producer};
 use hermes_wasm_tests::{Bus, guests, load, read_all, users};
 
 const DRAINED: Duration = Duration::from_millis(200);

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use hermes_wasm::{Consumer, Grants, Offset, offset};
+use hermes_host::{Consumer, Grants, Offset, offset};
 use hermes_wasm_tests::{guests, load};
 
 async fn round_trip(kind: &str, matches_kind: fn(&Offset) -> bool) {
@@ -94,7 +94,7 @@ async fn after_a_trap_a_fresh_instance_resumes_after_the_last_event_delivered() 
             Ok(None) => break,
             Err(error) => {
                 assert!(
-                    matches!(error, hermes_wasm::Error::Trapped { .. }),
+                    matches!(error, hermes_host::Error::Trapped { .. }),
                     "{error}"
                 );
                 assert!(error.to_string().contains("crashed"), "{error}");

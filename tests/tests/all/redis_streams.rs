@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use hermes_event::{Category, Event};
-use hermes_wasm::{BusError, Error, Grants, Offset, Producer};
+use hermes_host::{BusError, Error, Grants, Offset, Producer};
 use hermes_wasm_tests::{Bus, RedisServer, guests, load, read_all, user_added, users};
 
 const DRAINED: Duration = Duration::from_millis(200);

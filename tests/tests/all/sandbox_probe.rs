@@ -6,7 +6,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use hermes_event::{Category, Event, EventType, Value};
-use hermes_wasm::{
+use hermes_host::{
     BusError, CodeSource, Consumer, DirGrant, Engine, Error, Grants, Offset, Plugin, Producer,
     RedisAllow, World,
 };
@@ -332,7 +332,7 @@ async fn what_is_not_a_plugin_is_refused_with_a_clear_error() {
 #[tokio::test]
 async fn a_second_load_reads_the_compiled_code_from_the_cache() {
     let cache = tempfile::tempdir().expect("tempdir");
-    let bytes = std::fs::read(guests::SANDBOX_PROBE).expect("guest");
+    let bytes = guests::SANDBOX_PROBE.to_vec();
     let engine = Engine::new(Some(cache.path().to_owned())).expect("engine");
     let first = Plugin::load(&engine, &bytes, "probe", Grants::default())
         .await

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hermes_event::{Category, Event, EventType, Value};
-use hermes_wasm::server::{PollReport, Server};
+use hermes_jobs::server::{PollReport, Server};
 use hermes_wasm_tests::{Bus, RedisServer, engine, read_all};
 
 const DRAINED: Duration = Duration::from_millis(200);

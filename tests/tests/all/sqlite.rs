@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use hermes_event::{Category, Event, EventType, Value};
-use hermes_wasm::{BusError, Consumer, DirGrant, Error, Grants, Offset, Producer, Timestamp};
+use hermes_host::{BusError, Consumer, DirGrant, Error, Grants, Offset, Producer, Timestamp};
 use hermes_wasm_tests::{Bus, guests, load, read_all, user_added};
 
 const DRAINED: Duration = Duration::from_millis(200);

@@ -1,0 +1,220 @@
+//! hermes' YAML configuration: the parts a server and a client share
+//! (`hermes.plugins.messagebus`, `hermes.cache`), and reading a file with
+//! errors that name the file and the key at fault.
+//!
+//! A message-bus plugin is configured as in hermes, `hermes.plugins.messagebus.
+//! <name>.settings`, with what hermes-wasm adds beside `settings`: where the
+//! component is (`wasm`; default, the built-in plugin `<name>`) and what it is
+//! granted (`dirs`, `allow_redis`). Relative paths in the configuration are
+//! relative to the file's directory; a plugin's own settings are passed as
+//! they are, so paths in them must be absolute.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use indexmap::IndexMap;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use hermes_host::{DirGrant, Engine, Grants, Plugin, RedisAllow};
+
+/// The `hermes` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(expecting = "a mapping")]
+pub struct HermesSection {
+    /// The plugins.
+    pub plugins: PluginsSection,
+    /// Where the cache is kept.
+    #[serde(default)]
+    pub cache: CacheSection,
+}
+
+/// `hermes.plugins`: the datasources (a server's) and the one message bus.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(expecting = "a mapping")]
+pub struct PluginsSection {
+    /// Datasources, by name.
+    #[serde(default)]
+    pub datasources: IndexMap<String, DatasourceSpec>,
+    /// The message bus: exactly one entry, named after its plugin.
+    pub messagebus: IndexMap<String, BusSpec>,
+}
+
+/// `hermes.plugins.datasources.<name>`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[serde(expecting = "a mapping")]
+pub struct DatasourceSpec {
+    /// The datasource plugin: only `sqlite` is supported.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Its settings; for `sqlite`, `uri`: the database file.
+    pub settings: serde_json::Value,
+}
+
+/// `hermes.plugins.messagebus.<name>`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[serde(expecting = "a mapping")]
+pub struct BusSpec {
+    /// The plugin's settings, checked against its schema.
+    pub settings: serde_json::Value,
+    /// The component file; default: the built-in plugin of this name.
+    #[serde(default)]
+    pub wasm: Option<PathBuf>,
+    /// Directories granted to the plugin (`DIR` or `DIR:ro`).
+    #[serde(default)]
+    pub dirs: Vec<String>,
+    /// Redis servers the plugin may connect to.
+    #[serde(default)]
+    pub allow_redis: Vec<String>,
+}
+
+/// `hermes.cache`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(expecting = "a mapping")]
+pub struct CacheSection {
+    /// The cache directory; default: `cache` beside the configuration file.
+    #[serde(default)]
+    pub dirpath: Option<PathBuf>,
+}
+
+/// Reads a YAML configuration file into `T`; an error names the file and the
+/// key at fault, on one line.
+pub fn read<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the configuration {}", path.display()))?;
+    let document = serde_yaml_ng::Deserializer::from_str(&text);
+    serde_path_to_error::deserialize(document).map_err(|e| {
+        let at = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        if at == "." || inner.starts_with(&at) {
+            return anyhow!("{}: {inner}", path.display());
+        }
+        // The YAML parser names a path of its own, a part of ours, when it
+        // read a value ahead (an untagged enum): keep the longer one.
+        let inner = match inner.split_once(": ") {
+            Some((its_path, message)) if at.starts_with(its_path) => message.to_owned(),
+            _ => inner,
+        };
+        anyhow!("{}: {at}: {inner}", path.display())
+    })
+}
+
+/// A configuration file's directory, against which its relative paths resolve.
+pub fn base_dir(config: &Path) -> PathBuf {
+    let dir = config.parent().unwrap_or(Path::new("."));
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+/// `path` against `base` when relative.
+pub fn resolve(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
+}
+
+impl HermesSection {
+    /// The cache directory, created if missing.
+    pub fn cache_dir(&self, base: &Path) -> Result<PathBuf> {
+        let dir = resolve(
+            base,
+            self.cache.dirpath.as_deref().unwrap_or(Path::new("cache")),
+        );
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("hermes.cache.dirpath {}", dir.display()))?;
+        Ok(dir)
+    }
+
+    /// The message bus: its name and spec.
+    pub fn bus(&self) -> Result<(&str, &BusSpec)> {
+        let mut buses = self.plugins.messagebus.iter();
+        match (buses.next(), buses.next()) {
+            (Some((name, spec)), None) => Ok((name, spec)),
+            (None, _) => bail!("hermes.plugins.messagebus: no message bus is configured"),
+            (Some(_), Some(_)) => bail!(
+                "hermes.plugins.messagebus: {} buses are configured; hermes uses exactly one",
+                self.plugins.messagebus.len()
+            ),
+        }
+    }
+
+    /// Loads the message-bus plugin with its grants.
+    pub async fn load_bus(&self, engine: &Engine, base: &Path) -> Result<(Arc<Plugin>, &BusSpec)> {
+        let (name, spec) = self.bus()?;
+        let key = format!("hermes.plugins.messagebus.{name}");
+        let dirs = spec
+            .dirs
+            .iter()
+            .map(|dir| {
+                let (path, ro) = match dir.strip_suffix(":ro") {
+                    Some(path) => (path, ":ro"),
+                    None => (dir.as_str(), ""),
+                };
+                let path = resolve(base, Path::new(path));
+                DirGrant::parse(&format!("{}{ro}", path.display()))
+                    .with_context(|| format!("{key}.dirs"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let redis = spec
+            .allow_redis
+            .iter()
+            .map(|url| RedisAllow::parse(url).map_err(|e| anyhow!("{key}.allow_redis: {e}")))
+            .collect::<Result<Vec<_>>>()?;
+        let grants = Grants {
+            dirs,
+            redis,
+            ..Grants::default()
+        };
+        let plugin = match &spec.wasm {
+            Some(wasm) => Plugin::from_file(engine, &resolve(base, wasm), grants).await?,
+            None => {
+                let bytes = engine.built_in(name).ok_or_else(|| {
+                    anyhow!(
+                        "{key}: no built-in plugin `{name}` (built in: {}); give its component with `wasm`",
+                        engine.built_in_names().join(", ")
+                    )
+                })?;
+                Plugin::load(engine, bytes, &format!("built-in {name}"), grants).await?
+            }
+        };
+        Ok((plugin, spec))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct Doc {
+        #[allow(dead_code)]
+        hermes: HermesSection,
+    }
+
+    #[test]
+    fn an_error_names_the_file_and_the_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("client.yml");
+        std::fs::write(
+            &path,
+            "hermes:\n  plugins:\n    messagebus:\n      sqlite:\n        settings: {}\n        grants: []\n",
+        )
+        .expect("write");
+        let error = read::<Doc>(&path).expect_err("unknown key").to_string();
+        assert!(error.starts_with(&path.display().to_string()), "{error}");
+        assert!(
+            error.contains("hermes.plugins.messagebus.sqlite") && error.contains("grants"),
+            "{error}"
+        );
+        assert_eq!(error.lines().count(), 1);
+    }
+}

@@ -1,0 +1,278 @@
+//! The command line: parsing, and the glue from arguments to the library.
+
+mod bench;
+mod client;
+mod consume;
+mod inspect;
+mod produce;
+mod server;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use hermes_host::{DirGrant, Engine, Grants, Plugin, RedisAllow};
+
+/// Run hermes message-bus plugins compiled to WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "hermes-wasm", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+
+    /// More log output (-v: debug, -vv: trace). `HERMES_WASM_LOG` takes a
+    /// tracing filter such as `plugin=debug`.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only errors in the log.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show what a plugin is: its world, name, version, roles and settings schemas.
+    Inspect(inspect::InspectArgs),
+    /// Send events to a bus: one hermes event JSON per input line.
+    Produce(produce::ProduceArgs),
+    /// Print the events of a bus: one JSON line per event.
+    Consume(consume::ConsumeArgs),
+    /// Run hermes-server: poll the datasources and send their changes.
+    Server(server::ServerArgs),
+    /// Run hermes-client: apply the bus's events to a target.
+    Client(client::ClientArgs),
+    /// Show where a client stands: offsets, events behind, error queue.
+    Status(client::StatusArgs),
+    /// Measure every bus path beside its limit (the disk, the native
+    /// library, the raw protocol), in one run: a table of figures and ratios.
+    Bench(bench::BenchArgs),
+    /// Run `hermes-wasm ARGS` and print its peak resident memory in KiB
+    /// (what `bench` measures whole jobs with).
+    #[command(hide = true)]
+    PeakRss {
+        /// The job's arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+}
+
+/// Which plugin, and what it is granted.
+#[derive(Debug, Args)]
+pub struct PluginArgs {
+    /// The plugin: a component file (a path, or a name ending in `.wasm`), or
+    /// a built-in bus: `file-log` (the default), `sqlite`, `redis-streams`.
+    #[arg(long, value_name = "PLUGIN")]
+    plugin: Option<PathBuf>,
+
+    /// Grant the plugin a host directory, seen at the same absolute path.
+    /// `DIR:ro` grants it read-only. Repeatable; nothing is granted by default.
+    #[arg(long = "dir", value_name = "DIR[:ro]")]
+    dirs: Vec<String>,
+
+    /// Allow the plugin to connect to this Redis server, such as
+    /// `redis://127.0.0.1:6379` (any database) or `redis://127.0.0.1:6379/2`
+    /// (that database only). Repeatable; no server is allowed by default.
+    #[arg(long = "allow-redis", value_name = "URL")]
+    allow_redis: Vec<String>,
+
+    /// The plugin's memory cap, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = (hermes_host::sandbox::DEFAULT_MEMORY_LIMIT >> 20) as u64)]
+    memory_mib: u64,
+
+    /// How long one plugin call may run, in milliseconds, not counting the
+    /// time a consumer is asked to wait for events.
+    #[arg(long, value_name = "MS", default_value_t = hermes_host::sandbox::DEFAULT_CALL_DEADLINE.as_millis() as u64)]
+    call_deadline_ms: u64,
+
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+impl PluginArgs {
+    /// Loads the plugin with its grants.
+    async fn load(&self) -> Result<Arc<Plugin>> {
+        let dirs = self
+            .dirs
+            .iter()
+            .map(|spec| DirGrant::parse(spec))
+            .collect::<Result<Vec<_>, _>>()?;
+        let redis = self
+            .allow_redis
+            .iter()
+            .map(|url| RedisAllow::parse(url).map_err(|e| anyhow::anyhow!("--allow-redis {e}")))
+            .collect::<Result<Vec<_>>>()?;
+        let memory_limit =
+            usize::try_from(self.memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+        let grants = Grants {
+            dirs,
+            redis,
+            memory_limit,
+            call_deadline: Duration::from_millis(self.call_deadline_ms),
+        };
+        load_plugin(self.plugin.as_deref(), grants, &self.cache).await
+    }
+}
+
+/// Where compiled plugins are kept.
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    /// Where compiled plugins are cached. Default: `$HERMES_WASM_CACHE`, else
+    /// `$XDG_CACHE_HOME/hermes-wasm`, else `~/.cache/hermes-wasm`.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// Compile the plugin every time.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
+}
+
+impl CacheArgs {
+    /// The compilation cache directory, if caching.
+    fn dir(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            None
+        } else {
+            self.cache_dir.clone().or_else(Engine::default_cache_dir)
+        }
+    }
+
+    /// An engine caching in this directory, with the built-in plugins.
+    fn engine(&self) -> Result<Engine> {
+        engine(self.dir())
+    }
+}
+
+/// An engine caching compiled code in `cache_dir`, knowing the built-in
+/// plugins by name.
+pub fn engine(cache_dir: Option<PathBuf>) -> Result<Engine> {
+    Ok(Engine::new(cache_dir)?.with_built_ins(hermes_builtins::ALL))
+}
+
+/// Resolves on SIGINT or SIGTERM. The signals are listened for from this
+/// call on: one that arrives before the future is awaited (during a poll, or
+/// while the client starts) is remembered, not lost.
+fn stop_signal() -> impl Future<Output = ()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{Signal, SignalKind, signal};
+        let interrupt = signal(SignalKind::interrupt()).ok();
+        let terminate = signal(SignalKind::terminate()).ok();
+        // A signal that could not be listened for keeps its default action.
+        async fn received(signal: Option<Signal>) {
+            match signal {
+                Some(mut signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        async move {
+            tokio::select! {
+                () = received(interrupt) => {}
+                () = received(terminate) => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Loads the plugin `path` names: a file, or a built-in plugin by name; the
+/// built-in file-log bus without one.
+async fn load_plugin(
+    path: Option<&Path>,
+    grants: Grants,
+    cache: &CacheArgs,
+) -> Result<Arc<Plugin>> {
+    let engine = cache.engine()?;
+    let plugin = match path.map(|path| plugin_source(&engine, path)).transpose()? {
+        Some(PluginSource::File(path)) => Plugin::from_file(&engine, path, grants).await?,
+        Some(PluginSource::BuiltIn(name, bytes)) => {
+            Plugin::load(&engine, bytes, &format!("built-in {name}"), grants).await?
+        }
+        None => {
+            let file_log = hermes_builtins::FILE_LOG;
+            Plugin::load(&engine, file_log, "built-in file-log", grants).await?
+        }
+    };
+    tracing::debug!(plugin = plugin.name(), origin = plugin.origin(), code = ?plugin.code_source(), "loaded");
+    Ok(plugin)
+}
+
+enum PluginSource<'a> {
+    File(&'a Path),
+    BuiltIn(&'a str, &'static [u8]),
+}
+
+/// A path, or a name ending in `.wasm`, is a file; any other name must be a
+/// built-in plugin's.
+fn plugin_source<'a>(engine: &Engine, path: &'a Path) -> Result<PluginSource<'a>> {
+    let text = path.to_str().unwrap_or_default();
+    if text.is_empty()
+        || text.contains(std::path::MAIN_SEPARATOR)
+        || text.contains('/')
+        || text.ends_with(".wasm")
+    {
+        return Ok(PluginSource::File(path));
+    }
+    engine
+        .built_in(text)
+        .map(|bytes| PluginSource::BuiltIn(text, bytes))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "plugin `{text}`: not a built-in plugin ({}); a component file is a path or ends in .wasm",
+                engine.built_in_names().join(", ")
+            )
+        })
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Inspect(args) => inspect::run(args).await,
+        Command::Produce(args) => produce::run(args).await,
+        Command::Consume(args) => consume::run(args).await,
+        Command::Server(args) => server::run(args).await,
+        Command::Client(args) => client::run(args).await,
+        Command::Status(args) => client::status(args).await,
+        Command::Bench(args) => bench::run(args).await,
+        Command::PeakRss { args } => bench::peak_rss(args),
+    }
+}
+
+impl Cli {
+    /// Whether the log shows only warnings unless asked for more: the bench
+    /// prints its own progress, and the jobs it runs would drown it.
+    pub fn quiet_log(&self) -> bool {
+        matches!(self.command, Command::Bench(_))
+    }
+}
+
+pub fn init_logging(verbose: u8, quiet: bool, quiet_log: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) if quiet_log => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("HERMES_WASM_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!(
+                "warn,hermes_wasm={default},plugin={default}"
+            ))
+        });
+    // Colours for a terminal only: a service's log file or journal gets
+    // plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .init();
+}
