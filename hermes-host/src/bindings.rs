@@ -17,6 +17,10 @@ wasmtime::component::bindgen!({
         "hermes:bus/redis.connection": crate::capabilities::redis::Connection,
         "hermes:bus/sqlite.database": crate::capabilities::sqlite::Database,
     },
+    trappable_error_type: {
+        "hermes:bus/redis.redis-error" => crate::capabilities::redis::RedisFailure,
+        "hermes:bus/sqlite.sqlite-error" => crate::capabilities::sqlite::SqliteFailure,
+    },
     additional_derives: [PartialEq],
 });
 

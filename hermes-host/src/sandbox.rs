@@ -13,7 +13,7 @@ use std::time::Duration;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::capabilities;
+use crate::capabilities::Capabilities;
 pub use crate::capabilities::redis::RedisAllow;
 use crate::error::{Error, Result};
 
@@ -75,20 +75,22 @@ impl Default for Grants {
     }
 }
 
-/// The state of one plugin instance's store.
+/// The state of one plugin instance's store: WASI, the resource table every
+/// capability keeps its handles in, the capabilities' contexts, the limiter.
 pub struct HostState {
     wasi: WasiCtx,
     pub(crate) table: ResourceTable,
+    pub(crate) capabilities: Capabilities,
     pub(crate) limiter: MemoryLimiter,
-    pub(crate) plugin: Arc<str>,
-    pub(crate) grants: Arc<Grants>,
 }
 
 impl HostState {
     pub(crate) fn new(plugin: Arc<str>, grants: &Grants) -> Result<Self> {
+        let capabilities = Capabilities::new(&plugin, grants);
+        let (stdout, stderr) = capabilities.output();
         let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(capabilities::log::GuestOutput::stdout(plugin.clone()))
-            .stderr(capabilities::log::GuestOutput::stderr(plugin.clone()))
+        wasi.stdout(stdout)
+            .stderr(stderr)
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -111,12 +113,11 @@ impl HostState {
         Ok(HostState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
+            capabilities,
             limiter: MemoryLimiter {
                 limit: grants.memory_limit,
                 exceeded: false,
             },
-            plugin,
-            grants: Arc::new(grants.clone()),
         })
     }
 }

@@ -6,27 +6,63 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use tokio::io::AsyncWrite;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{HasData, Linker};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
 use crate::bindings::log::{Host, Level};
-use crate::bindings::types;
-use crate::sandbox::HostState;
 
 /// A line longer than this is cut: a plugin must not make the host buffer
 /// without bound.
 pub const MAX_LINE: usize = 16 * 1024;
 
-impl Host for HostState {
-    fn log(&mut self, level: Level, message: String) {
-        emit(&self.plugin, level, truncate(&message));
+/// What the capability holds for one plugin instance: the name its lines
+/// are tagged with.
+pub struct LogCtx {
+    plugin: Arc<str>,
+}
+
+impl LogCtx {
+    /// The capability for `plugin`.
+    pub fn new(plugin: Arc<str>) -> Self {
+        LogCtx { plugin }
+    }
+
+    /// The plugin's stdout, logged at info.
+    pub fn stdout(&self) -> GuestOutput {
+        GuestOutput::new(Level::Info, self.plugin.clone())
+    }
+
+    /// The plugin's stderr, logged at warn.
+    pub fn stderr(&self) -> GuestOutput {
+        GuestOutput::new(Level::Warn, self.plugin.clone())
     }
 }
 
-impl types::Host for HostState {}
+/// The capability as a plugin's calls see it.
+pub struct LogView<'a> {
+    /// The plugin's name.
+    pub ctx: &'a LogCtx,
+}
 
-pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    crate::bindings::log::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)
+impl Host for LogView<'_> {
+    fn log(&mut self, level: Level, message: String) {
+        emit(&self.ctx.plugin, level, truncate(&message));
+    }
+}
+
+/// Selects the capability's view in a store's data.
+struct HasLog;
+
+impl HasData for HasLog {
+    type Data<'a> = LogView<'a>;
+}
+
+/// Adds the capability to `linker`; `view` finds it in the store's data.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    view: fn(&mut T) -> LogView<'_>,
+) -> wasmtime::Result<()> {
+    crate::bindings::log::add_to_linker::<T, HasLog>(linker, view)
 }
 
 fn emit(plugin: &str, level: Level, message: &str) {
@@ -59,17 +95,9 @@ pub struct GuestOutput {
 }
 
 impl GuestOutput {
-    pub(crate) fn stdout(plugin: Arc<str>) -> Self {
+    fn new(level: Level, plugin: Arc<str>) -> Self {
         GuestOutput {
-            level: Level::Info,
-            plugin,
-            pending: Arc::default(),
-        }
-    }
-
-    pub(crate) fn stderr(plugin: Arc<str>) -> Self {
-        GuestOutput {
-            level: Level::Warn,
+            level,
             plugin,
             pending: Arc::default(),
         }

@@ -4,14 +4,15 @@
 //! other work goes on meanwhile.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Value};
-use wasmtime::component::{HasSelf, Linker, Resource};
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+use wasmtime_wasi::TrappableError;
 
 use crate::bindings::redis::{Host, HostConnection, RedisError, Reply, ReplyItem};
-use crate::sandbox::HostState;
 
 /// How long opening a connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -113,53 +114,63 @@ impl Connection {
     }
 }
 
-impl Host for HostState {}
+/// What the capability holds for one plugin instance: the servers the
+/// operator allows, and the plugin's name for the log.
+pub struct RedisCtx {
+    plugin: Arc<str>,
+    allowed: Vec<RedisAllow>,
+}
 
-impl HostConnection for HostState {
-    async fn open(
-        &mut self,
-        url: String,
-    ) -> wasmtime::Result<Result<Resource<Connection>, RedisError>> {
-        let info = match parse_url(&url) {
-            Ok(info) => info,
-            Err(e) => return Ok(Err(RedisError::InvalidUrl(e))),
-        };
-        if !self.grants.redis.iter().any(|allow| allow.allows(&info)) {
-            tracing::warn!(target: "plugin", plugin = &*self.plugin, "refused a connection to {}", redact(&url));
-            return Ok(Err(RedisError::Refused(format!(
+impl RedisCtx {
+    /// The capability for `plugin`, allowed to reach `allowed`.
+    pub fn new(plugin: Arc<str>, allowed: Vec<RedisAllow>) -> Self {
+        RedisCtx { plugin, allowed }
+    }
+}
+
+/// The capability as a plugin's calls see it: its context, and the
+/// instance's table holding the open connections.
+pub struct RedisView<'a> {
+    /// The grants and limits.
+    pub ctx: &'a RedisCtx,
+    /// The instance's resources.
+    pub table: &'a mut ResourceTable,
+}
+
+/// A failed call: a `redis-error` the plugin receives, or a trap.
+pub type RedisFailure = TrappableError<RedisError>;
+
+impl Host for RedisView<'_> {
+    fn convert_redis_error(&mut self, failure: RedisFailure) -> wasmtime::Result<RedisError> {
+        failure.downcast()
+    }
+}
+
+impl HostConnection for RedisView<'_> {
+    async fn open(&mut self, url: String) -> Result<Resource<Connection>, RedisFailure> {
+        let info = parse_url(&url).map_err(RedisError::InvalidUrl)?;
+        if !self.ctx.allowed.iter().any(|allow| allow.allows(&info)) {
+            tracing::warn!(target: "plugin", plugin = &*self.ctx.plugin, "refused a connection to {}", redact(&url));
+            return Err(RedisError::Refused(format!(
                 "{} is not an allowed Redis server (allow it with --allow-redis)",
                 redact(&url)
-            ))));
+            ))
+            .into());
         }
-        let client = match redis::Client::open(info) {
-            Ok(client) => client,
-            Err(e) => {
-                return Ok(Err(RedisError::InvalidUrl(format!(
-                    "{}: {e}",
-                    redact(&url)
-                ))));
-            }
-        };
+        let client = redis::Client::open(info)
+            .map_err(|e| RedisError::InvalidUrl(format!("{}: {e}", redact(&url))))?;
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(None);
-        let inner = match client
+        let inner = client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-        {
-            Ok(inner) => inner,
-            Err(e) => {
-                return Ok(Err(RedisError::Unavailable(format!(
-                    "{}: {e}",
-                    redact(&url)
-                ))));
-            }
-        };
+            .map_err(|e| RedisError::Unavailable(format!("{}: {e}", redact(&url))))?;
         let connection = Connection {
             inner,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
         };
-        Ok(Ok(self.table.push(connection)?))
+        self.table.push(connection).map_err(super::trap)
     }
 
     async fn set_response_timeout(
@@ -176,47 +187,42 @@ impl HostConnection for HostState {
         &mut self,
         connection: Resource<Connection>,
         args: Vec<Vec<u8>>,
-    ) -> wasmtime::Result<Result<Reply, RedisError>> {
-        let command = match to_command(args) {
-            Ok(command) => command,
-            Err(e) => return Ok(Err(e)),
-        };
-        let connection = self.table.get_mut(&connection)?;
+    ) -> Result<Reply, RedisFailure> {
+        let command = to_command(args)?;
+        let connection = self.table.get_mut(&connection).map_err(super::trap)?;
         let mut inner = connection.inner.clone();
         let value = connection
             .call(async move { inner.req_packed_command(&command).await })
-            .await;
-        Ok(value.map(flatten))
+            .await?;
+        Ok(flatten(value))
     }
 
     async fn pipeline(
         &mut self,
         connection: Resource<Connection>,
         commands: Vec<Vec<Vec<u8>>>,
-    ) -> wasmtime::Result<Result<Vec<Reply>, RedisError>> {
+    ) -> Result<Vec<Reply>, RedisFailure> {
         if commands.is_empty() {
-            return Ok(Ok(Vec::new()));
+            return Ok(Vec::new());
         }
         if commands.len() > MAX_ITEMS {
-            return Ok(Err(RedisError::InvalidCall(format!(
+            return Err(RedisError::InvalidCall(format!(
                 "a pipeline of {} commands; at most {MAX_ITEMS}",
                 commands.len()
-            ))));
+            ))
+            .into());
         }
         let count = commands.len();
         let mut pipeline = redis::Pipeline::with_capacity(count);
         for args in commands {
-            match to_command(args) {
-                Ok(command) => pipeline.add_command(command),
-                Err(e) => return Ok(Err(e)),
-            };
+            pipeline.add_command(to_command(args)?);
         }
-        let connection = self.table.get_mut(&connection)?;
+        let connection = self.table.get_mut(&connection).map_err(super::trap)?;
         let mut inner = connection.inner.clone();
         let values = connection
             .call(async move { inner.req_packed_commands(&pipeline, 0, count).await })
-            .await;
-        Ok(values.map(|values| values.into_iter().map(flatten).collect()))
+            .await?;
+        Ok(values.into_iter().map(flatten).collect())
     }
 
     async fn drop(&mut self, connection: Resource<Connection>) -> wasmtime::Result<()> {
@@ -286,13 +292,116 @@ fn len<T>(values: &[T]) -> u32 {
     u32::try_from(values.len()).unwrap_or(u32::MAX)
 }
 
-pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    crate::bindings::redis::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)
+/// Selects the capability's view in a store's data.
+struct HasRedis;
+
+impl HasData for HasRedis {
+    type Data<'a> = RedisView<'a>;
+}
+
+/// Adds the capability to `linker`; `view` finds it in the store's data.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    view: fn(&mut T) -> RedisView<'_>,
+) -> wasmtime::Result<()> {
+    crate::bindings::redis::add_to_linker::<T, HasRedis>(linker, view)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use local_servers::RedisServer;
+
+    fn domain<T: fmt::Debug>(result: Result<T, RedisFailure>) -> RedisError {
+        result
+            .expect_err("the call fails")
+            .downcast()
+            .expect("a redis-error, not a trap")
+    }
+
+    /// The capability called directly, as a plugin's calls reach it.
+    #[tokio::test]
+    async fn the_view_reaches_allowed_servers_only_and_lowers_its_failures() {
+        let server = RedisServer::start();
+        let url = server.url();
+        let other = "redis://127.0.0.1:1/0";
+        let ctx = RedisCtx::new(
+            Arc::from("probe"),
+            vec![RedisAllow::parse(&url).expect("valid")],
+        );
+        let mut table = ResourceTable::new();
+        let mut view = RedisView {
+            ctx: &ctx,
+            table: &mut table,
+        };
+
+        assert!(matches!(
+            domain(view.open(other.into()).await),
+            RedisError::Refused(m) if m.contains("not an allowed Redis server")
+        ));
+        assert!(matches!(
+            domain(view.open("http://x".into()).await),
+            RedisError::InvalidUrl(_)
+        ));
+
+        let connection = view.open(url.clone()).await.expect("allowed");
+        let again = Resource::<Connection>::new_borrow(connection.rep());
+        let reply = view
+            .command(again, vec![b"PING".to_vec()])
+            .await
+            .expect("PING");
+        assert_eq!(reply, vec![ReplyItem::Status("PONG".into())]);
+
+        let again = Resource::<Connection>::new_borrow(connection.rep());
+        let replies = view
+            .pipeline(
+                again,
+                vec![
+                    vec![b"SET".to_vec(), b"k".to_vec(), b"v".to_vec()],
+                    vec![b"GET".to_vec(), b"k".to_vec()],
+                    vec![b"NO-SUCH-COMMAND".to_vec()],
+                ],
+            )
+            .await
+            .expect("a pipeline");
+        assert_eq!(replies[0], vec![ReplyItem::Status("OK".into())]);
+        assert_eq!(replies[1], vec![ReplyItem::Bulk(b"v".to_vec())]);
+        assert!(
+            matches!(&replies[2][..], [ReplyItem::Error(e)] if e.starts_with("ERR")),
+            "a server error is a reply item: {:?}",
+            replies[2]
+        );
+
+        let again = Resource::<Connection>::new_borrow(connection.rep());
+        assert!(matches!(
+            domain(view.command(again, vec![]).await),
+            RedisError::InvalidCall(_)
+        ));
+
+        // A reply that does not come within the timeout is `unavailable`.
+        let again = Resource::<Connection>::new_borrow(connection.rep());
+        view.set_response_timeout(again, 50).await.expect("set");
+        let again = Resource::<Connection>::new_borrow(connection.rep());
+        let blocked = view
+            .command(
+                again,
+                vec![b"BLPOP".to_vec(), b"empty".to_vec(), b"2".to_vec()],
+            )
+            .await;
+        assert!(matches!(
+            domain(blocked),
+            RedisError::Unavailable(m) if m.contains("no reply within 50 ms")
+        ));
+
+        // A handle the plugin does not hold is a trap, not a redis-error.
+        view.drop(connection).await.expect("closed");
+        let forged = Resource::<Connection>::new_borrow(12345);
+        let failure = view
+            .command(forged, vec![b"PING".to_vec()])
+            .await
+            .expect_err("no such connection");
+        assert!(failure.downcast().is_err(), "a trap");
+    }
 
     #[test]
     fn an_allowed_server_matches_by_address_and_database_if_named() {

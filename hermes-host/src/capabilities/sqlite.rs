@@ -10,10 +10,11 @@ use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::limits::Limit;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{ErrorCode, OpenFlags};
-use wasmtime::component::{HasSelf, Linker, Resource};
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+use wasmtime_wasi::TrappableError;
 
 use crate::bindings::sqlite::{Access, Host, HostDatabase, Outcome, Rows, SqliteError, Value};
-use crate::sandbox::{DirGrant, HostState};
+use crate::sandbox::DirGrant;
 
 /// How long a call waits for another connection's lock before `busy`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -27,30 +28,55 @@ pub struct Database {
     connection: Arc<Mutex<rusqlite::Connection>>,
 }
 
-impl Host for HostState {}
+/// What the capability holds for one plugin instance: the directories its
+/// databases may live in, and the plugin's name for the log.
+pub struct SqliteCtx {
+    plugin: Arc<str>,
+    dirs: Vec<DirGrant>,
+}
 
-impl HostDatabase for HostState {
+impl SqliteCtx {
+    /// The capability for `plugin`, with databases inside `dirs`.
+    pub fn new(plugin: Arc<str>, dirs: Vec<DirGrant>) -> Self {
+        SqliteCtx { plugin, dirs }
+    }
+}
+
+/// The capability as a plugin's calls see it: its context, and the
+/// instance's table holding the open databases.
+pub struct SqliteView<'a> {
+    /// The grants and limits.
+    pub ctx: &'a SqliteCtx,
+    /// The instance's resources.
+    pub table: &'a mut ResourceTable,
+}
+
+/// A failed call: a `sqlite-error` the plugin receives, or a trap.
+pub type SqliteFailure = TrappableError<SqliteError>;
+
+impl Host for SqliteView<'_> {
+    fn convert_sqlite_error(&mut self, failure: SqliteFailure) -> wasmtime::Result<SqliteError> {
+        failure.downcast()
+    }
+}
+
+impl HostDatabase for SqliteView<'_> {
     async fn open(
         &mut self,
         path: String,
         access: Access,
-    ) -> wasmtime::Result<Result<Resource<Database>, SqliteError>> {
-        let resolved = match resolve(&path, access, &self.grants.dirs) {
-            Ok(resolved) => resolved,
-            Err(e) => {
-                if let SqliteError::Refused(why) = &e {
-                    tracing::warn!(target: "plugin", plugin = &*self.plugin, "sqlite: refused {why}");
-                }
-                return Ok(Err(e));
+    ) -> Result<Resource<Database>, SqliteFailure> {
+        let resolved = resolve(&path, access, &self.ctx.dirs).inspect_err(|e| {
+            if let SqliteError::Refused(why) = e {
+                tracing::warn!(target: "plugin", plugin = &*self.ctx.plugin, "sqlite: refused {why}");
             }
-        };
-        let opened = blocking(move || connect(&path, &resolved, access)).await;
-        Ok(match opened {
-            Ok(connection) => Ok(self.table.push(Database {
+        })?;
+        let connection = blocking(move || connect(&path, &resolved, access)).await?;
+        self.table
+            .push(Database {
                 connection: Arc::new(Mutex::new(connection)),
-            })?),
-            Err(e) => Err(e),
-        })
+            })
+            .map_err(super::trap)
     }
 
     async fn execute(
@@ -58,8 +84,8 @@ impl HostDatabase for HostState {
         database: Resource<Database>,
         sql: String,
         params: Vec<Value>,
-    ) -> wasmtime::Result<Result<Outcome, SqliteError>> {
-        let connection = self.table.get(&database)?.connection.clone();
+    ) -> Result<Outcome, SqliteFailure> {
+        let connection = self.connection(&database)?;
         Ok(blocking(move || {
             let connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
             let mut statement = connection.prepare_cached(&sql).map_err(error)?;
@@ -71,7 +97,7 @@ impl HostDatabase for HostState {
                 last_insert_rowid: connection.last_insert_rowid(),
             })
         })
-        .await)
+        .await?)
     }
 
     async fn execute_many(
@@ -79,8 +105,8 @@ impl HostDatabase for HostState {
         database: Resource<Database>,
         sql: String,
         params: Vec<Vec<Value>>,
-    ) -> wasmtime::Result<Result<Vec<Outcome>, SqliteError>> {
-        let connection = self.table.get(&database)?.connection.clone();
+    ) -> Result<Vec<Outcome>, SqliteFailure> {
+        let connection = self.connection(&database)?;
         Ok(blocking(move || {
             let connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
             let mut statement = connection.prepare_cached(&sql).map_err(error)?;
@@ -96,7 +122,7 @@ impl HostDatabase for HostState {
             }
             Ok(outcomes)
         })
-        .await)
+        .await?)
     }
 
     async fn query(
@@ -104,8 +130,8 @@ impl HostDatabase for HostState {
         database: Resource<Database>,
         sql: String,
         params: Vec<Value>,
-    ) -> wasmtime::Result<Result<Rows, SqliteError>> {
-        let connection = self.table.get(&database)?.connection.clone();
+    ) -> Result<Rows, SqliteFailure> {
+        let connection = self.connection(&database)?;
         Ok(blocking(move || {
             let connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
             let mut statement = connection.prepare_cached(&sql).map_err(error)?;
@@ -133,27 +159,18 @@ impl HostDatabase for HostState {
             }
             Ok(Rows { columns, rows })
         })
-        .await)
+        .await?)
     }
 
-    async fn begin(
-        &mut self,
-        database: Resource<Database>,
-    ) -> wasmtime::Result<Result<(), SqliteError>> {
+    async fn begin(&mut self, database: Resource<Database>) -> Result<(), SqliteFailure> {
         self.batch(database, "BEGIN IMMEDIATE").await
     }
 
-    async fn commit(
-        &mut self,
-        database: Resource<Database>,
-    ) -> wasmtime::Result<Result<(), SqliteError>> {
+    async fn commit(&mut self, database: Resource<Database>) -> Result<(), SqliteFailure> {
         self.batch(database, "COMMIT").await
     }
 
-    async fn rollback(
-        &mut self,
-        database: Resource<Database>,
-    ) -> wasmtime::Result<Result<(), SqliteError>> {
+    async fn rollback(&mut self, database: Resource<Database>) -> Result<(), SqliteFailure> {
         self.batch(database, "ROLLBACK").await
     }
 
@@ -165,18 +182,30 @@ impl HostDatabase for HostState {
     }
 }
 
-impl HostState {
+impl SqliteView<'_> {
+    fn connection(
+        &self,
+        database: &Resource<Database>,
+    ) -> Result<Arc<Mutex<rusqlite::Connection>>, SqliteFailure> {
+        Ok(self
+            .table
+            .get(database)
+            .map_err(super::trap)?
+            .connection
+            .clone())
+    }
+
     async fn batch(
         &mut self,
         database: Resource<Database>,
         sql: &'static str,
-    ) -> wasmtime::Result<Result<(), SqliteError>> {
-        let connection = self.table.get(&database)?.connection.clone();
+    ) -> Result<(), SqliteFailure> {
+        let connection = self.connection(&database)?;
         Ok(blocking(move || {
             let connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
             connection.execute_batch(sql).map_err(error)
         })
-        .await)
+        .await?)
     }
 }
 
@@ -334,8 +363,19 @@ fn value_size(value: &Value) -> usize {
     }
 }
 
-pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    crate::bindings::sqlite::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)
+/// Selects the capability's view in a store's data.
+struct HasSqlite;
+
+impl HasData for HasSqlite {
+    type Data<'a> = SqliteView<'a>;
+}
+
+/// Adds the capability to `linker`; `view` finds it in the store's data.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    view: fn(&mut T) -> SqliteView<'_>,
+) -> wasmtime::Result<()> {
+    crate::bindings::sqlite::add_to_linker::<T, HasSqlite>(linker, view)
 }
 
 #[cfg(test)]
@@ -351,6 +391,104 @@ mod tests {
 
     fn refused(result: Result<PathBuf, SqliteError>) -> bool {
         matches!(result, Err(SqliteError::Refused(_)))
+    }
+
+    fn domain<T: std::fmt::Debug>(result: Result<T, SqliteFailure>) -> SqliteError {
+        result
+            .expect_err("the call fails")
+            .downcast()
+            .expect("a sqlite-error, not a trap")
+    }
+
+    fn handle(database: &Resource<Database>) -> Resource<Database> {
+        Resource::new_borrow(database.rep())
+    }
+
+    /// The capability called directly, as a plugin's calls reach it.
+    #[tokio::test]
+    async fn the_view_opens_inside_its_grants_and_lowers_its_failures() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let read_only = tempfile::tempdir().expect("tempdir");
+        let mut dirs = grant(dir.path(), false);
+        dirs.extend(grant(read_only.path(), true));
+        let root = dirs[0].path.display().to_string();
+        let ctx = SqliteCtx::new(Arc::from("probe"), dirs.clone());
+        let mut table = ResourceTable::new();
+        let mut view = SqliteView {
+            ctx: &ctx,
+            table: &mut table,
+        };
+
+        assert!(matches!(
+            domain(view.open("/etc/hostname".into(), Access::ReadOnly).await),
+            SqliteError::Refused(_)
+        ));
+        let elsewhere = format!("{}/bus.sqlite", dirs[1].path.display());
+        assert!(matches!(
+            domain(view.open(elsewhere, Access::ReadWrite).await),
+            SqliteError::Refused(m) if m.contains("read-only")
+        ));
+
+        let db = view
+            .open(format!("{root}/bus.sqlite"), Access::ReadWrite)
+            .await
+            .expect("opens");
+        view.execute(
+            handle(&db),
+            "CREATE TABLE t (n INTEGER, s TEXT)".into(),
+            vec![],
+        )
+        .await
+        .expect("create");
+        view.begin(handle(&db)).await.expect("begin");
+        let outcomes = view
+            .execute_many(
+                handle(&db),
+                "INSERT INTO t VALUES (?1, ?2)".into(),
+                vec![
+                    vec![Value::Integer(1), Value::Text("one".into())],
+                    vec![Value::Integer(2), Value::Null],
+                ],
+            )
+            .await
+            .expect("insert");
+        assert_eq!(
+            outcomes
+                .iter()
+                .map(|o| (o.changes, o.last_insert_rowid))
+                .collect::<Vec<_>>(),
+            [(1, 1), (1, 2)]
+        );
+        view.commit(handle(&db)).await.expect("commit");
+        let rows = view
+            .query(handle(&db), "SELECT n, s FROM t ORDER BY n".into(), vec![])
+            .await
+            .expect("query");
+        assert_eq!(rows.columns, ["n", "s"]);
+        assert_eq!(
+            rows.rows,
+            [
+                vec![Value::Integer(1), Value::Text("one".into())],
+                vec![Value::Integer(2), Value::Null],
+            ]
+        );
+        assert!(matches!(
+            domain(view.execute(handle(&db), "NOT SQL".into(), vec![]).await),
+            SqliteError::Failed(_)
+        ));
+        assert!(matches!(
+            domain(view.commit(handle(&db)).await),
+            SqliteError::Failed(m) if m.contains("no transaction")
+        ));
+
+        // A handle the plugin does not hold is a trap, not a sqlite-error.
+        view.drop(db).await.expect("closed");
+        let forged = Resource::<Database>::new_borrow(4242);
+        let failure = view
+            .query(forged, "SELECT 1".into(), vec![])
+            .await
+            .expect_err("no such database");
+        assert!(failure.downcast().is_err(), "a trap");
     }
 
     #[test]
