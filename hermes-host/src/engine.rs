@@ -46,7 +46,7 @@ impl Engine {
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         let inner = wasmtime::Engine::new(&config)
-            .map_err(|e| Error::Host(format!("cannot start the wasm engine: {e}")))?;
+            .map_err(|e| Error::host_from("cannot start the wasm engine", e))?;
         let cache = cache_dir.map(|dir| Arc::new(ComponentCache::new(dir, &inner)));
         let ticker = Arc::new(EpochTicker::start(inner.clone()));
         Ok(Engine {
@@ -99,10 +99,8 @@ impl Engine {
         if let Some(component) = self.cache.as_ref().and_then(|cache| cache.get(bytes)) {
             return Ok((component, CodeSource::Cache));
         }
-        let component = Component::new(&self.inner, bytes).map_err(|e| Error::Load {
-            path: origin.to_owned(),
-            reason: format!("not a valid WebAssembly component: {}", one_line(&e)),
-        })?;
+        let component = Component::new(&self.inner, bytes)
+            .map_err(|e| Error::load_from(origin, "not a valid WebAssembly component", e))?;
         if let Some(cache) = &self.cache {
             cache.put(bytes, &component);
         }

@@ -1,10 +1,15 @@
-//! The runtime's public error type.
+//! The host library's public error type.
 
 use thiserror::Error;
 
 use crate::bindings::types::BusError;
 
-/// What went wrong, and with which plugin. Display gives one line.
+/// An error below this library (I/O, wasmtime, a parser), kept as the cause.
+pub type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What went wrong, and with which plugin. Display gives one line; the
+/// error below it, if any, is its [`source`](std::error::Error::source), so
+/// printing the chain (`{:#}` of an `anyhow::Error`) tells the whole story.
 #[derive(Debug, Error)]
 pub enum Error {
     /// The file is not a component, or not a hermes bus plugin.
@@ -14,6 +19,9 @@ pub enum Error {
         path: String,
         /// Why it cannot be used.
         reason: String,
+        /// The error below, if any.
+        #[source]
+        source: Option<Source>,
     },
 
     /// The operator's settings do not fit the plugin.
@@ -58,11 +66,60 @@ pub enum Error {
     },
 
     /// The host could not set the plugin up (a granted directory is missing, ...).
-    #[error("{0}")]
-    Host(String),
+    #[error("{what}")]
+    Host {
+        /// What the host was doing.
+        what: String,
+        /// The error below, if any.
+        #[source]
+        source: Option<Source>,
+    },
 }
 
 impl Error {
+    /// A host failure with nothing below it.
+    pub(crate) fn host(what: impl Into<String>) -> Error {
+        Error::Host {
+            what: what.into(),
+            source: None,
+        }
+    }
+
+    /// A host failure caused by `source`.
+    pub(crate) fn host_from(what: impl Into<String>, source: impl Into<Source>) -> Error {
+        Error::Host {
+            what: what.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// A plugin that cannot be used, because of `source`.
+    pub(crate) fn load_from(
+        path: impl Into<String>,
+        reason: impl Into<String>,
+        source: impl Into<Source>,
+    ) -> Error {
+        Error::Load {
+            path: path.into(),
+            reason: reason.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// Whether the same call may succeed if tried again later, with nothing
+    /// changed: the bus is unavailable (a server down, a lock held, a
+    /// network cut). Everything else stays wrong until the operator, the data
+    /// or the plugin changes, so retrying it only repeats the failure.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Bus {
+                error: BusError::Unavailable(_),
+                ..
+            }
+        )
+    }
+
     /// The bus error behind this error, if the plugin returned one.
     pub fn bus_error(&self) -> Option<&BusError> {
         match self {

@@ -8,6 +8,8 @@
 //! - [`sandbox`]: what the operator grants a plugin and how it is enforced.
 //! - [`capabilities`]: the host capabilities a plugin may import.
 //! - [`plugin`]: a loaded plugin: its world, its metadata, settings validation.
+//! - [`spec`]: one plugin as the operator describes it (component,
+//!   settings, grants, limits), from a configuration or flags alike.
 //! - [`producer`] and [`consumer`]: handles that call a plugin's exports, each
 //!   call under a deadline, recovering a fresh instance after a trap.
 
@@ -22,7 +24,7 @@ pub mod offset;
 pub mod plugin;
 pub mod producer;
 pub mod sandbox;
-pub mod settings;
+pub mod spec;
 
 pub use bindings::types::{BusError, Event as EventText, Offset, Timestamp};
 pub use consumer::{Consumed, Consumer};
@@ -32,3 +34,4 @@ pub use hermes_event::{Category, Event};
 pub use plugin::{Plugin, Role, World};
 pub use producer::Producer;
 pub use sandbox::{DirGrant, Grants, RedisAllow};
+pub use spec::{ComponentSource, PluginSpec};

@@ -109,10 +109,8 @@ pub struct Plugin {
 impl Plugin {
     /// Loads the plugin in the file at `path`.
     pub async fn from_file(engine: &Engine, path: &Path, grants: Grants) -> Result<Arc<Plugin>> {
-        let bytes = std::fs::read(path).map_err(|e| Error::Load {
-            path: path.display().to_string(),
-            reason: format!("cannot read: {e}"),
-        })?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::load_from(path.display().to_string(), "cannot read", e))?;
         Plugin::load(engine, &bytes, &path.display().to_string(), grants).await
     }
 
@@ -126,6 +124,7 @@ impl Plugin {
         let load_error = |reason: String| Error::Load {
             path: origin.to_owned(),
             reason,
+            source: None,
         };
         let (component, code_source) = engine.load(bytes, origin)?;
 
@@ -161,7 +160,7 @@ impl Plugin {
 
         let mut linker = Linker::new(engine.wasmtime());
         crate::capabilities::add_to_linker(&mut linker)
-            .map_err(|e| Error::Host(format!("cannot set up the host: {}", one_line(&e))))?;
+            .map_err(|e| Error::host_from("cannot set up the host", e))?;
         let pre = linker.instantiate_pre(&component).map_err(|e| {
             load_error(format!(
                 "needs what this host does not provide: {}",
@@ -302,6 +301,7 @@ impl Plugin {
             .map_err(|e| Error::Load {
                 path: self.origin.clone(),
                 reason: format!("cannot instantiate: {}", self.explain_trap(&store, &e)),
+                source: None,
             })?;
         Ok(Instance { store, instance })
     }

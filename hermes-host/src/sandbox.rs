@@ -25,6 +25,37 @@ pub const DEFAULT_MEMORY_LIMIT: usize = 128 * 1024 * 1024;
 /// asked to wait for new events.
 pub const DEFAULT_CALL_DEADLINE: Duration = Duration::from_secs(30);
 
+/// The memory caps an operator may set, in MiB: from 1 MiB to 64 GiB.
+pub const MEMORY_MIB_RANGE: std::ops::RangeInclusive<u64> = 1..=65_536;
+
+/// The call deadlines an operator may set, in milliseconds: from 1 ms to a day.
+pub const CALL_DEADLINE_MS_RANGE: std::ops::RangeInclusive<u64> = 1..=86_400_000;
+
+/// A memory cap given in MiB, checked against [`MEMORY_MIB_RANGE`].
+pub fn memory_limit_mib(mib: u64) -> std::result::Result<usize, String> {
+    in_range(mib, &MEMORY_MIB_RANGE)?;
+    usize::try_from(mib << 20).map_err(|_| format!("{mib} MiB does not fit this machine"))
+}
+
+/// A call deadline given in milliseconds, checked against
+/// [`CALL_DEADLINE_MS_RANGE`].
+pub fn call_deadline_ms(ms: u64) -> std::result::Result<Duration, String> {
+    in_range(ms, &CALL_DEADLINE_MS_RANGE)?;
+    Ok(Duration::from_millis(ms))
+}
+
+fn in_range(value: u64, range: &std::ops::RangeInclusive<u64>) -> std::result::Result<(), String> {
+    if range.contains(&value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{value} is out of range ({} to {})",
+            range.start(),
+            range.end()
+        ))
+    }
+}
+
 /// A host directory the plugin may use, seen by the plugin at the same
 /// (absolute) path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,16 +67,15 @@ pub struct DirGrant {
 }
 
 impl DirGrant {
-    /// Parses the CLI form `PATH` or `PATH:ro`. The directory must exist.
+    /// Parses `PATH`, `PATH:ro` or `PATH:rw`. The directory must exist.
     pub fn parse(spec: &str) -> Result<Self> {
         let (path, read_only) = match spec.strip_suffix(":ro") {
             Some(path) => (path, true),
             None => (spec.strip_suffix(":rw").unwrap_or(spec), false),
         };
-        let path =
-            std::fs::canonicalize(path).map_err(|e| Error::Host(format!("--dir {spec}: {e}")))?;
+        let path = std::fs::canonicalize(path).map_err(|e| Error::host_from(spec, e))?;
         if !path.is_dir() {
-            return Err(Error::Host(format!("--dir {spec}: not a directory")));
+            return Err(Error::host(format!("{spec}: not a directory")));
         }
         Ok(DirGrant { path, read_only })
     }
@@ -108,7 +138,9 @@ impl HostState {
             };
             let guest_path = grant.path.to_string_lossy().into_owned();
             wasi.preopened_dir(&grant.path, guest_path, perms)
-                .map_err(|e| Error::Host(format!("cannot grant {}: {e}", grant.path.display())))?;
+                .map_err(|e| {
+                    Error::host_from(format!("cannot grant {}", grant.path.display()), e)
+                })?;
         }
         Ok(HostState {
             wasi: wasi.build(),

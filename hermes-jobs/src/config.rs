@@ -17,7 +17,9 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use hermes_host::{DirGrant, Engine, Grants, Plugin, RedisAllow};
+use hermes_host::{
+    ComponentSource, DirGrant, Engine, Grants, Plugin, PluginSpec, RedisAllow, sandbox,
+};
 
 /// The `hermes` section.
 #[derive(Debug, Clone, Deserialize)]
@@ -69,6 +71,13 @@ pub struct BusSpec {
     /// Redis servers the plugin may connect to.
     #[serde(default)]
     pub allow_redis: Vec<String>,
+    /// The plugin's memory cap, in MiB (`--memory-mib`).
+    #[serde(default)]
+    pub memory_mib: Option<u64>,
+    /// How long one plugin call may run, in milliseconds
+    /// (`--call-deadline-ms`).
+    #[serde(default)]
+    pub call_deadline_ms: Option<u64>,
 }
 
 /// `hermes.cache`.
@@ -147,8 +156,9 @@ impl HermesSection {
         }
     }
 
-    /// Loads the message-bus plugin with its grants.
-    pub async fn load_bus(&self, engine: &Engine, base: &Path) -> Result<(Arc<Plugin>, &BusSpec)> {
+    /// The message-bus plugin as configured: its component, settings,
+    /// grants and limits. Each error names the key at fault.
+    pub fn bus_spec(&self, engine: &Engine, base: &Path) -> Result<PluginSpec> {
         let (name, spec) = self.bus()?;
         let key = format!("hermes.plugins.messagebus.{name}");
         let dirs = spec
@@ -169,23 +179,42 @@ impl HermesSection {
             .iter()
             .map(|url| RedisAllow::parse(url).map_err(|e| anyhow!("{key}.allow_redis: {e}")))
             .collect::<Result<Vec<_>>>()?;
-        let grants = Grants {
+        let mut grants = Grants {
             dirs,
             redis,
             ..Grants::default()
         };
-        let plugin = match &spec.wasm {
-            Some(wasm) => Plugin::from_file(engine, &resolve(base, wasm), grants).await?,
-            None => {
-                let bytes = engine.built_in(name).ok_or_else(|| {
-                    anyhow!(
-                        "{key}: no built-in plugin `{name}` (built in: {}); give its component with `wasm`",
-                        engine.built_in_names().join(", ")
-                    )
-                })?;
-                Plugin::load(engine, bytes, &format!("built-in {name}"), grants).await?
-            }
+        if let Some(mib) = spec.memory_mib {
+            grants.memory_limit =
+                sandbox::memory_limit_mib(mib).map_err(|e| anyhow!("{key}.memory_mib: {e}"))?;
+        }
+        if let Some(ms) = spec.call_deadline_ms {
+            grants.call_deadline = sandbox::call_deadline_ms(ms)
+                .map_err(|e| anyhow!("{key}.call_deadline_ms: {e}"))?;
+        }
+        let component = match &spec.wasm {
+            Some(wasm) => ComponentSource::File(resolve(base, wasm)),
+            None if engine.built_in(name).is_some() => ComponentSource::BuiltIn(name.to_owned()),
+            None => bail!(
+                "{key}: no built-in plugin `{name}` (built in: {}); give its component with `wasm`",
+                engine.built_in_names().join(", ")
+            ),
         };
+        Ok(PluginSpec {
+            component,
+            settings: spec.settings.clone(),
+            grants,
+        })
+    }
+
+    /// Loads the message-bus plugin as configured.
+    pub async fn load_bus(
+        &self,
+        engine: &Engine,
+        base: &Path,
+    ) -> Result<(Arc<Plugin>, PluginSpec)> {
+        let spec = self.bus_spec(engine, base)?;
+        let plugin = spec.load(engine).await?;
         Ok((plugin, spec))
     }
 }
@@ -216,5 +245,83 @@ mod tests {
             "{error}"
         );
         assert_eq!(error.lines().count(), 1);
+    }
+
+    fn section(dir: &Path, bus: &str) -> HermesSection {
+        let path = dir.join("bus.yml");
+        std::fs::write(
+            &path,
+            format!("hermes:\n  plugins:\n    messagebus:\n{bus}"),
+        )
+        .expect("write");
+        read::<Whole>(&path).expect("reads").hermes
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Whole {
+        hermes: HermesSection,
+    }
+
+    #[test]
+    fn the_yaml_sets_what_the_flags_set_and_its_errors_name_its_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = Engine::new(None).expect("engine");
+        let granted = dir.path().join("bus");
+        std::fs::create_dir(&granted).expect("mkdir");
+        let hermes = section(
+            dir.path(),
+            "      probe:\n        settings: {path: /x}\n        wasm: probe.wasm\n        dirs: [bus, \"bus:ro\"]\n        allow_redis: [\"redis://127.0.0.1:6379/2\"]\n        memory_mib: 64\n        call_deadline_ms: 1500\n",
+        );
+        let spec = hermes.bus_spec(&engine, dir.path()).expect("a spec");
+        assert_eq!(
+            spec.component,
+            ComponentSource::File(dir.path().join("probe.wasm"))
+        );
+        assert_eq!(spec.settings, serde_json::json!({"path": "/x"}));
+        assert_eq!(spec.grants.memory_limit, 64 << 20);
+        assert_eq!(
+            spec.grants.call_deadline,
+            std::time::Duration::from_millis(1500)
+        );
+        let canonical = std::fs::canonicalize(&granted).expect("canonical");
+        assert_eq!(
+            spec.grants
+                .dirs
+                .iter()
+                .map(|d| (d.path.clone(), d.read_only))
+                .collect::<Vec<_>>(),
+            [(canonical.clone(), false), (canonical, true)]
+        );
+        assert_eq!(spec.grants.redis.len(), 1);
+
+        let refused = |bus: &str| {
+            let hermes = section(dir.path(), bus);
+            format!(
+                "{:#}",
+                hermes.bus_spec(&engine, dir.path()).expect_err("refused")
+            )
+        };
+        let base = "      probe:\n        settings: {}\n        wasm: probe.wasm\n";
+        assert_eq!(
+            refused(&format!("{base}        memory_mib: 0\n")),
+            "hermes.plugins.messagebus.probe.memory_mib: 0 is out of range (1 to 65536)"
+        );
+        assert_eq!(
+            refused(&format!("{base}        call_deadline_ms: 90000000000\n")),
+            "hermes.plugins.messagebus.probe.call_deadline_ms: 90000000000 is out of range (1 to 86400000)"
+        );
+        let missing = refused(&format!("{base}        dirs: [nowhere]\n"));
+        assert!(
+            missing.starts_with("hermes.plugins.messagebus.probe.dirs: ")
+                && missing.contains("nowhere")
+                && !missing.contains("--"),
+            "{missing}"
+        );
+        let unknown = refused("      nosuch:\n        settings: {}\n");
+        assert!(
+            unknown.starts_with("hermes.plugins.messagebus.nosuch: no built-in plugin `nosuch`")
+                && unknown.contains("`wasm`"),
+            "{unknown}"
+        );
     }
 }

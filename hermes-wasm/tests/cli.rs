@@ -235,6 +235,30 @@ fn user_mistakes_are_one_line_errors_never_panics() {
             "--dir",
         ),
         (
+            vec![
+                "produce",
+                "--dir",
+                &dir,
+                "--settings",
+                &s.settings,
+                "--memory-mib",
+                "0",
+            ],
+            "--memory-mib: 0 is out of range (1 to 65536)",
+        ),
+        (
+            vec![
+                "consume",
+                "--dir",
+                &dir,
+                "--settings",
+                &s.settings,
+                "--call-deadline-ms",
+                "0",
+            ],
+            "--call-deadline-ms: 0 is out of range (1 to 86400000)",
+        ),
+        (
             vec!["inspect", "/nonexistent/plugin.wasm"],
             "/nonexistent/plugin.wasm",
         ),

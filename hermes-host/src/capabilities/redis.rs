@@ -152,7 +152,7 @@ impl HostConnection for RedisView<'_> {
         if !self.ctx.allowed.iter().any(|allow| allow.allows(&info)) {
             tracing::warn!(target: "plugin", plugin = &*self.ctx.plugin, "refused a connection to {}", redact(&url));
             return Err(RedisError::Refused(format!(
-                "{} is not an allowed Redis server (allow it with --allow-redis)",
+                "{} is not an allowed Redis server (the operator allows servers with --allow-redis or allow_redis)",
                 redact(&url)
             ))
             .into());

@@ -5,7 +5,9 @@ use anyhow::{Result, bail};
 use chrono::{DateTime, SecondsFormat};
 use clap::Args;
 use hermes_event::compact_json;
-use hermes_host::{Category, Consumed, Consumer, offset, settings};
+use hermes_host::{Category, Consumed, Consumer, offset};
+
+use super::settings;
 
 use super::PluginArgs;
 
@@ -61,8 +63,8 @@ pub async fn run(args: ConsumeArgs) -> Result<()> {
         _ => None,
     };
     let settings = settings::parse_arg(&args.settings)?;
-    let plugin = args.plugin.load().await?;
-    let mut consumer = Consumer::create(plugin, &settings).await?;
+    let (plugin, spec) = args.plugin.load(settings).await?;
+    let mut consumer = Consumer::create(plugin, &spec.settings).await?;
     consumer.open().await?;
     match start {
         None => consumer.seek_to_beginning().await?,

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use hermes_host::Grants;
+use hermes_host::{Grants, PluginSpec};
 
 use super::CacheArgs;
 
@@ -20,7 +20,13 @@ pub struct InspectArgs {
 }
 
 pub async fn run(args: InspectArgs) -> Result<()> {
-    let plugin = super::load_plugin(args.plugin.as_deref(), Grants::default(), &args.cache).await?;
+    let engine = args.cache.engine()?;
+    let spec = PluginSpec {
+        component: super::component_source(&engine, args.plugin.as_deref())?,
+        settings: serde_json::Value::Null,
+        grants: Grants::default(),
+    };
+    let plugin = super::load(&engine, &spec).await?;
     let meta = plugin.metadata();
     let roles: Vec<_> = meta.roles.iter().map(|r| r.role.as_str()).collect();
     let capabilities = if plugin.capabilities().is_empty() {

@@ -6,14 +6,16 @@ mod consume;
 mod inspect;
 mod produce;
 mod server;
+mod settings;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
-use hermes_host::{DirGrant, Engine, Grants, Plugin, RedisAllow};
+use hermes_host::{
+    ComponentSource, DirGrant, Engine, Grants, Plugin, PluginSpec, RedisAllow, sandbox,
+};
 
 /// Run hermes message-bus plugins compiled to WebAssembly components.
 #[derive(Debug, Parser)]
@@ -92,27 +94,39 @@ pub struct PluginArgs {
 }
 
 impl PluginArgs {
-    /// Loads the plugin with its grants.
-    async fn load(&self) -> Result<Arc<Plugin>> {
+    /// The plugin the flags describe, started with `settings`.
+    fn spec(&self, engine: &Engine, settings: serde_json::Value) -> Result<PluginSpec> {
         let dirs = self
             .dirs
             .iter()
-            .map(|spec| DirGrant::parse(spec))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|spec| DirGrant::parse(spec).context("--dir"))
+            .collect::<Result<Vec<_>>>()?;
         let redis = self
             .allow_redis
             .iter()
-            .map(|url| RedisAllow::parse(url).map_err(|e| anyhow::anyhow!("--allow-redis {e}")))
+            .map(|url| RedisAllow::parse(url).map_err(|e| anyhow!("--allow-redis {e}")))
             .collect::<Result<Vec<_>>>()?;
-        let memory_limit =
-            usize::try_from(self.memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
         let grants = Grants {
             dirs,
             redis,
-            memory_limit,
-            call_deadline: Duration::from_millis(self.call_deadline_ms),
+            memory_limit: sandbox::memory_limit_mib(self.memory_mib)
+                .map_err(|e| anyhow!("--memory-mib: {e}"))?,
+            call_deadline: sandbox::call_deadline_ms(self.call_deadline_ms)
+                .map_err(|e| anyhow!("--call-deadline-ms: {e}"))?,
         };
-        load_plugin(self.plugin.as_deref(), grants, &self.cache).await
+        Ok(PluginSpec {
+            component: component_source(engine, self.plugin.as_deref())?,
+            settings,
+            grants,
+        })
+    }
+
+    /// Loads the plugin with its grants; its spec holds `settings`.
+    async fn load(&self, settings: serde_json::Value) -> Result<(Arc<Plugin>, PluginSpec)> {
+        let engine = self.cache.engine()?;
+        let spec = self.spec(&engine, settings)?;
+        let plugin = load(&engine, &spec).await?;
+        Ok((plugin, spec))
     }
 }
 
@@ -182,53 +196,35 @@ fn stop_signal() -> impl Future<Output = ()> {
     }
 }
 
-/// Loads the plugin `path` names: a file, or a built-in plugin by name; the
-/// built-in file-log bus without one.
-async fn load_plugin(
-    path: Option<&Path>,
-    grants: Grants,
-    cache: &CacheArgs,
-) -> Result<Arc<Plugin>> {
-    let engine = cache.engine()?;
-    let plugin = match path.map(|path| plugin_source(&engine, path)).transpose()? {
-        Some(PluginSource::File(path)) => Plugin::from_file(&engine, path, grants).await?,
-        Some(PluginSource::BuiltIn(name, bytes)) => {
-            Plugin::load(&engine, bytes, &format!("built-in {name}"), grants).await?
-        }
-        None => {
-            let file_log = hermes_builtins::FILE_LOG;
-            Plugin::load(&engine, file_log, "built-in file-log", grants).await?
-        }
-    };
+/// Loads the plugin `spec` describes.
+async fn load(engine: &Engine, spec: &PluginSpec) -> Result<Arc<Plugin>> {
+    let plugin = spec.load(engine).await?;
     tracing::debug!(plugin = plugin.name(), origin = plugin.origin(), code = ?plugin.code_source(), "loaded");
     Ok(plugin)
 }
 
-enum PluginSource<'a> {
-    File(&'a Path),
-    BuiltIn(&'a str, &'static [u8]),
-}
-
-/// A path, or a name ending in `.wasm`, is a file; any other name must be a
-/// built-in plugin's.
-fn plugin_source<'a>(engine: &Engine, path: &'a Path) -> Result<PluginSource<'a>> {
+/// The component `path` names: a path, or a name ending in `.wasm`, is a
+/// file; any other name must be a built-in plugin's. None is the built-in
+/// file-log bus.
+fn component_source(engine: &Engine, path: Option<&Path>) -> Result<ComponentSource> {
+    let Some(path) = path else {
+        return Ok(ComponentSource::BuiltIn("file-log".into()));
+    };
     let text = path.to_str().unwrap_or_default();
     if text.is_empty()
         || text.contains(std::path::MAIN_SEPARATOR)
         || text.contains('/')
         || text.ends_with(".wasm")
     {
-        return Ok(PluginSource::File(path));
+        return Ok(ComponentSource::File(path.to_owned()));
     }
-    engine
-        .built_in(text)
-        .map(|bytes| PluginSource::BuiltIn(text, bytes))
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "plugin `{text}`: not a built-in plugin ({}); a component file is a path or ends in .wasm",
-                engine.built_in_names().join(", ")
-            )
-        })
+    if engine.built_in(text).is_none() {
+        bail!(
+            "plugin `{text}`: not a built-in plugin ({}); a component file is a path or ends in .wasm",
+            engine.built_in_names().join(", ")
+        );
+    }
+    Ok(ComponentSource::BuiltIn(text.to_owned()))
 }
 
 pub async fn run(cli: Cli) -> Result<()> {

@@ -15,7 +15,9 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use hermes_event::Event;
 use hermes_host::bindings::types::Category;
-use hermes_host::{EventText, Producer, offset, settings};
+use hermes_host::{EventText, Producer, offset};
+
+use super::settings;
 
 use super::PluginArgs;
 
@@ -41,8 +43,8 @@ pub struct ProduceArgs {
 pub async fn run(args: ProduceArgs) -> Result<()> {
     let settings = settings::parse_arg(&args.settings)?;
     let (name, spool) = spool_events(args.input.as_ref())?;
-    let plugin = args.plugin.load().await?;
-    let mut producer = Producer::create(plugin, &settings).await?;
+    let (plugin, spec) = args.plugin.load(settings).await?;
+    let mut producer = Producer::create(plugin, &spec.settings).await?;
     producer.open().await?;
 
     let mut sent = 0u64;
