@@ -143,3 +143,46 @@ pub fn describe(error: &BusError) -> String {
 
 /// The runtime's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bus(error: BusError) -> Error {
+        Error::Bus {
+            plugin: "probe".into(),
+            call: "next-batch",
+            error,
+        }
+    }
+
+    #[test]
+    fn only_an_unavailable_bus_is_worth_a_retry() {
+        assert!(bus(BusError::Unavailable("down".into())).is_retryable());
+        for fatal in [
+            bus(BusError::Corrupted("bad".into())),
+            bus(BusError::UnknownOffset("7".into())),
+            bus(BusError::InvalidSettings("x".into())),
+            bus(BusError::NotOpen),
+            bus(BusError::Other("x".into())),
+            Error::Trapped {
+                plugin: "probe".into(),
+                call: "send",
+                reason: "deadline".into(),
+            },
+            Error::host("no engine"),
+        ] {
+            assert!(!fatal.is_retryable(), "{fatal}");
+        }
+    }
+
+    #[test]
+    fn the_cause_is_kept_as_the_source_not_folded_into_the_message() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let error = Error::load_from("/p.wasm", "cannot read", io);
+        assert_eq!(error.to_string(), "/p.wasm: cannot read");
+        let source = std::error::Error::source(&error).expect("a source");
+        assert_eq!(source.to_string(), "no such file");
+        assert!(source.downcast_ref::<std::io::Error>().is_some());
+    }
+}

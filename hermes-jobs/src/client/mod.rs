@@ -74,13 +74,13 @@ async fn wait_for_the_bus(error: &anyhow::Error, pause: &mut Duration, stop: &At
     *pause = (*pause * 2).min(MAX_PAUSE);
 }
 
-/// Whether `error` comes from a bus that is unavailable (worth trying again).
+/// Whether `error` is worth trying again later (the bus is unavailable), as
+/// the host library tells it.
 fn bus_unavailable(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
         cause
             .downcast_ref::<hermes_host::Error>()
-            .and_then(hermes_host::Error::bus_error)
-            .is_some_and(|e| matches!(e, hermes_host::BusError::Unavailable(_)))
+            .is_some_and(hermes_host::Error::is_retryable)
     })
 }
 
