@@ -500,11 +500,13 @@ fn client_of_initsync(s: &Setup, n: i64, target: &str) -> String {
     config.display().to_string()
 }
 
-/// The primary keys of the events in a JSON-lines file, in order.
+/// The primary keys of the events in a JSON-lines file, in order. A line
+/// still being written (no newline yet) is not counted.
 fn applied_ids(path: &Path) -> Vec<i64> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
-        .lines()
+        .split_inclusive('\n')
+        .filter_map(|line| line.strip_suffix('\n'))
         .map(|line| {
             Event::from_json(line)
                 .expect("event")

@@ -2,11 +2,11 @@
 //! sequence from the file-log bus to a JSON-lines target, from a cold cache
 //! to a drained bus, in events per second.
 
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hermes_event::Category;
+use hermes_jobs::Stop;
 use hermes_jobs::client::Client;
 use hermes_wasm_tests::{Bus, engine, init_start, init_stop, users};
 
@@ -39,10 +39,7 @@ fn client(c: &mut Criterion) {
                 let started = Instant::now();
                 let report = runtime.block_on(async {
                     let mut client = Client::start(&config, &engine).await.expect("starts");
-                    let report = client
-                        .run(true, &AtomicBool::new(false))
-                        .await
-                        .expect("runs");
+                    let report = client.run(true, &Stop::new()).await.expect("runs");
                     client.stop().await.expect("stops");
                     report
                 });

@@ -13,10 +13,10 @@
 pub mod cache;
 pub mod config;
 mod datasource;
+mod diff;
 pub mod mapping;
 pub mod model;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -24,10 +24,11 @@ use anyhow::{Context, Result};
 use hermes_event::{Category, Event, EventType, Value};
 use indexmap::IndexMap;
 
-use self::cache::{Cached, ServerCache, digest};
+use self::cache::ServerCache;
 use self::config::ServerConfig;
-use self::mapping::Row;
-use self::model::{DataType, Model};
+use self::diff::{Change, Current, cache_form, object_event, sent};
+use self::model::Model;
+use crate::Stop;
 use hermes_host::{Engine, EventText, Offset, Producer};
 
 /// Events sent in one `send-batch`.
@@ -81,16 +82,6 @@ pub struct Server {
     update_interval: std::time::Duration,
 }
 
-/// The current objects of each type, by key, in fetch order.
-type Current = Vec<IndexMap<String, (Value, Row)>>;
-
-/// A change to apply to the cache once its event is stored.
-#[derive(Clone)]
-enum Change {
-    Put(usize, String, Cached),
-    Remove(usize, String),
-}
-
 impl Server {
     /// Reads the configuration, loads and opens the bus, reads the cache.
     pub async fn start(config_path: &Path, engine: &Engine) -> Result<Server> {
@@ -124,6 +115,37 @@ impl Server {
     pub async fn stop(mut self) -> Result<()> {
         self.producer.close().await?;
         Ok(())
+    }
+
+    /// Polls until `stop` is set, every [`Server::update_interval`]; with
+    /// `once`, one poll. `initsync` asks the first poll for an initsync
+    /// sequence after its changes. Each poll's report goes to `reported`.
+    ///
+    /// Running on, a failed poll is logged and the next one sends what it
+    /// left; with `once`, it is the run's error.
+    pub async fn run(
+        &mut self,
+        once: bool,
+        initsync: bool,
+        stop: &Stop,
+        mut reported: impl FnMut(&PollReport) -> Result<()>,
+    ) -> Result<()> {
+        let mut initsync = initsync;
+        loop {
+            match self.poll(initsync).await {
+                Ok(report) => {
+                    reported(&report)?;
+                    initsync = false;
+                }
+                Err(e) if !once => {
+                    tracing::error!("poll failed, the next poll sends what is left: {e:#}")
+                }
+                Err(e) => return Err(e),
+            }
+            if once || !stop.sleep(self.update_interval).await {
+                return Ok(());
+            }
+        }
     }
 
     /// One poll; with `initsync`, an initsync sequence follows the changes.
@@ -211,7 +233,7 @@ impl Server {
             self.cache.dataschema = Some(schema.clone());
             self.unsaved = true;
         }
-        let (events, silent) = self.diff(&current);
+        let (events, silent) = diff::diff(&self.model.types, &self.cache.objects, &current);
         for change in silent {
             self.apply(change);
         }
@@ -255,73 +277,6 @@ impl Server {
                 }
             }
         }
-    }
-
-    /// The base events of this poll in hermes' order, each with its cache
-    /// change, and the cache changes no client needs to hear of.
-    fn diff(&self, current: &Current) -> (Vec<(Event, Change)>, Vec<Change>) {
-        let mut added = Vec::new();
-        let mut modified = Vec::new();
-        let mut removed = Vec::new();
-        let mut silent = Vec::new();
-        let empty = BTreeMap::new();
-        for (t, (datatype, objects)) in self.model.types.iter().zip(current).enumerate() {
-            let cached = self.cache.objects.get(&datatype.name).unwrap_or(&empty);
-            for (key, (pkey, attrs)) in objects {
-                let now = cache_form(datatype, pkey.clone(), attrs.clone());
-                let put = || Change::Put(t, key.clone(), now.clone());
-                match cached.get(key) {
-                    None => {
-                        let objattrs = Value::Object(sent(datatype, attrs));
-                        let event = object_event(
-                            Category::Base,
-                            EventType::Added,
-                            datatype,
-                            pkey,
-                            objattrs,
-                        );
-                        added.push((event, put()));
-                    }
-                    Some(before) if *before == now => {}
-                    Some(before) => {
-                        match modification(datatype, &before.attrs, &now.attrs, attrs) {
-                            Some(objattrs) => {
-                                let event = object_event(
-                                    Category::Base,
-                                    EventType::Modified,
-                                    datatype,
-                                    pkey,
-                                    objattrs,
-                                );
-                                modified.push((event, put()));
-                            }
-                            None => silent.push(put()),
-                        }
-                    }
-                }
-            }
-        }
-        for (t, datatype) in self.model.types.iter().enumerate().rev() {
-            let Some(cached) = self.cache.objects.get(&datatype.name) else {
-                continue;
-            };
-            for (key, before) in cached {
-                if !current[t].contains_key(key) {
-                    let event = object_event(
-                        Category::Base,
-                        EventType::Removed,
-                        datatype,
-                        &before.pkey,
-                        Value::empty_object(),
-                    );
-                    removed.push((event, Change::Remove(t, key.clone())));
-                }
-            }
-        }
-        let mut events = added;
-        events.extend(modified);
-        events.extend(removed);
-        (events, silent)
     }
 
     /// Sends the initsync sequence of `current`, rendering one batch at a
@@ -383,78 +338,4 @@ impl Server {
         report.initsync = Some(sent_events - 2);
         Ok(())
     }
-}
-
-fn object_event(
-    category: Category,
-    eventtype: EventType,
-    datatype: &DataType,
-    pkey: &Value,
-    objattrs: Value,
-) -> Event {
-    Event::new(
-        category,
-        eventtype,
-        Some(datatype.name.clone()),
-        pkey.clone(),
-        objattrs,
-    )
-}
-
-/// The attributes clients receive, in mapping order.
-fn sent(datatype: &DataType, attrs: &Row) -> Row {
-    attrs
-        .iter()
-        .filter(|(name, _)| !datatype.cacheonly.contains(name))
-        .cloned()
-        .collect()
-}
-
-/// The object as cached: secrets replaced by their digest.
-fn cache_form(datatype: &DataType, pkey: Value, mut attrs: Row) -> Cached {
-    for (name, value) in &mut attrs {
-        if datatype.secrets.contains(name) {
-            *value = digest(value);
-        }
-    }
-    Cached { pkey, attrs }
-}
-
-/// hermes' modified diff, `{"added": .., "modified": .., "removed": ..}` with
-/// names sorted in each, over the attributes clients receive; none when
-/// only cache-only attributes changed. Values come from `fresh` (secrets in
-/// clear), comparisons from the cache forms.
-fn modification(datatype: &DataType, before: &Row, now: &Row, fresh: &Row) -> Option<Value> {
-    let visible = |row: &Row| -> BTreeMap<String, Value> {
-        row.iter()
-            .filter(|(name, _)| !datatype.cacheonly.contains(name))
-            .cloned()
-            .collect()
-    };
-    let (before, now) = (visible(before), visible(now));
-    let value_of = |name: &str| {
-        fresh
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-            .unwrap_or(Value::Null)
-    };
-    let names: BTreeSet<&String> = before.keys().chain(now.keys()).collect();
-    let (mut added, mut modified, mut removed) = (Vec::new(), Vec::new(), Vec::new());
-    for name in names {
-        match (before.get(name), now.get(name)) {
-            (None, Some(_)) => added.push((name.clone(), value_of(name))),
-            (Some(_), None) => removed.push((name.clone(), Value::Null)),
-            (Some(a), Some(b)) if a != b => modified.push((name.clone(), value_of(name))),
-            _ => {}
-        }
-    }
-    if added.is_empty() && modified.is_empty() && removed.is_empty() {
-        return None;
-    }
-    Some(Value::Object(vec![
-        ("added".into(), Value::Object(added)),
-        ("modified".into(), Value::Object(modified)),
-        ("removed".into(), Value::Object(removed)),
-    ]))
 }

@@ -1,10 +1,9 @@
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
 use clap::Args;
+use hermes_jobs::Stop;
 use hermes_jobs::client::{Client, Status};
 
 use super::CacheArgs;
@@ -25,12 +24,9 @@ pub struct ClientArgs {
 
 pub async fn run(args: ClientArgs) -> Result<()> {
     let signal = super::stop_signal();
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    tokio::spawn(async move {
+    let stop = Stop::when(async move {
         signal.await;
         tracing::info!("stopping after the event in hand");
-        flag.store(true, Ordering::SeqCst);
     });
     let engine = args.cache.engine()?;
     // Run once, an unavailable bus is an error; running on, it is waited for.

@@ -3,6 +3,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
+use hermes_jobs::Stop;
 use hermes_jobs::server::Server;
 
 use super::CacheArgs;
@@ -26,35 +27,20 @@ pub struct ServerArgs {
 }
 
 pub async fn run(args: ServerArgs) -> Result<()> {
-    let stop = super::stop_signal();
-    tokio::pin!(stop);
+    let stop = Stop::when(super::stop_signal());
     let engine = args.cache.engine()?;
     let mut server = Server::start(&args.config, &engine).await?;
-    let mut initsync = args.initsync;
-    loop {
-        match server.poll(initsync).await {
-            Ok(report) => {
-                let mut out = std::io::stdout().lock();
-                writeln!(out, "poll: {report}")?;
-                out.flush()?;
-                initsync = false;
-            }
-            // A failed poll keeps its unsent changes for the next one.
-            Err(e) if !args.once => {
-                tracing::error!("poll failed, the next poll sends what is left: {e:#}")
-            }
-            Err(e) => return Err(e),
-        }
-        if args.once {
-            break;
-        }
-        tokio::select! {
-            () = tokio::time::sleep(server.update_interval()) => {}
-            () = &mut stop => {
-                tracing::info!("stopping");
-                break;
-            }
-        }
+    let outcome = server
+        .run(args.once, args.initsync, &stop, |report| {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "poll: {report}")?;
+            out.flush()?;
+            Ok(())
+        })
+        .await;
+    if stop.is_set() {
+        tracing::info!("stopping");
     }
-    server.stop().await
+    server.stop().await?;
+    outcome
 }

@@ -3,12 +3,11 @@
 //! and clean stops.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hermes_event::{Category, Event, EventType, Value};
 use hermes_host::Offset;
+use hermes_jobs::Stop;
 use hermes_jobs::client::{Client, Status};
 use hermes_wasm_tests::{Bus, engine, init_start, init_stop, user_added, users_schema};
 
@@ -61,10 +60,7 @@ impl Setup {
         let mut client = Client::start(&self.config, &engine())
             .await
             .expect("client starts");
-        let report = client
-            .run(true, &AtomicBool::new(false))
-            .await
-            .expect("run");
+        let report = client.run(true, &Stop::new()).await.expect("run");
         client.stop().await.expect("stop");
         report
     }
@@ -290,11 +286,11 @@ async fn a_stopped_client_resumes_with_nothing_skipped_and_nothing_twice() {
         let mut client = Client::start(&setup.config, &engine())
             .await
             .expect("starts");
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
+        let stop = Stop::new();
+        let asker = stop.clone();
         let stopper = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            flag.store(true, Ordering::SeqCst);
+            asker.set();
         });
         applied += client.run(false, &stop).await.expect("run").applied;
         client.stop().await.expect("stop");

@@ -5,12 +5,12 @@
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use hermes_event::{Category, Event, EventType, Value};
 use hermes_host::{Engine, EventText, Producer};
+use hermes_jobs::Stop;
 use hermes_jobs::client::Client;
 use hermes_jobs::server::Server;
 use serde_json::json;
@@ -74,7 +74,7 @@ async fn client(bench: &mut Bench, report: &mut Report, engine: &Engine) -> Resu
     report.step("client: applying the sequence to a JSON-lines file");
     let started = Instant::now();
     let mut client = Client::start(&config, engine).await?;
-    let ran = client.run(true, &AtomicBool::new(false)).await?;
+    let ran = client.run(true, &Stop::new()).await?;
     client.stop().await?;
     let elapsed = started.elapsed();
     anyhow::ensure!(
