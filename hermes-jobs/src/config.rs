@@ -70,7 +70,7 @@ pub struct BusSpec {
     pub dirs: Vec<String>,
     /// Redis servers the plugin may connect to.
     #[serde(default)]
-    pub allow_redis: Vec<String>,
+    pub allow_redis: Vec<RedisGrant>,
     /// The plugin's memory cap, in MiB (`--memory-mib`).
     #[serde(default)]
     pub memory_mib: Option<u64>,
@@ -78,6 +78,26 @@ pub struct BusSpec {
     /// (`--call-deadline-ms`).
     #[serde(default)]
     pub call_deadline_ms: Option<u64>,
+}
+
+/// One entry of `allow_redis`: a server's URL, or a URL with the commands
+/// allowed there beyond those a bus needs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a Redis URL, or a mapping with `url` and `commands`"
+)]
+pub enum RedisGrant {
+    /// `redis://host:port[/db]`.
+    Url(String),
+    /// `{url: redis://host:port[/db], commands: [EVAL, ...]}`.
+    WithCommands {
+        /// The server.
+        url: String,
+        /// Extra commands allowed on it.
+        #[serde(default)]
+        commands: Vec<String>,
+    },
 }
 
 /// `hermes.cache`.
@@ -177,7 +197,15 @@ impl HermesSection {
         let redis = spec
             .allow_redis
             .iter()
-            .map(|url| RedisAllow::parse(url).map_err(|e| anyhow!("{key}.allow_redis: {e}")))
+            .map(|grant| {
+                let (url, commands) = match grant {
+                    RedisGrant::Url(url) => (url, &[][..]),
+                    RedisGrant::WithCommands { url, commands } => (url, &commands[..]),
+                };
+                RedisAllow::parse(url)
+                    .and_then(|allow| allow.with_commands(commands))
+                    .map_err(|e| anyhow!("{key}.allow_redis: {e}"))
+            })
             .collect::<Result<Vec<_>>>()?;
         let mut grants = Grants {
             dirs,
@@ -270,7 +298,7 @@ mod tests {
         std::fs::create_dir(&granted).expect("mkdir");
         let hermes = section(
             dir.path(),
-            "      probe:\n        settings: {path: /x}\n        wasm: probe.wasm\n        dirs: [bus, \"bus:ro\"]\n        allow_redis: [\"redis://127.0.0.1:6379/2\"]\n        memory_mib: 64\n        call_deadline_ms: 1500\n",
+            "      probe:\n        settings: {path: /x}\n        wasm: probe.wasm\n        dirs: [bus, \"bus:ro\"]\n        allow_redis: [\"redis://127.0.0.1:6379/2\", {url: \"redis://127.0.0.1:6380\", commands: [eval]}]\n        memory_mib: 64\n        call_deadline_ms: 1500\n",
         );
         let spec = hermes.bus_spec(&engine, dir.path()).expect("a spec");
         assert_eq!(
@@ -292,7 +320,15 @@ mod tests {
                 .collect::<Vec<_>>(),
             [(canonical.clone(), false), (canonical, true)]
         );
-        assert_eq!(spec.grants.redis.len(), 1);
+        assert_eq!(
+            spec.grants.redis,
+            [
+                RedisAllow::parse("redis://127.0.0.1:6379/2").expect("valid"),
+                RedisAllow::parse("redis://127.0.0.1:6380")
+                    .and_then(|a| a.with_commands(["EVAL"]))
+                    .expect("valid"),
+            ]
+        );
 
         let refused = |bus: &str| {
             let hermes = section(dir.path(), bus);
@@ -309,6 +345,12 @@ mod tests {
         assert_eq!(
             refused(&format!("{base}        call_deadline_ms: 90000000000\n")),
             "hermes.plugins.messagebus.probe.call_deadline_ms: 90000000000 is out of range (1 to 86400000)"
+        );
+        assert_eq!(
+            refused(&format!(
+                "{base}        allow_redis: [{{url: \"redis://127.0.0.1\", commands: [config]}}]\n"
+            )),
+            "hermes.plugins.messagebus.probe.allow_redis: the Redis command CONFIG cannot be allowed: it would let a plugin out of its grant"
         );
         let missing = refused(&format!("{base}        dirs: [nowhere]\n"));
         assert!(

@@ -80,6 +80,16 @@ pub struct PluginArgs {
     #[arg(long = "allow-redis", value_name = "URL")]
     allow_redis: Vec<String>,
 
+    /// Allow this Redis command too, on every allowed server, beyond those a
+    /// bus needs (such as `EVAL`). Repeatable; commands that would let the
+    /// plugin out of its grant (`SELECT`, `CONFIG`, ...) cannot be allowed.
+    #[arg(
+        long = "allow-redis-command",
+        value_name = "COMMAND",
+        requires = "allow_redis"
+    )]
+    allow_redis_commands: Vec<String>,
+
     /// The plugin's memory cap, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = (hermes_host::sandbox::DEFAULT_MEMORY_LIMIT >> 20) as u64)]
     memory_mib: u64,
@@ -104,7 +114,12 @@ impl PluginArgs {
         let redis = self
             .allow_redis
             .iter()
-            .map(|url| RedisAllow::parse(url).map_err(|e| anyhow!("--allow-redis {e}")))
+            .map(|url| {
+                RedisAllow::parse(url)
+                    .map_err(|e| anyhow!("--allow-redis {e}"))?
+                    .with_commands(&self.allow_redis_commands)
+                    .map_err(|e| anyhow!("--allow-redis-command: {e}"))
+            })
             .collect::<Result<Vec<_>>>()?;
         let grants = Grants {
             dirs,

@@ -127,6 +127,85 @@ async fn a_redis_server_the_operator_did_not_allow_is_refused() {
 }
 
 #[tokio::test]
+async fn redis_commands_beyond_a_bus_are_refused_and_the_server_is_untouched() {
+    let server = RedisServer::start();
+    let url = format!("{}/0", server.url());
+    let grants = Grants {
+        redis: vec![RedisAllow::parse(&url).expect("valid")],
+        ..Grants::default()
+    };
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut direct = client.get_connection().expect("connects");
+    let _: () = redis::cmd("SET")
+        .arg("kept")
+        .arg("yes")
+        .query(&mut direct)
+        .expect("SET");
+    let dir_before: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("dir")
+        .query(&mut direct)
+        .expect("CONFIG GET");
+
+    let mut producer = probe(grants, &[]).await;
+    let elsewhere = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = elsewhere.local_addr().expect("addr").port();
+    for command in [
+        "SELECT 1".to_owned(),
+        "SWAPDB 0 1".to_owned(),
+        "MOVE kept 1".to_owned(),
+        "COPY kept k2 DB 1".to_owned(),
+        "FLUSHALL".to_owned(),
+        format!("MIGRATE 127.0.0.1 {port} kept 0 1000"),
+        format!("REPLICAOF 127.0.0.1 {port}"),
+        "CONFIG SET dir /".to_owned(),
+        "SAVE".to_owned(),
+        "MODULE LOAD /tmp/x.so".to_owned(),
+        "EVAL return 1 0".to_owned(),
+        "DEBUG SLEEP 0".to_owned(),
+        "SHUTDOWN NOSAVE".to_owned(),
+        "ACL LIST".to_owned(),
+        "AUTH default x".to_owned(),
+        "CLIENT LIST".to_owned(),
+        "select 1".to_owned(),
+    ] {
+        let message = refused(
+            producer
+                .send(&attempt("redis-command", &format!("{url} {command}")))
+                .await,
+        );
+        assert!(message.contains("is not allowed"), "{command}: {message}");
+    }
+    elsewhere.set_nonblocking(true).expect("nonblocking");
+    assert!(elsewhere.accept().is_err(), "no connection went elsewhere");
+
+    // The server and its data are as they were, and the plugin carries on.
+    let kept: Option<String> = redis::cmd("GET")
+        .arg("kept")
+        .query(&mut direct)
+        .expect("GET");
+    assert_eq!(kept.as_deref(), Some("yes"));
+    let dir_after: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("dir")
+        .query(&mut direct)
+        .expect("CONFIG GET");
+    assert_eq!(dir_after, dir_before);
+    let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut direct).expect("ROLE");
+    assert_eq!(
+        role.first(),
+        Some(&redis::Value::BulkString(b"master".to_vec()))
+    );
+    let breach = producer
+        .send(&attempt("redis-command", &format!("{url} XLEN s")))
+        .await;
+    assert!(
+        matches!(&breach, Err(Error::Bus { error: BusError::Corrupted(m), .. }) if m.contains("Integer(0)")),
+        "{breach:?}"
+    );
+}
+
+#[tokio::test]
 async fn sqlite_files_outside_the_grant_or_written_through_a_read_only_grant_are_refused() {
     let granted = tempfile::tempdir().expect("tempdir");
     let read_only = tempfile::tempdir().expect("tempdir");

@@ -12,6 +12,7 @@
 //! - `allocate`: allocate and touch `arg` MiB;
 //! - `print`: print `arg` on stdout and log it;
 //! - `redis`: connect to the Redis URL `arg` and `PING` it;
+//! - `redis-command`: `arg` is `URL COMMAND ARG...`: connect and send it;
 //! - `sqlite-write`: open the database `arg` read-write and write a row;
 //! - `sqlite-read-only-write`: open the database `arg` read-only and try to
 //!   write a row anyway;
@@ -123,6 +124,15 @@ impl GuestProducer for ProbeProducer {
                     redis::Connection::open(&arg).and_then(|c| c.command(&[b"PING".to_vec()]));
                 match pong {
                     Ok(reply) => return Err(breach(format!("redis {arg} answered {reply:?}"))),
+                    Err(e) => return Err(refused(&format!("redis {arg}"), format!("{e:?}"))),
+                }
+            }
+            "redis-command" => {
+                let mut words = arg.split(' ');
+                let url = words.next().unwrap_or_default();
+                let command: Vec<Vec<u8>> = words.map(|w| w.as_bytes().to_vec()).collect();
+                match redis::Connection::open(url).and_then(|c| c.command(&command)) {
+                    Ok(reply) => return Err(breach(format!("{arg} answered {reply:?}"))),
                     Err(e) => return Err(refused(&format!("redis {arg}"), format!("{e:?}"))),
                 }
             }

@@ -1,8 +1,12 @@
 //! The `redis` capability: connections to the Redis servers the operator
 //! allows, on the `redis` crate's multiplexed tokio connection. A command
 //! that blocks on the server (`XREAD BLOCK`) is an await point: the host's
-//! other work goes on meanwhile.
+//! other work goes on meanwhile. Only the commands in [`commands::ALLOWED`]
+//! go through, and those the operator adds for a server.
 
+pub mod commands;
+
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +38,8 @@ pub struct RedisAllow {
     url: String,
     addr: ConnectionAddr,
     db: Option<i64>,
+    /// Commands allowed on this server beyond [`commands::ALLOWED`].
+    extra: BTreeSet<String>,
 }
 
 impl RedisAllow {
@@ -49,7 +55,24 @@ impl RedisAllow {
             url: redact(url),
             addr: normalize(info.addr()),
             db: names_db.then(|| info.redis_settings().db()),
+            extra: BTreeSet::new(),
         })
+    }
+
+    /// The same server, with `extra` commands allowed beyond those a bus
+    /// needs; refused for a command that would let the plugin out of its
+    /// grant (see [`commands::NEVER`]).
+    pub fn with_commands<S: AsRef<str>>(
+        mut self,
+        extra: impl IntoIterator<Item = S>,
+    ) -> Result<Self, String> {
+        let extra: BTreeSet<String> = extra
+            .into_iter()
+            .map(|c| commands::name(c.as_ref().as_bytes()))
+            .collect();
+        commands::check_extra(&extra)?;
+        self.extra.extend(extra);
+        Ok(self)
     }
 
     fn allows(&self, info: &ConnectionInfo) -> bool {
@@ -96,6 +119,8 @@ fn redact(url: &str) -> String {
 pub struct Connection {
     inner: MultiplexedConnection,
     response_timeout: Duration,
+    /// Commands allowed beyond a bus's, from the grant that let it open.
+    extra: BTreeSet<String>,
 }
 
 impl Connection {
@@ -149,14 +174,15 @@ impl Host for RedisView<'_> {
 impl HostConnection for RedisView<'_> {
     async fn open(&mut self, url: String) -> Result<Resource<Connection>, RedisFailure> {
         let info = parse_url(&url).map_err(RedisError::InvalidUrl)?;
-        if !self.ctx.allowed.iter().any(|allow| allow.allows(&info)) {
+        let Some(allow) = self.ctx.allowed.iter().find(|allow| allow.allows(&info)) else {
             tracing::warn!(target: "plugin", plugin = &*self.ctx.plugin, "refused a connection to {}", redact(&url));
             return Err(RedisError::Refused(format!(
                 "{} is not an allowed Redis server (the operator allows servers with --allow-redis or allow_redis)",
                 redact(&url)
             ))
             .into());
-        }
+        };
+        let extra = allow.extra.clone();
         let client = redis::Client::open(info)
             .map_err(|e| RedisError::InvalidUrl(format!("{}: {e}", redact(&url))))?;
         let config = redis::AsyncConnectionConfig::new()
@@ -169,6 +195,7 @@ impl HostConnection for RedisView<'_> {
         let connection = Connection {
             inner,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            extra,
         };
         self.table.push(connection).map_err(super::trap)
     }
@@ -188,8 +215,8 @@ impl HostConnection for RedisView<'_> {
         connection: Resource<Connection>,
         args: Vec<Vec<u8>>,
     ) -> Result<Reply, RedisFailure> {
-        let command = to_command(args)?;
         let connection = self.table.get_mut(&connection).map_err(super::trap)?;
+        let command = to_command(args, &connection.extra, &self.ctx.plugin)?;
         let mut inner = connection.inner.clone();
         let value = connection
             .call(async move { inner.req_packed_command(&command).await })
@@ -212,12 +239,12 @@ impl HostConnection for RedisView<'_> {
             ))
             .into());
         }
+        let connection = self.table.get_mut(&connection).map_err(super::trap)?;
         let count = commands.len();
         let mut pipeline = redis::Pipeline::with_capacity(count);
         for args in commands {
-            pipeline.add_command(to_command(args)?);
+            pipeline.add_command(to_command(args, &connection.extra, &self.ctx.plugin)?);
         }
-        let connection = self.table.get_mut(&connection).map_err(super::trap)?;
         let mut inner = connection.inner.clone();
         let values = connection
             .call(async move { inner.req_packed_commands(&pipeline, 0, count).await })
@@ -231,9 +258,20 @@ impl HostConnection for RedisView<'_> {
     }
 }
 
-fn to_command(args: Vec<Vec<u8>>) -> Result<redis::Cmd, RedisError> {
-    if args.is_empty() {
+fn to_command(
+    args: Vec<Vec<u8>>,
+    extra: &BTreeSet<String>,
+    plugin: &str,
+) -> Result<redis::Cmd, RedisError> {
+    let Some(first) = args.first() else {
         return Err(RedisError::InvalidCall("an empty command".into()));
+    };
+    let name = commands::name(first);
+    if !commands::allowed(&name, extra) {
+        tracing::warn!(target: "plugin", plugin, "refused the Redis command {name:?}");
+        return Err(RedisError::Refused(format!(
+            "the Redis command {name:?} is not allowed (a bus's commands are; the operator may allow more per server)"
+        )));
     }
     if args.len() > MAX_ITEMS {
         return Err(RedisError::InvalidCall(format!(
@@ -359,7 +397,7 @@ mod tests {
                 vec![
                     vec![b"SET".to_vec(), b"k".to_vec(), b"v".to_vec()],
                     vec![b"GET".to_vec(), b"k".to_vec()],
-                    vec![b"NO-SUCH-COMMAND".to_vec()],
+                    vec![b"INCR".to_vec(), b"k".to_vec()],
                 ],
             )
             .await
@@ -378,6 +416,40 @@ mod tests {
             RedisError::InvalidCall(_)
         ));
 
+        // Commands outside a bus's are refused, alone or in a pipeline, and
+        // a refused pipeline sends nothing.
+        for forbidden in [
+            &["SELECT", "1"][..],
+            &["CONFIG", "SET", "dir", "/tmp"],
+            &["eval", "return 1", "0"],
+        ] {
+            let again = Resource::<Connection>::new_borrow(connection.rep());
+            let args = forbidden.iter().map(|a| a.as_bytes().to_vec()).collect();
+            assert!(
+                matches!(domain(view.command(again, args).await), RedisError::Refused(m) if m.contains("is not allowed")),
+                "{forbidden:?}"
+            );
+        }
+        let again = Resource::<Connection>::new_borrow(connection.rep());
+        let mixed = vec![
+            vec![b"SET".to_vec(), b"k2".to_vec(), b"v".to_vec()],
+            vec![b"SWAPDB".to_vec(), b"0".to_vec(), b"1".to_vec()],
+        ];
+        assert!(matches!(
+            domain(view.pipeline(again, mixed).await),
+            RedisError::Refused(_)
+        ));
+        let again = Resource::<Connection>::new_borrow(connection.rep());
+        let k2 = view
+            .command(again, vec![b"GET".to_vec(), b"k2".to_vec()])
+            .await
+            .expect("GET");
+        assert_eq!(
+            k2,
+            vec![ReplyItem::Nil],
+            "nothing of the refused pipeline ran"
+        );
+
         // A reply that does not come within the timeout is `unavailable`.
         let again = Resource::<Connection>::new_borrow(connection.rep());
         view.set_response_timeout(again, 50).await.expect("set");
@@ -395,6 +467,36 @@ mod tests {
 
         // A handle the plugin does not hold is a trap, not a redis-error.
         view.drop(connection).await.expect("closed");
+
+        // A command the operator adds for a server goes through there.
+        let scripting = RedisCtx::new(
+            Arc::from("probe"),
+            vec![
+                RedisAllow::parse(&url)
+                    .expect("valid")
+                    .with_commands(["eval"])
+                    .expect("allowed"),
+            ],
+        );
+        let mut view = RedisView {
+            ctx: &scripting,
+            table: view.table,
+        };
+        let connection = view.open(url.clone()).await.expect("allowed");
+        let reply = view
+            .command(
+                connection,
+                ["EVAL", "return 7", "0"]
+                    .map(|a| a.as_bytes().to_vec())
+                    .to_vec(),
+            )
+            .await
+            .expect("EVAL is allowed here");
+        assert_eq!(reply, vec![ReplyItem::Integer(7)]);
+        let never = RedisAllow::parse(&url)
+            .expect("valid")
+            .with_commands(["select"]);
+        assert!(never.expect_err("never").contains("SELECT"));
         let forged = Resource::<Connection>::new_borrow(12345);
         let failure = view
             .command(forged, vec![b"PING".to_vec()])
