@@ -258,6 +258,11 @@ async fn sqlite_files_outside_the_grant_or_written_through_a_read_only_grant_are
         before,
         "the database is untouched"
     );
+    let names: Vec<_> = std::fs::read_dir(read_only.path())
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names, ["bus.sqlite"], "nothing was written beside it");
 
     // The read-write grant works, so the refusals above are the sandbox's doing.
     let inside = granted
@@ -482,4 +487,92 @@ async fn what_a_plugin_prints_or_logs_reaches_the_host_log_tagged_with_its_name(
         logged.is_some_and(|l| l.contains("WARN") && l.contains("plugin=\"sandbox-probe\"")),
         "{log}"
     );
+}
+
+#[tokio::test]
+async fn a_link_the_plugin_plants_in_its_grant_does_not_let_sqlite_out() {
+    let granted = tempfile::tempdir().expect("tempdir");
+    let outside = tempfile::tempdir().expect("tempdir");
+    let root = granted.path().canonicalize().expect("dir");
+    let mut producer = probe(Grants::default(), &[&root]).await;
+    // Through WASI the plugin may make a link, dangling, out of its grant...
+    let escape = outside.path().join("escape.sqlite");
+    let link = root.join("bus.sqlite");
+    let relative = format!("../../../../../..{}", escape.display());
+    producer
+        .send(&attempt(
+            "symlink",
+            &format!("{} {relative}", link.display()),
+        ))
+        .await
+        .expect("a link inside the grant is the plugin's own business");
+    assert!(
+        link.symlink_metadata()
+            .expect("the link")
+            .file_type()
+            .is_symlink()
+    );
+    // ...but SQLite does not follow it, and nothing appears outside.
+    let message = refused(
+        producer
+            .send(&attempt("sqlite-write", &link.display().to_string()))
+            .await,
+    );
+    assert!(
+        message.contains("Refused") && message.contains("symbolic link"),
+        "{message}"
+    );
+    assert!(!escape.exists(), "no file was created outside the grant");
+    // A file name computed in SQL cannot be attached either.
+    let db = root.join("ok.sqlite");
+    let attach = format!(
+        "{} ATTACH ('{}' || '/attached.sqlite') AS other",
+        db.display(),
+        outside.path().display()
+    );
+    let message = refused(producer.send(&attempt("sqlite-sql", &attach)).await);
+    assert!(message.contains("attached"), "{message}");
+    assert!(!outside.path().join("attached.sqlite").exists());
+}
+
+#[tokio::test]
+async fn a_query_past_its_deadline_is_interrupted_and_its_lock_released() {
+    let granted = tempfile::tempdir().expect("tempdir");
+    let root = granted.path().canonicalize().expect("dir");
+    let db = root.join("bus.sqlite");
+    rusqlite::Connection::open(&db)
+        .and_then(|c| c.execute_batch("CREATE TABLE t (x)"))
+        .expect("a database");
+    let grants = Grants {
+        call_deadline: Duration::from_millis(200),
+        ..Grants::default()
+    };
+    let mut producer = probe(grants, &[&root]).await;
+    // A write lock taken, then a query that never ends.
+    let endless = format!(
+        "{} BEGIN IMMEDIATE; INSERT INTO t VALUES (1); WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c",
+        db.display()
+    );
+    let abandoned = producer.send(&attempt("sqlite-sql", &endless)).await;
+    assert!(
+        matches!(abandoned, Err(Error::Trapped { .. })),
+        "{abandoned:?}"
+    );
+    // The query was interrupted: its transaction is gone, the lock with it.
+    let mut other = rusqlite::Connection::open(&db).expect("opens");
+    other
+        .busy_timeout(Duration::from_secs(5))
+        .expect("busy timeout");
+    let tx = other.transaction().expect("the lock is free");
+    tx.execute("INSERT INTO t VALUES (2)", [])
+        .expect("a write from elsewhere");
+    tx.commit().expect("commit");
+    let rows: Vec<i64> = other
+        .prepare("SELECT x FROM t")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .expect("rows");
+    assert_eq!(rows, [2], "the abandoned call's insert was rolled back");
+    // The plugin's next call gets a fresh instance and works.
+    let next = producer.send(&attempt("nothing", "")).await;
+    assert!(next.is_ok(), "{next:?}");
 }

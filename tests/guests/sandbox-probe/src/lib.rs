@@ -14,6 +14,10 @@
 //! - `redis`: connect to the Redis URL `arg` and `PING` it;
 //! - `redis-command`: `arg` is `URL COMMAND ARG...`: connect and send it;
 //! - `sqlite-write`: open the database `arg` read-write and write a row;
+//! - `sqlite-sql`: `arg` is `PATH SQL; SQL; ...`: open `PATH` read-write and
+//!   run each statement in turn on that one connection;
+//! - `symlink`: `arg` is `LINK TARGET`: create, through WASI, a symbolic link
+//!   at `LINK` (inside a granted directory) pointing to `TARGET`;
 //! - `sqlite-read-only-write`: open the database `arg` read-only and try to
 //!   write a row anyway;
 //! - anything else: succeed.
@@ -145,6 +149,36 @@ impl GuestProducer for ProbeProducer {
                 match written {
                     Ok(_) => return Err(breach(format!("wrote to {arg}"))),
                     Err(e) => return Err(refused(&format!("sqlite {arg}"), format!("{e:?}"))),
+                }
+            }
+            "sqlite-sql" => {
+                let (path, sql) = arg.split_once(' ').unwrap_or((&arg, ""));
+                let ran = sqlite::Database::open(path, sqlite::Access::ReadWrite).and_then(|db| {
+                    let mut rows = Vec::new();
+                    for statement in sql.split("; ") {
+                        rows.push(db.query(statement, &[])?.rows.len());
+                    }
+                    Ok(rows)
+                });
+                match ran {
+                    Ok(rows) => return Err(breach(format!("ran {sql}: {rows:?}"))),
+                    Err(e) => return Err(refused(&format!("sqlite {sql}"), format!("{e:?}"))),
+                }
+            }
+            "symlink" => {
+                let (link, target) = arg.split_once(' ').unwrap_or((&arg, ""));
+                let made = wasip2::filesystem::preopens::get_directories()
+                    .into_iter()
+                    .find_map(|(dir, at)| {
+                        let inside = link.strip_prefix(&at)?.trim_start_matches('/').to_owned();
+                        Some(dir.symlink_at(target, &inside))
+                    });
+                match made {
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => {
+                        return Err(refused(&format!("symlink {link}"), format!("{e:?}")));
+                    }
+                    None => return Err(refused(&format!("symlink {link}"), "not in a grant")),
                 }
             }
             "sqlite-read-only-write" => {
