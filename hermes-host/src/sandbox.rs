@@ -146,10 +146,7 @@ impl HostState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
             capabilities,
-            limiter: MemoryLimiter {
-                limit: grants.memory_limit,
-                exceeded: false,
-            },
+            limiter: MemoryLimiter::new(grants.memory_limit),
         })
     }
 }
@@ -163,37 +160,151 @@ impl WasiView for HostState {
     }
 }
 
-/// Refuses memory growth past the cap, and remembers that it did so that the
-/// resulting trap can be explained.
+/// One budget for everything a plugin instance holds in wasm: the sum of
+/// all its linear memories and tables stays within the memory cap, and the
+/// number of its instances, memories and tables is bounded. A refusal is
+/// remembered so the trap that follows can be explained.
 pub(crate) struct MemoryLimiter {
     pub(crate) limit: usize,
+    pub(crate) used: usize,
     pub(crate) exceeded: bool,
+}
+
+impl MemoryLimiter {
+    pub(crate) fn new(limit: usize) -> Self {
+        MemoryLimiter {
+            limit,
+            used: 0,
+            exceeded: false,
+        }
+    }
+
+    fn take(&mut self, current: usize, desired: usize) -> bool {
+        let more = desired.saturating_sub(current);
+        match self.used.checked_add(more) {
+            Some(total) if total <= self.limit => {
+                self.used = total;
+                true
+            }
+            _ => {
+                self.exceeded = true;
+                false
+            }
+        }
+    }
 }
 
 /// Tables hold function references, not data: this is far beyond what any
 /// plugin needs and still bounds what a hostile one can take.
-const MAX_TABLE_ELEMENTS: usize = 100_000;
+pub const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// What one table element is counted as against the memory cap.
+pub const TABLE_ELEMENT_BYTES: usize = 16;
+
+/// Core instances one plugin instance may create: a component built by the
+/// Rust toolchain has a handful (its module, WASI's adapter, shims).
+pub const MAX_INSTANCES: usize = 32;
+
+/// Linear memories one plugin instance may have.
+pub const MAX_MEMORIES: usize = 4;
+
+/// Tables one plugin instance may have.
+pub const MAX_TABLES: usize = 16;
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.limit {
-            self.exceeded = true;
-            return Ok(false);
-        }
-        Ok(true)
+        Ok(self.take(current, desired))
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+        if desired > MAX_TABLE_ELEMENTS {
+            self.exceeded = true;
+            return Ok(false);
+        }
+        Ok(self.take(
+            current.saturating_mul(TABLE_ELEMENT_BYTES),
+            desired.saturating_mul(TABLE_ELEMENT_BYTES),
+        ))
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wasmtime::{Engine, Instance, Module, Store};
+
+    use super::*;
+
+    fn instantiate(wat: &str, limit: usize) -> (wasmtime::Result<Instance>, MemoryLimiter) {
+        let engine = Engine::default();
+        let module = Module::new(&engine, wat::parse_str(wat).expect("wat")).expect("module");
+        let mut store = Store::new(&engine, MemoryLimiter::new(limit));
+        store.limiter(|limiter| limiter);
+        let instance = Instance::new(&mut store, &module, &[]);
+        (instance, store.into_data())
+    }
+
+    /// 64 KiB pages.
+    const MIB_PAGES: usize = 16;
+
+    #[test]
+    fn the_cap_is_one_budget_across_every_memory_and_table() {
+        // Two memories of 48 MiB each: each fits a 64 MiB cap, both do not.
+        let two = format!("(module (memory {p}) (memory {p}))", p = 48 * MIB_PAGES);
+        let (refused, limiter) = instantiate(&two, 64 << 20);
+        assert!(refused.is_err() && limiter.exceeded);
+        let (fits, limiter) = instantiate(&two, 100 << 20);
+        assert!(fits.is_ok(), "{:?}", fits.err());
+        assert_eq!(limiter.used, 96 << 20);
+
+        // A table's elements count against the same budget.
+        let table = "(module (memory 16) (table 90000 funcref))";
+        let (refused, _) = instantiate(table, (1 << 20) + 90_000 * TABLE_ELEMENT_BYTES - 1);
+        assert!(refused.is_err());
+        let (fits, _) = instantiate(table, (1 << 20) + 90_000 * TABLE_ELEMENT_BYTES);
+        assert!(fits.is_ok(), "{:?}", fits.err());
+        let (refused, _) = instantiate("(module (table 200000 funcref))", usize::MAX);
+        assert!(refused.is_err(), "a table past MAX_TABLE_ELEMENTS");
+    }
+
+    #[test]
+    fn growing_counts_too_and_the_number_of_memories_is_bounded() {
+        let grows = "(module (memory (export \"m\") 16) (func (export \"grow\") (param i32) (result i32) (memory.grow (local.get 0))))";
+        let engine = Engine::default();
+        let module = Module::new(&engine, wat::parse_str(grows).expect("wat")).expect("module");
+        let mut store = Store::new(&engine, MemoryLimiter::new(2 << 20));
+        store.limiter(|limiter| limiter);
+        let instance = Instance::new(&mut store, &module, &[]).expect("1 MiB fits");
+        let grow = instance
+            .get_typed_func::<i32, i32>(&mut store, "grow")
+            .expect("grow");
+        assert_eq!(grow.call(&mut store, 16).expect("call"), 16, "to 2 MiB");
+        assert_eq!(grow.call(&mut store, 1).expect("call"), -1, "past the cap");
+        assert!(store.data().exceeded);
+
+        let many: String = (0..=MAX_MEMORIES).map(|_| "(memory 0)").collect();
+        let (refused, _) = instantiate(&format!("(module {many})"), usize::MAX);
+        assert!(refused.is_err(), "more memories than MAX_MEMORIES");
     }
 }
