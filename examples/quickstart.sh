@@ -28,6 +28,8 @@ for config in server.yml client.yml; do
     sed "s|@WORK@|$work|g" "examples/$config" >"$work/$config"
 done
 sql "$work/directory.sqlite" "$(cat examples/datasource.sql)"
+# The bus's directory: the one place the plugin is granted.
+mkdir "$work/bus"
 cd "$work"
 
 echo "== the datasource: 12 groups and 300 users (examples/datasource.sql)"

@@ -90,6 +90,11 @@ impl Engine {
         std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache").join("hermes-wasm"))
     }
 
+    /// Where compiled components are kept, if anywhere.
+    pub fn cache_dir(&self) -> Option<&std::path::Path> {
+        self.cache.as_deref().map(ComponentCache::dir)
+    }
+
     pub(crate) fn wasmtime(&self) -> &wasmtime::Engine {
         &self.inner
     }

@@ -126,6 +126,15 @@ impl Plugin {
             reason,
             source: None,
         };
+        if let Some(cache) = engine.cache_dir()
+            && let Some(grant) = grants.dirs.iter().find(|g| g.overlaps(cache))
+        {
+            return Err(load_error(format!(
+                "the grant of {} reaches the compiled-code cache {}: a plugin must not touch the code the host runs; grant the bus's own directory",
+                grant.path.display(),
+                cache.display()
+            )));
+        }
         let (component, code_source) = engine.load(bytes, origin)?;
 
         let exports: Vec<String> = component

@@ -6,7 +6,7 @@
 //! grants directories and Redis servers, and sets the memory cap and the call
 //! deadline.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,6 +67,13 @@ pub struct DirGrant {
 }
 
 impl DirGrant {
+    /// Whether the grant reaches `dir` or lies inside it: either way the
+    /// plugin could read or change what is there.
+    pub fn overlaps(&self, dir: &Path) -> bool {
+        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        dir.starts_with(&self.path) || self.path.starts_with(&dir)
+    }
+
     /// Parses `PATH`, `PATH:ro` or `PATH:rw`. The directory must exist.
     pub fn parse(spec: &str) -> Result<Self> {
         let (path, read_only) = match spec.strip_suffix(":ro") {

@@ -1,7 +1,12 @@
 //! Files replaced whole: a crash leaves the old content or the new one, never
 //! a mix. The server's and the client's caches are written this way.
+//!
+//! The temporary file is created new, never opened through a symbolic link:
+//! a link planted in its place (by a plugin granted the directory, say)
+//! cannot make the host write elsewhere.
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// Writes `bytes` to `path` through a temporary file beside it: write, fsync,
@@ -22,7 +27,19 @@ pub fn write_with(
     tmp_name.push(".tmp");
     let tmp = dir.join(tmp_name);
     let written = (|| {
-        let mut out = std::io::BufWriter::with_capacity(1 << 16, std::fs::File::create(&tmp)?);
+        // A leftover of a crash (or anything planted there) goes first; removing
+        // a link removes the link, not what it points to.
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, file);
         fill(&mut out)?;
         out.into_inner().map_err(|e| e.into_error())?.sync_all()
     })();
@@ -47,6 +64,26 @@ mod tests {
         super::write(&path, b"new").expect("write");
         assert_eq!(std::fs::read(&path).expect("read"), b"new");
         assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1);
+    }
+
+    #[test]
+    fn a_link_planted_as_the_temporary_file_is_not_written_through() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let elsewhere = tempfile::tempdir().expect("tempdir");
+        let victim = elsewhere.path().join("victim");
+        std::fs::write(&victim, b"precious").expect("write");
+        let path = dir.path().join("cache.json");
+        std::os::unix::fs::symlink(&victim, dir.path().join("cache.json.tmp")).expect("symlink");
+        super::write(&path, b"new").expect("write");
+        assert_eq!(std::fs::read(&victim).expect("read"), b"precious");
+        assert_eq!(std::fs::read(&path).expect("read"), b"new");
+        assert!(
+            !path
+                .symlink_metadata()
+                .expect("meta")
+                .file_type()
+                .is_symlink()
+        );
     }
 
     #[test]

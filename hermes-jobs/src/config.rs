@@ -207,6 +207,14 @@ impl HermesSection {
                     .map_err(|e| anyhow!("{key}.allow_redis: {e}"))
             })
             .collect::<Result<Vec<_>>>()?;
+        let cache = self.cache_dir(base)?;
+        if let Some(grant) = dirs.iter().find(|grant| grant.overlaps(&cache)) {
+            bail!(
+                "{key}.dirs: {} reaches the host's cache {} (hermes.cache.dirpath), which a plugin must not touch: grant the bus's own directory",
+                grant.path.display(),
+                cache.display()
+            );
+        }
         let mut grants = Grants {
             dirs,
             redis,
@@ -352,6 +360,15 @@ mod tests {
             )),
             "hermes.plugins.messagebus.probe.allow_redis: the Redis command CONFIG cannot be allowed: it would let a plugin out of its grant"
         );
+        std::fs::create_dir_all(dir.path().join("cache/sub")).expect("mkdir");
+        for reaching in ["\".\"", "cache", "cache/sub"] {
+            let message = refused(&format!("{base}        dirs: [{reaching}]\n"));
+            assert!(
+                message.starts_with("hermes.plugins.messagebus.probe.dirs: ")
+                    && message.contains("hermes.cache.dirpath"),
+                "{reaching}: {message}"
+            );
+        }
         let missing = refused(&format!("{base}        dirs: [nowhere]\n"));
         assert!(
             missing.starts_with("hermes.plugins.messagebus.probe.dirs: ")

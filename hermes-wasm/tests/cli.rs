@@ -491,7 +491,7 @@ fn client_of_initsync(s: &Setup, n: i64, target: &str) -> String {
     std::fs::write(
         &config,
         format!(
-            "hermes:\n  plugins:\n    messagebus:\n      file-log:\n        settings: {}\n        dirs: [\"{}\"]\nhermes-client:\n  target:\n{target}",
+            "hermes:\n  plugins:\n    messagebus:\n      file-log:\n        settings: {}\n        dirs: [\"{}/bus\"]\nhermes-client:\n  target:\n{target}",
             s.settings,
             s.dir_arg()
         ),

@@ -64,22 +64,26 @@ impl Pipeline {
              INSERT INTO members VALUES (1, 10), (2, 20);",
         );
         let root = pipeline.root();
+        // The plugin is granted the bus's own directory, never the caches.
+        std::fs::create_dir(pipeline.path("bus")).expect("the bus's directory");
         let (server_bus, client_bus) = match (kind, &pipeline.redis) {
             (BusKind::FileLog, _) => {
                 let settings = format!("{{\"path\": \"{root}/bus\"}}");
                 (
-                    format!("file-log:\n        settings: {settings}\n        dirs: [\"{root}\"]"),
                     format!(
-                        "file-log:\n        settings: {settings}\n        dirs: [\"{root}:ro\"]"
+                        "file-log:\n        settings: {settings}\n        dirs: [\"{root}/bus\"]"
+                    ),
+                    format!(
+                        "file-log:\n        settings: {settings}\n        dirs: [\"{root}/bus:ro\"]"
                     ),
                 )
             }
             (BusKind::Sqlite, _) => (
                 format!(
-                    "sqlite:\n        settings: {{\"uri\": \"{root}/bus.sqlite\", \"retention_in_days\": 30}}\n        dirs: [\"{root}\"]"
+                    "sqlite:\n        settings: {{\"uri\": \"{root}/bus/bus.sqlite\", \"retention_in_days\": 30}}\n        dirs: [\"{root}/bus\"]"
                 ),
                 format!(
-                    "sqlite:\n        settings: {{\"uri\": \"{root}/bus.sqlite\"}}\n        dirs: [\"{root}:ro\"]"
+                    "sqlite:\n        settings: {{\"uri\": \"{root}/bus/bus.sqlite\"}}\n        dirs: [\"{root}/bus:ro\"]"
                 ),
             ),
             (BusKind::RedisStreams, Some(server)) => {
@@ -464,6 +468,10 @@ fn bad_configurations_are_one_clear_error_line() {
         );
     }
     // Nothing was sent, nothing applied.
-    assert!(!p.path("bus").exists());
+    assert_eq!(
+        std::fs::read_dir(p.path("bus")).expect("bus").count(),
+        0,
+        "the bus is empty"
+    );
     assert!(!p.path("applied.jsonl").exists());
 }

@@ -128,14 +128,17 @@ impl Bus {
     }
 
     /// Writes `client.yml` in the bus's directory: a client of this file-log
-    /// bus (the built-in plugin, granted the directory read-only) with its
-    /// cache in `client-cache/`, and `client` as its `hermes-client` section.
+    /// bus (the built-in plugin, granted the log's directory read-only) with
+    /// its cache in `client-cache/`, and `client` as its `hermes-client`
+    /// section.
     pub fn file_log_client_config(&self, client: &str) -> PathBuf {
         let config = self.dir.path().join("client.yml");
+        let log = self.dir.path().join("bus");
+        std::fs::create_dir_all(&log).expect("the log's directory");
         let text = format!(
             "hermes:\n  cache:\n    dirpath: client-cache\n  plugins:\n    messagebus:\n      file-log:\n        settings: {}\n        dirs: [\"{}:ro\"]\nhermes-client:\n{client}",
             self.settings,
-            self.dir.path().display()
+            log.display()
         );
         std::fs::write(&config, text).expect("write client.yml");
         config

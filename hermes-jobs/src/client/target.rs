@@ -1,6 +1,7 @@
 //! Where a client applies events: a JSON-lines file, or a command per event.
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -127,11 +128,19 @@ impl JsonLines {
     fn open(&mut self) -> Result<&mut std::fs::File, String> {
         let file = match self.file.take() {
             Some(file) => file,
+            // Never through a symbolic link: one planted by a plugin with a
+            // grant on this directory would send the events anywhere.
             None => std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
+                .custom_flags(nix::libc::O_NOFOLLOW)
                 .open(&self.path)
-                .map_err(|e| format!("cannot open {}: {e}", self.path.display()))?,
+                .map_err(|e| {
+                    format!(
+                        "cannot open {} (never through a symbolic link): {e}",
+                        self.path.display()
+                    )
+                })?,
         };
         Ok(self.file.insert(file))
     }

@@ -308,3 +308,24 @@ async fn a_stopped_client_resumes_with_nothing_skipped_and_nothing_twice() {
         .collect();
     assert_eq!(setup.applied(), expected);
 }
+
+#[tokio::test]
+async fn a_target_replaced_by_a_symbolic_link_is_not_written_through() {
+    let setup = Setup::jsonlines("").await;
+    let mut events = vec![init_start()];
+    events.push(user_added(Category::Initsync, 1));
+    events.push(init_stop());
+    setup.send(&events).await;
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let victim = elsewhere.path().join("victim");
+    std::fs::write(&victim, "precious\n").expect("write");
+    std::os::unix::fs::symlink(&victim, setup.path("applied.jsonl")).expect("symlink");
+
+    let refused = Client::start(&setup.config, &engine()).await;
+    let message = format!("{:#}", refused.err().expect("the target is refused"));
+    assert!(message.contains("symbolic link"), "{message}");
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("read"),
+        "precious\n"
+    );
+}

@@ -576,3 +576,39 @@ async fn a_query_past_its_deadline_is_interrupted_and_its_lock_released() {
     let next = producer.send(&attempt("nothing", "")).await;
     assert!(next.is_ok(), "{next:?}");
 }
+
+#[tokio::test]
+async fn compiled_code_is_cached_only_where_no_one_else_can_write_and_never_granted() {
+    use std::os::unix::fs::PermissionsExt;
+    let bytes = guests::SANDBOX_PROBE.to_vec();
+    let shared = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    for _ in 0..2 {
+        let engine = Engine::new(Some(shared.path().to_owned())).expect("engine");
+        let plugin = Plugin::load(&engine, &bytes, "probe", Grants::default())
+            .await
+            .expect("load");
+        assert_eq!(plugin.code_source(), CodeSource::Compiled);
+    }
+    assert_eq!(
+        std::fs::read_dir(shared.path()).expect("dir").count(),
+        0,
+        "nothing is cached where others may write"
+    );
+
+    // A plugin is never granted the directory of the code the host runs.
+    let private = tempfile::tempdir().expect("tempdir");
+    let engine = Engine::new(Some(private.path().join("cache"))).expect("engine");
+    let grants = Grants {
+        dirs: vec![DirGrant::parse(&private.path().display().to_string()).expect("grant")],
+        ..Grants::default()
+    };
+    let refused = Plugin::load(&engine, &bytes, "probe", grants)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        refused.to_string().contains("compiled-code cache"),
+        "{refused}"
+    );
+}

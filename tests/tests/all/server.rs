@@ -107,11 +107,16 @@ impl Setup {
                 self.bus.settings,
                 server.url()
             ),
-            None => format!(
-                "      file-log:\n        settings: {}\n        dirs: [\"{}\"]\n",
-                self.bus.settings,
-                self.bus.dir.path().display()
-            ),
+            None => {
+                // The plugin is granted the log's own directory, never the cache.
+                let log = self.bus.dir.path().join("bus");
+                std::fs::create_dir_all(&log).expect("the log's directory");
+                format!(
+                    "      file-log:\n        settings: {}\n        dirs: [\"{}\"]\n",
+                    self.bus.settings,
+                    log.display()
+                )
+            }
         }
     }
 

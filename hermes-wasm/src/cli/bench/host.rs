@@ -19,7 +19,8 @@ const INSTANCES: usize = 32;
 
 pub async fn run(bench: &mut Bench, report: &mut Report) -> Result<()> {
     let dir = bench.case_dir("host")?;
-    let cache = dir.join("component-cache");
+    // Beside the granted directory: a plugin is never granted the cache.
+    let cache = bench.case_dir("host-component-cache")?;
     let settings = json!({"path": dir.join("bus")});
 
     report.step("a guest call that does nothing");

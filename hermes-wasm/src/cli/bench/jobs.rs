@@ -38,9 +38,8 @@ pub async fn run(bench: &mut Bench, report: &mut Report, quick: bool) -> Result<
 
 fn client_yml(dir: &Path) -> String {
     format!(
-        "hermes:\n  cache:\n    dirpath: client-cache\n  plugins:\n    messagebus:\n      file-log:\n        settings: {{path: \"{bus}\"}}\n        dirs: [\"{dir}:ro\"]\nhermes-client:\n  target:\n    jsonlines: {{path: applied.jsonl}}\n",
+        "hermes:\n  cache:\n    dirpath: client-cache\n  plugins:\n    messagebus:\n      file-log:\n        settings: {{path: \"{bus}\"}}\n        dirs: [\"{bus}:ro\"]\nhermes-client:\n  target:\n    jsonlines: {{path: applied.jsonl}}\n",
         bus = dir.join("bus").display(),
-        dir = dir.display(),
     )
 }
 
@@ -142,6 +141,8 @@ fn example_server(dir: &Path, n: u64) -> Result<std::path::PathBuf> {
     );
     let sql = DATASOURCE_SQL.replace("i < 300", &format!("i < {n}"));
     rusqlite::Connection::open(dir.join("directory.sqlite"))?.execute_batch(&sql)?;
+    // The example grants the bus's own directory, which must exist.
+    std::fs::create_dir_all(dir.join("bus"))?;
     let config = dir.join("server.yml");
     std::fs::write(
         &config,
