@@ -1,9 +1,17 @@
 //! The `log` capability, and the plugin's stdout and stderr: everything a
 //! plugin says reaches the host's `tracing` log, tagged with its name.
+//!
+//! A plugin cannot forge or flood the host's log: each line is cut at
+//! [`MAX_LINE`], its control characters are escaped (a newline cannot start
+//! a line of its own), and an instance may log [`LINES_PER_SECOND`] lines a
+//! second on average, [`BURST_LINES`] at once; lines past that are dropped
+//! and counted, and the count is logged when the plugin may log again.
 
+use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use tokio::io::AsyncWrite;
 use wasmtime::component::{HasData, Linker};
@@ -15,26 +23,106 @@ use crate::bindings::log::{Host, Level};
 /// without bound.
 pub const MAX_LINE: usize = 16 * 1024;
 
-/// What the capability holds for one plugin instance: the name its lines
-/// are tagged with.
-pub struct LogCtx {
+/// Lines one instance may log per second, on average.
+pub const LINES_PER_SECOND: u32 = 200;
+
+/// Lines one instance may log at once, after a quiet while.
+pub const BURST_LINES: u32 = 2_000;
+
+/// Where one instance's lines go: the host log, under the rate limit.
+#[derive(Clone)]
+struct Sink {
     plugin: Arc<str>,
+    limit: Arc<Mutex<RateLimit>>,
+}
+
+impl Sink {
+    fn emit(&self, level: Level, message: &str) {
+        let admitted = self
+            .limit
+            .lock()
+            .map(|mut limit| limit.admit(Instant::now()))
+            .unwrap_or(Admit::Yes);
+        let plugin = &*self.plugin;
+        match admitted {
+            Admit::No => return,
+            Admit::AfterDropping(dropped) => tracing::warn!(
+                target: "plugin",
+                plugin,
+                "{dropped} lines of this plugin were dropped: more than {LINES_PER_SECOND} a second"
+            ),
+            Admit::Yes => {}
+        }
+        emit(plugin, level, &clean(truncate(message)));
+    }
+}
+
+/// A token bucket: [`BURST_LINES`] tokens, refilled at [`LINES_PER_SECOND`].
+struct RateLimit {
+    tokens: f64,
+    at: Instant,
+    dropped: u64,
+}
+
+#[derive(Debug, PartialEq)]
+enum Admit {
+    Yes,
+    /// Yes, and this many lines were dropped since the last one logged.
+    AfterDropping(u64),
+    No,
+}
+
+impl RateLimit {
+    fn new(now: Instant) -> Self {
+        RateLimit {
+            tokens: f64::from(BURST_LINES),
+            at: now,
+            dropped: 0,
+        }
+    }
+
+    fn admit(&mut self, now: Instant) -> Admit {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens =
+            (self.tokens + elapsed * f64::from(LINES_PER_SECOND)).min(f64::from(BURST_LINES));
+        if self.tokens < 1.0 {
+            self.dropped += 1;
+            return Admit::No;
+        }
+        self.tokens -= 1.0;
+        match std::mem::take(&mut self.dropped) {
+            0 => Admit::Yes,
+            dropped => Admit::AfterDropping(dropped),
+        }
+    }
+}
+
+/// What the capability holds for one plugin instance: the name its lines
+/// are tagged with, and its rate limit, shared with its stdout and stderr.
+pub struct LogCtx {
+    sink: Sink,
 }
 
 impl LogCtx {
     /// The capability for `plugin`.
     pub fn new(plugin: Arc<str>) -> Self {
-        LogCtx { plugin }
+        LogCtx {
+            sink: Sink {
+                plugin,
+                limit: Arc::new(Mutex::new(RateLimit::new(Instant::now()))),
+            },
+        }
     }
 
     /// The plugin's stdout, logged at info.
     pub fn stdout(&self) -> GuestOutput {
-        GuestOutput::new(Level::Info, self.plugin.clone())
+        GuestOutput::new(Level::Info, self.sink.clone())
     }
 
     /// The plugin's stderr, logged at warn.
     pub fn stderr(&self) -> GuestOutput {
-        GuestOutput::new(Level::Warn, self.plugin.clone())
+        GuestOutput::new(Level::Warn, self.sink.clone())
     }
 }
 
@@ -46,7 +134,7 @@ pub struct LogView<'a> {
 
 impl Host for LogView<'_> {
     fn log(&mut self, level: Level, message: String) {
-        emit(&self.ctx.plugin, level, truncate(&message));
+        self.ctx.sink.emit(level, &message);
     }
 }
 
@@ -75,6 +163,26 @@ fn emit(plugin: &str, level: Level, message: &str) {
     }
 }
 
+/// The line with its control characters escaped (`\n`, `\r`, `\u{1b}`):
+/// what a plugin says stays on one line of the host's log, and cannot
+/// carry terminal escapes. Tabs are kept.
+fn clean(message: &str) -> Cow<'_, str> {
+    if !message.chars().any(|c| c.is_control() && c != '\t') {
+        return Cow::Borrowed(message);
+    }
+    let mut out = String::with_capacity(message.len() + 8);
+    for c in message.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push('\t'),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
 fn truncate(message: &str) -> &str {
     if message.len() <= MAX_LINE {
         return message;
@@ -90,15 +198,15 @@ fn truncate(message: &str) -> &str {
 #[derive(Clone)]
 pub struct GuestOutput {
     level: Level,
-    plugin: Arc<str>,
+    sink: Sink,
     pending: Arc<Mutex<Vec<u8>>>,
 }
 
 impl GuestOutput {
-    fn new(level: Level, plugin: Arc<str>) -> Self {
+    fn new(level: Level, sink: Sink) -> Self {
         GuestOutput {
             level,
-            plugin,
+            sink,
             pending: Arc::default(),
         }
     }
@@ -110,19 +218,14 @@ impl GuestOutput {
         pending.extend_from_slice(bytes);
         while let Some(end) = pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = pending.drain(..=end).collect();
-            emit(
-                &self.plugin,
+            self.sink.emit(
                 self.level,
-                truncate(String::from_utf8_lossy(&line[..end]).trim_end_matches('\r')),
+                String::from_utf8_lossy(&line[..end]).trim_end_matches('\r'),
             );
         }
         if pending.len() > MAX_LINE {
             let line: Vec<u8> = std::mem::take(&mut *pending);
-            emit(
-                &self.plugin,
-                self.level,
-                truncate(&String::from_utf8_lossy(&line)),
-            );
+            self.sink.emit(self.level, &String::from_utf8_lossy(&line));
         }
     }
 
@@ -132,7 +235,7 @@ impl GuestOutput {
         };
         if !pending.is_empty() {
             let line = std::mem::take(&mut *pending);
-            emit(&self.plugin, self.level, &String::from_utf8_lossy(&line));
+            self.sink.emit(self.level, &String::from_utf8_lossy(&line));
         }
     }
 }
@@ -166,5 +269,48 @@ impl AsyncWrite for GuestOutput {
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         self.finish();
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_line_cannot_break_into_two_or_carry_escapes() {
+        assert_eq!(clean("plain\ttext"), "plain\ttext");
+        assert_eq!(
+            clean("ok\n2026-12-01T00:00:00Z  INFO hermes: forged\r\u{1b}[31m"),
+            "ok\\n2026-12-01T00:00:00Z  INFO hermes: forged\\r\\u{1b}[31m"
+        );
+        let long = "é".repeat(MAX_LINE);
+        assert!(truncate(&long).len() <= MAX_LINE);
+    }
+
+    #[test]
+    fn a_flood_is_cut_to_the_rate_and_the_dropped_lines_are_counted() {
+        let start = Instant::now();
+        let mut limit = RateLimit::new(start);
+        for _ in 0..BURST_LINES {
+            assert_eq!(limit.admit(start), Admit::Yes);
+        }
+        for _ in 0..10 {
+            assert_eq!(limit.admit(start), Admit::No);
+        }
+        // A tenth of a second refills a tenth of the rate.
+        let later = start + Duration::from_millis(100);
+        assert_eq!(limit.admit(later), Admit::AfterDropping(10));
+        for _ in 1..(LINES_PER_SECOND / 10) {
+            assert_eq!(limit.admit(later), Admit::Yes);
+        }
+        assert_eq!(limit.admit(later), Admit::No);
+        // A long quiet refills no more than the burst.
+        let much_later = later + Duration::from_secs(3600);
+        let admitted = (0..BURST_LINES * 2)
+            .filter(|_| limit.admit(much_later) != Admit::No)
+            .count();
+        assert_eq!(admitted, BURST_LINES as usize);
     }
 }

@@ -490,6 +490,68 @@ async fn what_a_plugin_prints_or_logs_reaches_the_host_log_tagged_with_its_name(
 }
 
 #[tokio::test]
+async fn a_plugin_can_neither_forge_nor_flood_the_host_log() {
+    let buffer = LogBuffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mut producer = probe(Grants::default(), &[]).await;
+    let forged = "x\n2026-12-01T00:00:00.000000Z  INFO hermes_jobs: forged \u{1b}[2J";
+    producer
+        .send(&attempt("print", forged))
+        .await
+        .expect("send");
+    producer
+        .send(&attempt("flood", "100000"))
+        .await
+        .expect("send");
+    producer
+        .send(&attempt("print", "after the flood"))
+        .await
+        .expect("send");
+    producer.close().await.expect("close");
+    drop(producer);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let log = String::from_utf8(buffer.0.lock().expect("log buffer").clone()).expect("utf-8");
+    // Every line that mentions the forgery is tagged as the plugin's own,
+    // the logged one kept whole on one line, and no escape reaches the log.
+    let forgeries: Vec<&str> = log.lines().filter(|l| l.contains("forged")).collect();
+    assert!(!forgeries.is_empty(), "{log}");
+    assert!(
+        forgeries
+            .iter()
+            .all(|l| l.contains("plugin=\"sandbox-probe\"")),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("logged: x\\n2026-12-01") && l.contains("\\u{1b}[2J")),
+        "{log}"
+    );
+    assert!(
+        !log.contains('\u{1b}'),
+        "no terminal escape reaches the log"
+    );
+    // The flood is cut to the burst, and what was dropped is said.
+    let flooded = log.lines().filter(|l| l.contains("flood line")).count();
+    assert!(
+        (2_000..2_100).contains(&flooded),
+        "{flooded} flood lines logged"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("lines of this plugin were dropped")),
+        "{log}"
+    );
+}
+
+#[tokio::test]
 async fn a_link_the_plugin_plants_in_its_grant_does_not_let_sqlite_out() {
     let granted = tempfile::tempdir().expect("tempdir");
     let outside = tempfile::tempdir().expect("tempdir");

@@ -18,6 +18,9 @@ use wasmtime_wasi::TrappableError;
 
 use crate::bindings::redis::{Host, HostConnection, RedisError, Reply, ReplyItem};
 
+/// Connections one instance may have open at once: a bus needs one or two.
+pub const MAX_OPEN: usize = 8;
+
 /// How long opening a connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -144,12 +147,17 @@ impl Connection {
 pub struct RedisCtx {
     plugin: Arc<str>,
     allowed: Vec<RedisAllow>,
+    open: std::sync::atomic::AtomicUsize,
 }
 
 impl RedisCtx {
     /// The capability for `plugin`, allowed to reach `allowed`.
     pub fn new(plugin: Arc<str>, allowed: Vec<RedisAllow>) -> Self {
-        RedisCtx { plugin, allowed }
+        RedisCtx {
+            plugin,
+            allowed,
+            open: std::sync::atomic::AtomicUsize::new(0),
+        }
     }
 }
 
@@ -183,6 +191,12 @@ impl HostConnection for RedisView<'_> {
             .into());
         };
         let extra = allow.extra.clone();
+        if self.ctx.open.load(std::sync::atomic::Ordering::SeqCst) >= MAX_OPEN {
+            return Err(RedisError::Refused(format!(
+                "at most {MAX_OPEN} connections may be open at once"
+            ))
+            .into());
+        }
         let client = redis::Client::open(info)
             .map_err(|e| RedisError::InvalidUrl(format!("{}: {e}", redact(&url))))?;
         let config = redis::AsyncConnectionConfig::new()
@@ -197,7 +211,11 @@ impl HostConnection for RedisView<'_> {
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             extra,
         };
-        self.table.push(connection).map_err(super::trap)
+        let handle = self.table.push(connection).map_err(super::trap)?;
+        self.ctx
+            .open
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(handle)
     }
 
     async fn set_response_timeout(
@@ -254,6 +272,9 @@ impl HostConnection for RedisView<'_> {
 
     async fn drop(&mut self, connection: Resource<Connection>) -> wasmtime::Result<()> {
         self.table.delete(connection)?;
+        self.ctx
+            .open
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 }
@@ -464,6 +485,21 @@ mod tests {
             domain(blocked),
             RedisError::Unavailable(m) if m.contains("no reply within 50 ms")
         ));
+
+        // At most MAX_OPEN connections at once; closing one makes room.
+        let mut held = Vec::new();
+        for _ in 1..MAX_OPEN {
+            held.push(view.open(url.clone()).await.expect("opens"));
+        }
+        assert!(matches!(
+            domain(view.open(url.clone()).await),
+            RedisError::Refused(m) if m.contains("at most")
+        ));
+        view.drop(held.pop().expect("held")).await.expect("closed");
+        held.push(view.open(url.clone()).await.expect("room again"));
+        for connection in held {
+            view.drop(connection).await.expect("closed");
+        }
 
         // A handle the plugin does not hold is a trap, not a redis-error.
         view.drop(connection).await.expect("closed");

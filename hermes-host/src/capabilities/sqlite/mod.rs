@@ -20,6 +20,9 @@ use crate::sandbox::DirGrant;
 /// How many SQLite instructions run between two checks for an abandoned call.
 const CHECK_EVERY: i32 = 10_000;
 
+/// Databases one instance may have open at once: a bus needs one or two.
+pub const MAX_OPEN: usize = 8;
+
 /// The most data one query may return: a plugin reads in pages (`LIMIT`), and
 /// the host does not buffer without bound.
 const MAX_RESULT_BYTES: usize = 64 * 1024 * 1024;
@@ -65,12 +68,17 @@ impl Drop for Watch {
 pub struct SqliteCtx {
     plugin: Arc<str>,
     dirs: Vec<DirGrant>,
+    open: std::sync::atomic::AtomicUsize,
 }
 
 impl SqliteCtx {
     /// The capability for `plugin`, with databases inside `dirs`.
     pub fn new(plugin: Arc<str>, dirs: Vec<DirGrant>) -> Self {
-        SqliteCtx { plugin, dirs }
+        SqliteCtx {
+            plugin,
+            dirs,
+            open: std::sync::atomic::AtomicUsize::new(0),
+        }
     }
 }
 
@@ -98,6 +106,12 @@ impl HostDatabase for SqliteView<'_> {
         path: String,
         access: Access,
     ) -> Result<Resource<Database>, SqliteFailure> {
+        if self.ctx.open.load(Ordering::SeqCst) >= MAX_OPEN {
+            return Err(SqliteError::Refused(format!(
+                "{path}: at most {MAX_OPEN} databases may be open at once"
+            ))
+            .into());
+        }
         let resolved = resolve(&path, access, &self.ctx.dirs).inspect_err(|e| {
             if let SqliteError::Refused(why) = e {
                 tracing::warn!(target: "plugin", plugin = &*self.ctx.plugin, "sqlite: refused {why}");
@@ -120,7 +134,9 @@ impl HostDatabase for SqliteView<'_> {
         })
         .await
         .unwrap_or_else(|e| Err(SqliteError::Failed(format!("opening failed: {e}"))))?;
-        self.table.push(opened).map_err(super::trap)
+        let handle = self.table.push(opened).map_err(super::trap)?;
+        self.ctx.open.fetch_add(1, Ordering::SeqCst);
+        Ok(handle)
     }
 
     async fn execute(
@@ -218,6 +234,7 @@ impl HostDatabase for SqliteView<'_> {
 
     async fn drop(&mut self, database: Resource<Database>) -> wasmtime::Result<()> {
         let database = self.table.delete(database)?;
+        self.ctx.open.fetch_sub(1, Ordering::SeqCst);
         // Closing may roll back an open transaction: not on the async threads.
         tokio::task::spawn_blocking(move || drop(database));
         Ok(())
@@ -414,6 +431,27 @@ mod tests {
             domain(view.commit(handle(&db)).await),
             SqliteError::Failed(m) if m.contains("no transaction")
         ));
+
+        // At most MAX_OPEN databases at once; closing one makes room.
+        let mut held = vec![db];
+        for i in 1..MAX_OPEN {
+            let db = view
+                .open(format!("{root}/more-{i}.sqlite"), Access::ReadWrite)
+                .await
+                .expect("opens");
+            held.push(db);
+        }
+        assert!(matches!(
+            domain(view.open(format!("{root}/one-too-many.sqlite"), Access::ReadWrite).await),
+            SqliteError::Refused(m) if m.contains("at most")
+        ));
+        let db = held.remove(0);
+        view.drop(held.remove(0)).await.expect("closed");
+        let again = view
+            .open(format!("{root}/room.sqlite"), Access::ReadWrite)
+            .await
+            .expect("room again");
+        view.drop(again).await.expect("closed");
 
         // A handle the plugin does not hold is a trap, not a sqlite-error.
         view.drop(db).await.expect("closed");

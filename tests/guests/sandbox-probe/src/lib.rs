@@ -11,6 +11,7 @@
 //! - `loop`: spin forever;
 //! - `allocate`: allocate and touch `arg` MiB;
 //! - `print`: print `arg` on stdout and log it;
+//! - `flood`: log `arg` lines as fast as it can;
 //! - `redis`: connect to the Redis URL `arg` and `PING` it;
 //! - `redis-command`: `arg` is `URL COMMAND ARG...`: connect and send it;
 //! - `sqlite-write`: open the database `arg` read-write and write a row;
@@ -187,6 +188,12 @@ impl GuestProducer for ProbeProducer {
                 match written {
                     Ok(_) => return Err(breach(format!("wrote to {arg}"))),
                     Err(e) => return Err(refused(&format!("sqlite {arg}"), format!("{e:?}"))),
+                }
+            }
+            "flood" => {
+                let lines: u32 = arg.parse().unwrap_or(1);
+                for i in 0..lines {
+                    log(Level::Info, &format!("flood line {i}"));
                 }
             }
             "print" => {
