@@ -6,5 +6,5 @@
 mod build_support;
 
 fn main() {
-    build_support::build_guests(&["sandbox-probe", "offset-kinds"]);
+    build_support::build_guests(&["sandbox-probe", "offset-kinds", "overfill"]);
 }

@@ -164,6 +164,17 @@ impl Consumer {
             let slice = self.slice(deadline);
             self.give_timeout(slice).await?;
             let batch = guest_call!(self, "next-batch", slice, consumer.call_next_batch(max))?;
+            if batch.len() > max as usize {
+                // A broken contract is a bug: the instance goes, as after a trap.
+                self.live = None;
+                return Err(self.plugin.trapped(
+                    "next-batch",
+                    format!(
+                        "returned {} events, more than the {max} asked for",
+                        batch.len()
+                    ),
+                ));
+            }
             if !batch.is_empty() || expired(deadline) {
                 return Ok(self.deliver(batch));
             }

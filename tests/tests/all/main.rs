@@ -4,6 +4,7 @@ mod client;
 mod conformance;
 mod file_log;
 mod offset_kinds;
+mod overfill;
 mod redis_streams;
 mod sandbox_probe;
 mod server;
