@@ -149,9 +149,11 @@ impl HostState {
                     Error::host_from(format!("cannot grant {}", grant.path.display()), e)
                 })?;
         }
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_HANDLES);
         Ok(HostState {
             wasi: wasi.build(),
-            table: ResourceTable::new(),
+            table,
             capabilities,
             limiter: MemoryLimiter::new(grants.memory_limit),
         })
@@ -200,6 +202,11 @@ impl MemoryLimiter {
         }
     }
 }
+
+/// Handles one instance may hold at once, of every kind: open files and
+/// directories, streams, databases, connections. Each open file is a host
+/// file descriptor; a bus needs a few dozen.
+pub const MAX_HANDLES: usize = 1024;
 
 /// Tables hold function references, not data: this is far beyond what any
 /// plugin needs and still bounds what a hostile one can take.

@@ -674,3 +674,28 @@ async fn compiled_code_is_cached_only_where_no_one_else_can_write_and_never_gran
         "{refused}"
     );
 }
+
+#[tokio::test]
+async fn a_plugin_cannot_hold_the_hosts_file_descriptors() {
+    let granted = tempfile::tempdir().expect("tempdir");
+    let root = granted.path().canonicalize().expect("dir");
+    let file = root.join("f");
+    std::fs::write(&file, b"x").expect("write");
+    let descriptors = || std::fs::read_dir("/proc/self/fd").expect("fds").count();
+    let before = descriptors();
+    let mut producer = probe(Grants::default(), &[&root]).await;
+    // Far more than it may hold: the plugin fails (or is stopped) well short.
+    let held = producer
+        .send(&attempt("open-files", &format!("5000 {}", file.display())))
+        .await;
+    // The host's handle table fills first: the call is stopped as a trap.
+    assert!(matches!(&held, Err(Error::Trapped { .. })), "{held:?}");
+    let after = descriptors();
+    assert!(
+        after < before + 1200,
+        "{before} descriptors before, {after} after"
+    );
+    // The host carries on, and so does the plugin.
+    let next = producer.send(&attempt("nothing", "")).await;
+    assert!(next.is_ok(), "{next:?}");
+}

@@ -12,6 +12,8 @@
 //! - `allocate`: allocate and touch `arg` MiB;
 //! - `print`: print `arg` on stdout and log it;
 //! - `flood`: log `arg` lines as fast as it can;
+//! - `open-files`: `arg` is `N PATH`: open the file `PATH` N times, keeping
+//!   every handle;
 //! - `redis`: connect to the Redis URL `arg` and `PING` it;
 //! - `redis-command`: `arg` is `URL COMMAND ARG...`: connect and send it;
 //! - `sqlite-write`: open the database `arg` read-write and write a row;
@@ -189,6 +191,20 @@ impl GuestProducer for ProbeProducer {
                     Ok(_) => return Err(breach(format!("wrote to {arg}"))),
                     Err(e) => return Err(refused(&format!("sqlite {arg}"), format!("{e:?}"))),
                 }
+            }
+            "open-files" => {
+                let (n, path) = arg.split_once(' ').unwrap_or(("0", &arg));
+                let n: usize = n.parse().unwrap_or(0);
+                let mut held = Vec::new();
+                for _ in 0..n {
+                    match std::fs::File::open(path) {
+                        Ok(file) => held.push(file),
+                        Err(e) => {
+                            return Err(refused(&format!("open {path} #{}", held.len()), e));
+                        }
+                    }
+                }
+                return Err(breach(format!("holds {} open files", held.len())));
             }
             "flood" => {
                 let lines: u32 = arg.parse().unwrap_or(1);
