@@ -320,5 +320,77 @@ mod tests {
         let many: String = (0..=MAX_MEMORIES).map(|_| "(memory 0)").collect();
         let (refused, _) = instantiate(&format!("(module {many})"), usize::MAX);
         assert!(refused.is_err(), "more memories than MAX_MEMORIES");
+        let tables = |n: usize| -> String { (0..n).map(|_| "(table 1 funcref)").collect() };
+        let (fits, _) = instantiate(&format!("(module {})", tables(MAX_TABLES)), usize::MAX);
+        assert!(fits.is_ok(), "{:?}", fits.err());
+        let (refused, _) = instantiate(&format!("(module {})", tables(MAX_TABLES + 1)), usize::MAX);
+        assert!(refused.is_err(), "more tables than MAX_TABLES");
+        let widest = format!("(module (table {MAX_TABLE_ELEMENTS} funcref))");
+        let (fits, _) = instantiate(&widest, usize::MAX);
+        assert!(fits.is_ok(), "a table of exactly MAX_TABLE_ELEMENTS");
+    }
+
+    #[test]
+    fn instances_are_counted_per_plugin_instance() {
+        let engine = Engine::default();
+        let module =
+            Module::new(&engine, wat::parse_str("(module)").expect("wat")).expect("module");
+        let mut store = Store::new(&engine, MemoryLimiter::new(usize::MAX));
+        store.limiter(|limiter| limiter);
+        for _ in 0..MAX_INSTANCES {
+            Instance::new(&mut store, &module, &[]).expect("within the bound");
+        }
+        assert!(
+            Instance::new(&mut store, &module, &[]).is_err(),
+            "one too many"
+        );
+    }
+
+    #[test]
+    fn the_operators_limits_are_range_checked_and_converted() {
+        assert_eq!(DEFAULT_MEMORY_LIMIT, 128 << 20, "the documented default");
+        assert_eq!(DEFAULT_CALL_DEADLINE, Duration::from_secs(30));
+        assert_eq!(memory_limit_mib(1), Ok(1 << 20));
+        assert_eq!(memory_limit_mib(65_536), Ok(65_536 << 20));
+        assert_eq!(
+            memory_limit_mib(0),
+            Err("0 is out of range (1 to 65536)".to_owned())
+        );
+        assert!(memory_limit_mib(65_537).is_err());
+        assert_eq!(call_deadline_ms(1500), Ok(Duration::from_millis(1500)));
+        assert!(call_deadline_ms(0).is_err());
+        assert!(call_deadline_ms(86_400_001).is_err());
+    }
+
+    #[test]
+    fn a_directory_grant_is_parsed_and_knows_what_it_reaches() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = std::fs::canonicalize(dir.path()).expect("canonical");
+        std::fs::create_dir(root.join("sub")).expect("mkdir");
+        std::fs::write(root.join("file"), b"x").expect("write");
+        let shown = root.display().to_string();
+        let rw = DirGrant::parse(&shown).expect("grant");
+        assert_eq!((rw.path.clone(), rw.read_only), (root.clone(), false));
+        assert!(
+            DirGrant::parse(&format!("{shown}:ro"))
+                .expect("grant")
+                .read_only
+        );
+        assert!(
+            !DirGrant::parse(&format!("{shown}:rw"))
+                .expect("grant")
+                .read_only
+        );
+        let not_dir = DirGrant::parse(&format!("{shown}/file")).expect_err("a file");
+        assert!(not_dir.to_string().contains("not a directory"), "{not_dir}");
+        assert!(DirGrant::parse(&format!("{shown}/missing")).is_err());
+
+        let sub = DirGrant::parse(&format!("{shown}/sub")).expect("grant");
+        assert!(rw.overlaps(&root.join("sub")), "the grant holds it");
+        assert!(sub.overlaps(&root), "the grant lies inside it");
+        assert!(rw.overlaps(&root));
+        let other = tempfile::tempdir().expect("tempdir");
+        assert!(!sub.overlaps(other.path()));
+        assert!(!sub.overlaps(&root.join("file")));
     }
 }
