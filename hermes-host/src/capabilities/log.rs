@@ -215,17 +215,8 @@ impl GuestOutput {
         let Ok(mut pending) = self.pending.lock() else {
             return;
         };
-        pending.extend_from_slice(bytes);
-        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=end).collect();
-            self.sink.emit(
-                self.level,
-                String::from_utf8_lossy(&line[..end]).trim_end_matches('\r'),
-            );
-        }
-        if pending.len() > MAX_LINE {
-            let line: Vec<u8> = std::mem::take(&mut *pending);
-            self.sink.emit(self.level, &String::from_utf8_lossy(&line));
+        for line in complete_lines(&mut pending, bytes) {
+            self.sink.emit(self.level, &line);
         }
     }
 
@@ -233,11 +224,33 @@ impl GuestOutput {
         let Ok(mut pending) = self.pending.lock() else {
             return;
         };
-        if !pending.is_empty() {
-            let line = std::mem::take(&mut *pending);
-            self.sink.emit(self.level, &String::from_utf8_lossy(&line));
+        if let Some(line) = rest(&mut pending) {
+            self.sink.emit(self.level, &line);
         }
     }
+}
+
+/// Adds `bytes` to what a stream has pending and takes out the lines they
+/// complete (without their `\n` or `\r\n`), and the pending text whole if it
+/// grew past [`MAX_LINE`] with no end of line.
+fn complete_lines(pending: &mut Vec<u8>, bytes: &[u8]) -> Vec<String> {
+    pending.extend_from_slice(bytes);
+    let mut lines = Vec::new();
+    while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+        let line: Vec<u8> = pending.drain(..=end).collect();
+        let text = String::from_utf8_lossy(&line[..end]);
+        lines.push(text.trim_end_matches('\r').to_owned());
+    }
+    if pending.len() > MAX_LINE {
+        let line = std::mem::take(pending);
+        lines.push(String::from_utf8_lossy(&line).into_owned());
+    }
+    lines
+}
+
+/// What a stream still has pending when it ends, if anything.
+fn rest(pending: &mut Vec<u8>) -> Option<String> {
+    (!pending.is_empty()).then(|| String::from_utf8_lossy(&std::mem::take(pending)).into_owned())
 }
 
 impl IsTerminal for GuestOutput {
@@ -286,7 +299,42 @@ mod tests {
             "ok\\n2026-12-01T00:00:00Z  INFO hermes: forged\\r\\u{1b}[31m"
         );
         let long = "é".repeat(MAX_LINE);
-        assert!(truncate(&long).len() <= MAX_LINE);
+        let cut = truncate(&long);
+        assert!(
+            long.starts_with(cut) && cut.len() == MAX_LINE,
+            "{}",
+            cut.len()
+        );
+        assert_eq!(truncate("short"), "short");
+    }
+
+    #[test]
+    fn output_is_cut_into_lines_and_the_rest_is_kept_for_the_end() {
+        let mut pending = Vec::new();
+        assert_eq!(complete_lines(&mut pending, b"first\nsec"), ["first"]);
+        assert_eq!(complete_lines(&mut pending, b"ond\r\nthird"), ["second"]);
+        assert_eq!(rest(&mut pending).as_deref(), Some("third"));
+        assert_eq!(rest(&mut pending), None, "the rest is given once");
+        // A line with no end is given once it passes MAX_LINE, not before.
+        assert!(complete_lines(&mut pending, &vec![b'y'; MAX_LINE]).is_empty());
+        let long = complete_lines(&mut pending, b"y");
+        assert_eq!(long.len(), 1);
+        assert_eq!(long[0].len(), MAX_LINE + 1);
+        assert!(pending.is_empty());
+        // Bytes that are not UTF-8 are shown, not lost.
+        assert_eq!(complete_lines(&mut pending, b"a\xffb\n"), ["a\u{fffd}b"]);
+        let ctx = LogCtx::new(Arc::from("probe"));
+        assert!(!ctx.stdout().is_terminal());
+    }
+
+    #[tokio::test]
+    async fn output_is_an_async_writer_that_takes_everything() {
+        use tokio::io::AsyncWriteExt;
+        let ctx = LogCtx::new(Arc::from("probe"));
+        let mut out = ctx.stdout();
+        assert_eq!(out.write(b"abc").await.expect("write"), 3);
+        out.flush().await.expect("flush");
+        out.shutdown().await.expect("shutdown");
     }
 
     #[test]
