@@ -499,4 +499,67 @@ mod tests {
         });
         assert!(copied.is_err() && !into.exists(), "VACUUM INTO is refused");
     }
+
+    #[test]
+    fn sqlite_failures_are_told_apart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("bus.sqlite");
+        let one = connect("bus.sqlite", &file, Access::ReadWrite).expect("opens");
+        one.execute_batch("CREATE TABLE t (x); BEGIN IMMEDIATE; INSERT INTO t VALUES (1)")
+            .expect("a write lock held");
+        let two = connect("bus.sqlite", &file, Access::ReadWrite).expect("opens");
+        two.busy_timeout(Duration::from_millis(10))
+            .expect("busy timeout");
+        let busy = two.execute_batch("INSERT INTO t VALUES (2)").map_err(error);
+        assert!(matches!(busy, Err(SqliteError::Busy(_))), "{busy:?}");
+        one.execute_batch("COMMIT").expect("commit");
+
+        let read_only = connect("bus.sqlite", &file, Access::ReadOnly).expect("opens");
+        let refused = read_only
+            .execute_batch("INSERT INTO t VALUES (3)")
+            .map_err(error);
+        assert!(
+            matches!(&refused, Err(SqliteError::Refused(m)) if m.contains("read-only")),
+            "{refused:?}"
+        );
+        let denied = one.execute_batch("CREATE TEMP TABLE x (a)").map_err(error);
+        assert!(
+            matches!(&denied, Err(SqliteError::Refused(m)) if m.contains("only what a bus needs")),
+            "{denied:?}"
+        );
+
+        let garbage = dir.path().join("garbage.sqlite");
+        std::fs::write(&garbage, vec![7u8; 4096]).expect("write");
+        let corrupted = connect("garbage.sqlite", &garbage, Access::ReadWrite);
+        assert!(
+            matches!(&corrupted, Err(SqliteError::Corrupted(_))),
+            "{:?}",
+            corrupted.err()
+        );
+        // A directory cannot be opened, and that is no symbolic link's doing.
+        let not_a_file = connect("dir", dir.path(), Access::ReadWrite);
+        assert!(
+            matches!(&not_a_file, Err(SqliteError::Failed(_))),
+            "{:?}",
+            not_a_file.err()
+        );
+
+        let interrupt = one.get_interrupt_handle();
+        let stopper = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            interrupt.interrupt();
+        });
+        let interrupted = one
+            .query_row(
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c",
+                [],
+                |_| Ok(()),
+            )
+            .map_err(error);
+        stopper.join().expect("stopper");
+        assert!(
+            matches!(&interrupted, Err(SqliteError::Failed(m)) if m.contains("deadline")),
+            "{interrupted:?}"
+        );
+    }
 }

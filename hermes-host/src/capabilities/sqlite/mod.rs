@@ -462,4 +462,122 @@ mod tests {
             .expect_err("no such database");
         assert!(failure.downcast().is_err(), "a trap");
     }
+
+    fn view_on(dir: &Path) -> (SqliteCtx, ResourceTable, String) {
+        let dirs = grant(dir, false);
+        let root = dirs[0].path.display().to_string();
+        (
+            SqliteCtx::new(Arc::from("probe"), dirs),
+            ResourceTable::new(),
+            root,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_call_dropped_at_its_deadline_interrupts_its_statement_and_frees_its_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (ctx, mut table, root) = view_on(dir.path());
+        let mut view = SqliteView {
+            ctx: &ctx,
+            table: &mut table,
+        };
+        let path = format!("{root}/bus.sqlite");
+        let db = view
+            .open(path.clone(), Access::ReadWrite)
+            .await
+            .expect("opens");
+        view.execute(handle(&db), "CREATE TABLE t (x)".into(), vec![])
+            .await
+            .expect("create");
+        // A long statement that finishes is not interrupted afterwards.
+        let counted = view
+            .query(
+                handle(&db),
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 200000) SELECT count(*) FROM c".into(),
+                vec![],
+            )
+            .await
+            .expect("a long query that ends");
+        assert_eq!(counted.rows, [vec![Value::Integer(200_000)]]);
+        let again = view
+            .query(
+                handle(&db),
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 200000) SELECT count(*) FROM c".into(),
+                vec![],
+            )
+            .await;
+        assert!(again.is_ok(), "a finished call leaves the database usable");
+
+        view.begin(handle(&db)).await.expect("begin");
+        view.execute(handle(&db), "INSERT INTO t VALUES (1)".into(), vec![])
+            .await
+            .expect("insert");
+        let endless = view.query(
+            handle(&db),
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c".into(),
+            vec![],
+        );
+        let abandoned = tokio::time::timeout(std::time::Duration::from_millis(100), endless).await;
+        assert!(abandoned.is_err(), "the call was dropped at its deadline");
+        // The interrupted statement lets the lock go once the call is gone:
+        // closing the database rolls the transaction back.
+        view.drop(db).await.expect("closed");
+        let other = rusqlite::Connection::open(dir.path().join("bus.sqlite")).expect("opens");
+        other
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .expect("busy timeout");
+        other
+            .execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (2); COMMIT")
+            .expect("the lock is free");
+        let rows: i64 = other
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(rows, 1, "the abandoned transaction was rolled back");
+    }
+
+    #[tokio::test]
+    async fn a_result_past_its_bound_is_refused_and_rollback_rolls_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (ctx, mut table, root) = view_on(dir.path());
+        let mut view = SqliteView {
+            ctx: &ctx,
+            table: &mut table,
+        };
+        let db = view
+            .open(format!("{root}/bus.sqlite"), Access::ReadWrite)
+            .await
+            .expect("opens");
+        let big = view
+            .query(
+                handle(&db),
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 7) SELECT zeroblob(10000000) FROM c".into(),
+                vec![],
+            )
+            .await;
+        assert!(matches!(domain(big), SqliteError::Failed(m) if m.contains("larger than 64 MiB")),);
+        let fits = view
+            .query(
+                handle(&db),
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 6) SELECT zeroblob(10000000) FROM c".into(),
+                vec![],
+            )
+            .await
+            .expect("60 MB fits");
+        assert_eq!(fits.rows.len(), 6);
+
+        view.execute(handle(&db), "CREATE TABLE t (x)".into(), vec![])
+            .await
+            .expect("create");
+        view.begin(handle(&db)).await.expect("begin");
+        view.execute(handle(&db), "INSERT INTO t VALUES (1)".into(), vec![])
+            .await
+            .expect("insert");
+        view.rollback(handle(&db)).await.expect("rollback");
+        let rows = view
+            .query(handle(&db), "SELECT count(*) FROM t".into(), vec![])
+            .await
+            .expect("count");
+        assert_eq!(rows.rows, [vec![Value::Integer(0)]]);
+        view.drop(db).await.expect("closed");
+    }
 }
