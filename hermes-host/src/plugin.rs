@@ -335,6 +335,18 @@ impl Plugin {
                 one_line(error)
             );
         }
+        let table_full = error.chain().any(|cause| {
+            matches!(
+                cause.downcast_ref::<wasmtime::component::ResourceTableError>(),
+                Some(wasmtime::component::ResourceTableError::Full)
+            )
+        });
+        if table_full {
+            return format!(
+                "held more than {} handles at once (open files, streams, databases, connections)",
+                crate::sandbox::MAX_HANDLES
+            );
+        }
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => {
                 format!(
