@@ -1,5 +1,9 @@
 //! A loaded plugin: its component, which world it implements, what it says
-//! about itself, and how to instantiate it in its sandbox.
+//! about itself; [`call`] instantiates it in its sandbox and calls it.
+
+mod call;
+
+pub(crate) use call::{Instance, guest_call};
 
 use std::fmt;
 use std::path::Path;
@@ -7,21 +11,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::component::{InstancePre, Linker};
-use wasmtime::{Store, Trap};
 
-use crate::bindings::types::BusError;
 use crate::bindings::{consume, plugin as wit_plugin, produce};
-use crate::engine::{CodeSource, EPOCH_TICK, Engine, one_line};
+use crate::engine::{CodeSource, Engine, one_line};
 use crate::error::{Error, Result};
 use crate::sandbox::{Grants, HostState};
 
 const PLUGIN_INTERFACE: &str = "hermes:bus/plugin@0.2.0";
 const PRODUCE_INTERFACE: &str = "hermes:bus/produce@0.2.0";
 const CONSUME_INTERFACE: &str = "hermes:bus/consume@0.2.0";
-
-/// How long the host waits past a call's deadline before it gives up on a
-/// guest blocked in a host call, where the epoch cannot interrupt it.
-const DEADLINE_GRACE: Duration = Duration::from_millis(500);
 
 /// The capability an import names, `hermes:bus/redis@0.2.0` giving `redis`;
 /// `types` is the contract's shared types, not a capability.
@@ -295,155 +293,6 @@ impl Plugin {
         }
         Ok(settings.to_string())
     }
-
-    /// A fresh instance in its own store and sandbox.
-    pub(crate) async fn instantiate(&self) -> Result<Instance> {
-        let state = HostState::new(Arc::from(self.metadata.name.as_str()), &self.grants)?;
-        let mut store = Store::new(self.pre.engine(), state);
-        store.limiter(|state| &mut state.limiter);
-        store.epoch_deadline_trap();
-        self.arm(&mut store, Duration::ZERO);
-        let instance = self
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| Error::Load {
-                path: self.origin.clone(),
-                reason: format!("cannot instantiate: {}", self.explain_trap(&store, &e)),
-                source: None,
-            })?;
-        Ok(Instance { store, instance })
-    }
-
-    /// Sets the deadline of the next call: the call deadline plus `waiting`,
-    /// the time the call is asked to wait. Returns how long the host waits in
-    /// all before it abandons the call.
-    pub(crate) fn arm(&self, store: &mut Store<HostState>, waiting: Duration) -> Duration {
-        let budget = self.grants.call_deadline + waiting;
-        let ticks = budget.as_nanos().div_ceil(EPOCH_TICK.as_nanos()).max(1);
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
-        store.data_mut().limiter.exceeded = false;
-        budget + DEADLINE_GRACE
-    }
-
-    /// Says in one line why a call trapped.
-    pub(crate) fn explain_trap(&self, store: &Store<HostState>, error: &wasmtime::Error) -> String {
-        if store.data().limiter.exceeded {
-            return format!(
-                "exceeded its memory cap of {} MiB ({})",
-                self.grants.memory_limit / (1024 * 1024),
-                one_line(error)
-            );
-        }
-        let table_full = error.chain().any(|cause| {
-            matches!(
-                cause.downcast_ref::<wasmtime::component::ResourceTableError>(),
-                Some(wasmtime::component::ResourceTableError::Full)
-            )
-        });
-        if table_full {
-            return format!(
-                "held more than {} handles at once (open files, streams, databases, connections)",
-                crate::sandbox::MAX_HANDLES
-            );
-        }
-        match error.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => {
-                format!(
-                    "did not return within its call deadline of {:?}",
-                    self.grants.call_deadline
-                )
-            }
-            // The wasm backtrace goes to the debug log; a panic message, if
-            // any, went to the plugin's stderr, which is in the log too.
-            Some(trap) => {
-                tracing::debug!(plugin = self.name(), "trap: {error:?}");
-                format!("crashed: {trap} (see the plugin's output in the log)")
-            }
-            None => one_line(error),
-        }
-    }
-
-    /// The error for a call that trapped or was abandoned.
-    pub(crate) fn trapped(&self, call: &'static str, reason: String) -> Error {
-        Error::Trapped {
-            plugin: self.name().to_owned(),
-            call,
-            reason,
-        }
-    }
-
-    /// Runs one export call under the deadline (the call deadline plus
-    /// `waiting`) and sorts what it gave back: its value, the bus error the
-    /// plugin returned, or [`Error::Trapped`] when the instance must go.
-    pub(crate) async fn call<T>(
-        &self,
-        store: &mut Store<HostState>,
-        call: &'static str,
-        waiting: Duration,
-        f: impl AsyncFnOnce(&mut Store<HostState>) -> wasmtime::Result<std::result::Result<T, BusError>>,
-    ) -> Result<T> {
-        let limit = self.arm(store, waiting);
-        let outcome = tokio::time::timeout(limit, f(&mut *store)).await;
-        self.settle(store, call, limit, outcome)
-    }
-
-    fn settle<T>(
-        &self,
-        store: &Store<HostState>,
-        call: &'static str,
-        limit: Duration,
-        outcome: std::result::Result<
-            wasmtime::Result<std::result::Result<T, BusError>>,
-            tokio::time::error::Elapsed,
-        >,
-    ) -> Result<T> {
-        match outcome {
-            Ok(Ok(Ok(value))) => Ok(value),
-            Ok(Ok(Err(error))) => Err(Error::Bus {
-                plugin: self.name().to_owned(),
-                call,
-                error,
-            }),
-            Ok(Err(trap)) => Err(self.trapped(call, self.explain_trap(store, &trap))),
-            Err(_) => Err(self.trapped(call, format!("did not return within {limit:?}"))),
-        }
-    }
-}
-
-/// Calls a plugin export on a handle's live instance, under its deadline:
-/// `guest_call!(self, "name", waiting, consumer.call_seek(offset))`, the store
-/// and the resource being passed first. `infallible` marks an export that
-/// returns no `result`. The handle keeps the instance unless the call trapped;
-/// `self` needs a `take_live` method and a `live` field.
-macro_rules! guest_call {
-    ($self:ident, $name:literal, $waiting:expr, $role:ident . $method:ident ( $($arg:expr),* )) => {
-        guest_call!(@run $self, $name, $waiting, $role, |role, store, resource| {
-            role.$method(store, resource $(, $arg)*).await
-        })
-    };
-    ($self:ident, $name:literal, $waiting:expr, infallible $role:ident . $method:ident ( $($arg:expr),* )) => {
-        guest_call!(@run $self, $name, $waiting, $role, |role, store, resource| {
-            role.$method(store, resource $(, $arg)*).await.map(Ok::<(), $crate::BusError>)
-        })
-    };
-    (@run $self:ident, $name:literal, $waiting:expr, $accessor:ident, |$role:ident, $store:ident, $resource:ident| $call:expr) => {{
-        let mut live = $self.take_live().await?;
-        let $role = live.guest.$accessor();
-        let $resource = live.resource;
-        let result = $self.plugin.call(&mut live.instance.store, $name, $waiting, async |$store| $call).await;
-        if !matches!(result, Err($crate::error::Error::Trapped { .. })) {
-            $self.live = Some(live);
-        }
-        result
-    }};
-}
-pub(crate) use guest_call;
-
-/// A plugin instance and its store.
-pub(crate) struct Instance {
-    pub(crate) store: Store<HostState>,
-    pub(crate) instance: wasmtime::component::Instance,
 }
 
 fn metadata_from_wit(
