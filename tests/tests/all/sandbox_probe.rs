@@ -440,6 +440,24 @@ async fn a_second_load_reads_the_compiled_code_from_the_cache() {
 #[derive(Clone, Default)]
 struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
+impl LogBuffer {
+    /// Captures this thread's log at info and above until the guard drops.
+    fn capture() -> (LogBuffer, tracing::subscriber::DefaultGuard) {
+        let buffer = LogBuffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        (buffer, tracing::subscriber::set_default(subscriber))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().expect("log buffer").clone()).expect("utf-8")
+    }
+}
+
 impl std::io::Write for LogBuffer {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.lock().expect("log buffer").extend_from_slice(buf);
@@ -454,14 +472,7 @@ impl std::io::Write for LogBuffer {
 // forwards its stdout, on this thread, where the subscriber below applies.
 #[tokio::test(flavor = "current_thread")]
 async fn what_a_plugin_prints_or_logs_reaches_the_host_log_tagged_with_its_name() {
-    let buffer = LogBuffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (buffer, _guard) = LogBuffer::capture();
 
     let mut producer = probe(Grants::default(), &[]).await;
     producer
@@ -472,7 +483,7 @@ async fn what_a_plugin_prints_or_logs_reaches_the_host_log_tagged_with_its_name(
     drop(producer);
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let log = String::from_utf8(buffer.0.lock().expect("log buffer").clone()).expect("utf-8");
+    let log = buffer.text();
     let printed = log
         .lines()
         .find(|l| l.contains("hello from the probe") && !l.contains("logged:"));
@@ -491,14 +502,7 @@ async fn what_a_plugin_prints_or_logs_reaches_the_host_log_tagged_with_its_name(
 
 #[tokio::test]
 async fn a_plugin_can_neither_forge_nor_flood_the_host_log() {
-    let buffer = LogBuffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (buffer, _guard) = LogBuffer::capture();
 
     let mut producer = probe(Grants::default(), &[]).await;
     let forged = "x\n2026-12-01T00:00:00.000000Z  INFO hermes_jobs: forged \u{1b}[2J";
@@ -518,7 +522,7 @@ async fn a_plugin_can_neither_forge_nor_flood_the_host_log() {
     drop(producer);
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let log = String::from_utf8(buffer.0.lock().expect("log buffer").clone()).expect("utf-8");
+    let log = buffer.text();
     // Every line that mentions the forgery is tagged as the plugin's own,
     // the logged one kept whole on one line, and no escape reaches the log.
     let forgeries: Vec<&str> = log.lines().filter(|l| l.contains("forged")).collect();

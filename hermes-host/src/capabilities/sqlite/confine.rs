@@ -311,10 +311,11 @@ fn is_symlink(e: &rusqlite::Error) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn grant(dir: &Path, read_only: bool) -> Vec<DirGrant> {
+    /// `dir`, granted as the capability would be.
+    pub(in crate::capabilities::sqlite) fn grant(dir: &Path, read_only: bool) -> Vec<DirGrant> {
         vec![DirGrant {
             path: std::fs::canonicalize(dir).expect("dir"),
             read_only,

@@ -335,14 +335,8 @@ pub fn add_to_linker<T: Send + 'static>(
 mod tests {
     use std::path::Path;
 
+    use super::confine::tests::grant;
     use super::*;
-
-    fn grant(dir: &Path, read_only: bool) -> Vec<DirGrant> {
-        vec![DirGrant {
-            path: std::fs::canonicalize(dir).expect("dir"),
-            read_only,
-        }]
-    }
 
     fn domain<T: std::fmt::Debug>(result: Result<T, SqliteFailure>) -> SqliteError {
         result
