@@ -32,7 +32,7 @@ impl Capabilities {
     pub(crate) fn new(plugin: &Arc<str>, grants: &Grants) -> Self {
         Capabilities {
             log: log::LogCtx::new(plugin.clone()),
-            redis: redis::RedisCtx::new(plugin.clone(), grants.redis.clone()),
+            redis: redis::RedisCtx::new(plugin.clone(), grants.redis.clone(), grants.memory_limit),
             sqlite: sqlite::SqliteCtx::new(plugin.clone(), grants.dirs.clone()),
         }
     }

@@ -16,24 +16,42 @@ use crate::sandbox::HostState;
 /// guest blocked in a host call, where the epoch cannot interrupt it.
 const DEADLINE_GRACE: Duration = Duration::from_millis(500);
 
+/// How wasmtime says a call copied more than its hostcall fuel allows (the
+/// error type itself is private).
+const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
+
 impl Plugin {
     /// A fresh instance in its own store and sandbox.
     pub(crate) async fn instantiate(&self) -> Result<Instance> {
         let state = HostState::new(Arc::from(self.metadata.name.as_str()), &self.grants)?;
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limiter);
+        // What one call may copy between the plugin and the host (its
+        // arguments to a capability, what an export returns): the canonical
+        // ABI lets lists and strings alias, so without this bound a plugin
+        // owning a few MiB could make the host copy gigabytes.
+        store.set_hostcall_fuel(self.grants.memory_limit);
         store.epoch_deadline_trap();
-        self.arm(&mut store, Duration::ZERO);
-        let instance = self
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| Error::Load {
-                path: self.origin.clone(),
-                reason: format!("cannot instantiate: {}", self.explain_trap(&store, &e)),
-                source: None,
-            })?;
+        // Instantiating runs the component's start functions: under the call
+        // deadline, like any call.
+        let limit = self.arm(&mut store, Duration::ZERO);
+        let instance =
+            match tokio::time::timeout(limit, self.pre.instantiate_async(&mut store)).await {
+                Ok(Ok(instance)) => instance,
+                Ok(Err(e)) => return Err(self.cannot_instantiate(self.explain_trap(&store, &e))),
+                Err(_) => {
+                    return Err(self.cannot_instantiate(format!("did not return within {limit:?}")));
+                }
+            };
         Ok(Instance { store, instance })
+    }
+
+    fn cannot_instantiate(&self, reason: String) -> Error {
+        Error::Load {
+            path: self.origin.clone(),
+            reason: format!("cannot instantiate: {reason}"),
+            source: None,
+        }
     }
 
     /// Sets the deadline of the next call: the call deadline plus `waiting`,
@@ -54,6 +72,16 @@ impl Plugin {
                 "exceeded its memory cap of {} MiB ({})",
                 self.grants.memory_limit / (1024 * 1024),
                 one_line(error)
+            );
+        }
+        if error
+            .chain()
+            .any(|cause| cause.to_string().contains(HOSTCALL_FUEL_EXHAUSTED))
+        {
+            return format!(
+                "passed the host more than {} MiB in one call, its memory cap \
+                 (lists and strings that overlap in its memory count each time)",
+                self.grants.memory_limit >> 20
             );
         }
         let table_full = error.chain().any(|cause| {
@@ -165,4 +193,61 @@ pub(crate) use guest_call;
 pub(crate) struct Instance {
     pub(crate) store: Store<HostState>,
     pub(crate) instance: wasmtime::component::Instance,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::{Metadata, World};
+    use crate::sandbox::Grants;
+
+    /// A plugin whose component's start function spins forever.
+    fn spinning(engine: &crate::Engine, call_deadline: Duration) -> Plugin {
+        let wat = r#"(component
+            (core module $m
+                (func $spin (loop $again (br $again)))
+                (start $spin))
+            (core instance (instantiate $m)))"#;
+        let component = wasmtime::component::Component::new(
+            engine.wasmtime(),
+            wat::parse_str(wat).expect("wat"),
+        )
+        .expect("component");
+        let mut linker = wasmtime::component::Linker::new(engine.wasmtime());
+        crate::capabilities::add_to_linker(&mut linker).expect("linker");
+        Plugin {
+            origin: "spinning.wasm".into(),
+            world: World::Producer,
+            metadata: Metadata {
+                name: "spinning".into(),
+                version: String::new(),
+                description: String::new(),
+                roles: vec![],
+            },
+            capabilities: vec![],
+            grants: Grants {
+                call_deadline,
+                ..Grants::default()
+            },
+            code_source: crate::CodeSource::Compiled,
+            pre: linker.instantiate_pre(&component).expect("instantiate_pre"),
+            produce: None,
+            consume: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_start_function_that_never_returns_is_stopped_at_the_call_deadline() {
+        let engine = crate::Engine::new(None).expect("engine");
+        let plugin = spinning(&engine, Duration::from_millis(100));
+        let error = match plugin.instantiate().await {
+            Ok(_) => panic!("the start function never returns"),
+            Err(error) => error,
+        };
+        assert!(
+            matches!(&error, Error::Load { reason, .. }
+                if reason == "cannot instantiate: did not return within its call deadline of 100ms"),
+            "{error}"
+        );
+    }
 }

@@ -5,6 +5,7 @@
 //! go through, and those the operator adds for a server.
 
 pub mod commands;
+mod stream;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -16,6 +17,7 @@ use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Value};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 use wasmtime_wasi::TrappableError;
 
+use self::stream::{Driver, Meter};
 use crate::bindings::redis::{Host, HostConnection, RedisError, Reply, ReplyItem};
 
 /// Connections one instance may have open at once: a bus needs one or two.
@@ -124,6 +126,9 @@ pub struct Connection {
     response_timeout: Duration,
     /// Commands allowed beyond a bus's, from the grant that let it open.
     extra: BTreeSet<String>,
+    /// What the replies of the call running have read.
+    meter: Arc<Meter>,
+    _driver: Driver,
 }
 
 impl Connection {
@@ -131,8 +136,12 @@ impl Connection {
         &mut self,
         request: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, RedisError> {
+        self.meter.start();
         match tokio::time::timeout(self.response_timeout, request).await {
             Ok(Ok(value)) => Ok(value),
+            Ok(Err(_)) if self.meter.exceeded() => {
+                Err(RedisError::Unavailable(self.meter.explain()))
+            }
             Ok(Err(e)) => Err(RedisError::Unavailable(e.to_string())),
             Err(_) => Err(RedisError::Unavailable(format!(
                 "no reply within {} ms",
@@ -143,19 +152,23 @@ impl Connection {
 }
 
 /// What the capability holds for one plugin instance: the servers the
-/// operator allows, and the plugin's name for the log.
+/// operator allows, the plugin's memory cap (which bounds what one call's
+/// replies may hold), and the plugin's name for the log.
 pub struct RedisCtx {
     plugin: Arc<str>,
     allowed: Vec<RedisAllow>,
+    memory_cap: usize,
     open: std::sync::atomic::AtomicUsize,
 }
 
 impl RedisCtx {
-    /// The capability for `plugin`, allowed to reach `allowed`.
-    pub fn new(plugin: Arc<str>, allowed: Vec<RedisAllow>) -> Self {
+    /// The capability for `plugin`, allowed to reach `allowed`, with
+    /// `memory_cap` bytes of memory.
+    pub fn new(plugin: Arc<str>, allowed: Vec<RedisAllow>, memory_cap: usize) -> Self {
         RedisCtx {
             plugin,
             allowed,
+            memory_cap,
             open: std::sync::atomic::AtomicUsize::new(0),
         }
     }
@@ -197,19 +210,32 @@ impl HostConnection for RedisView<'_> {
             ))
             .into());
         }
-        let client = redis::Client::open(info)
-            .map_err(|e| RedisError::InvalidUrl(format!("{}: {e}", redact(&url))))?;
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(None);
-        let inner = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(|e| RedisError::Unavailable(format!("{}: {e}", redact(&url))))?;
+        let meter = Meter::new(self.ctx.memory_cap);
+        let (inner, driver) = match tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            stream::connect(&info, meter.clone()),
+        )
+        .await
+        {
+            Ok(Ok(connected)) => connected,
+            Ok(Err(e)) => {
+                return Err(RedisError::Unavailable(format!("{}: {e}", redact(&url))).into());
+            }
+            Err(_) => {
+                return Err(RedisError::Unavailable(format!(
+                    "{}: no connection within {} s",
+                    redact(&url),
+                    CONNECT_TIMEOUT.as_secs()
+                ))
+                .into());
+            }
+        };
         let connection = Connection {
             inner,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             extra,
+            meter,
+            _driver: driver,
         };
         let handle = self.table.push(connection).map_err(super::trap)?;
         self.ctx
@@ -387,6 +413,7 @@ mod tests {
         let ctx = RedisCtx::new(
             Arc::from("probe"),
             vec![RedisAllow::parse(&url).expect("valid")],
+            crate::sandbox::DEFAULT_MEMORY_LIMIT,
         );
         let mut table = ResourceTable::new();
         let mut view = RedisView {
@@ -513,6 +540,7 @@ mod tests {
                     .with_commands(["eval"])
                     .expect("allowed"),
             ],
+            crate::sandbox::DEFAULT_MEMORY_LIMIT,
         );
         let mut view = RedisView {
             ctx: &scripting,

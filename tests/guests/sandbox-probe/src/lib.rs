@@ -23,6 +23,12 @@
 //!   at `LINK` (inside a granted directory) pointing to `TARGET`;
 //! - `sqlite-read-only-write`: open the database `arg` read-only and try to
 //!   write a row anyway;
+//! - `redis-alias`: `arg` is `URL command|pipeline COUNT MIB`: pass the host
+//!   a command (or a pipeline of commands) of COUNT arguments that all point
+//!   at one MIB-sized buffer;
+//! - `sqlite-alias`: `arg` is `PATH execute|execute-many|query COUNT MIB`:
+//!   pass the host COUNT text parameters that all point at one MIB-sized
+//!   buffer;
 //! - anything else: succeed.
 //!
 //! A refused attempt returns `bus-error.other` with the error the plugin saw;
@@ -32,6 +38,9 @@
 wit_bindgen::generate!({
     path: "../../../wit",
     world: "hermes:bus/producer@0.2.0",
+    // Parameters to the host borrow the plugin's own memory, so one buffer
+    // can be passed many times over (see `redis-alias`).
+    ownership: Borrowing { duplicate_if_necessary: false },
 });
 
 use exports::hermes::bus::plugin::{Guest as PluginGuest, Metadata, Role, RoleInfo};
@@ -67,6 +76,20 @@ struct ProbeProducer {
 
 fn refused(what: &str, error: impl std::fmt::Display) -> BusError {
     BusError::Other(format!("{what}: {error}"))
+}
+
+/// `WHERE HOW COUNT MIB`: where to pass it, how, and a MIB-sized buffer to
+/// pass COUNT times.
+fn aliasing(arg: &str) -> (&str, &str, Vec<u8>, usize) {
+    let words: Vec<&str> = arg.split(' ').collect();
+    let number = |i: usize| words.get(i).and_then(|w| w.parse().ok()).unwrap_or(1);
+    let big = vec![b'x'; number(3) << 20];
+    (
+        words[0],
+        words.get(1).copied().unwrap_or(""),
+        big,
+        number(2),
+    )
 }
 
 fn breach(what: String) -> BusError {
@@ -127,8 +150,7 @@ impl GuestProducer for ProbeProducer {
                 )));
             }
             "redis" => {
-                let pong =
-                    redis::Connection::open(&arg).and_then(|c| c.command(&[b"PING".to_vec()]));
+                let pong = redis::Connection::open(&arg).and_then(|c| c.command(&[b"PING"]));
                 match pong {
                     Ok(reply) => return Err(breach(format!("redis {arg} answered {reply:?}"))),
                     Err(e) => return Err(refused(&format!("redis {arg}"), format!("{e:?}"))),
@@ -137,7 +159,7 @@ impl GuestProducer for ProbeProducer {
             "redis-command" => {
                 let mut words = arg.split(' ');
                 let url = words.next().unwrap_or_default();
-                let command: Vec<Vec<u8>> = words.map(|w| w.as_bytes().to_vec()).collect();
+                let command: Vec<&[u8]> = words.map(str::as_bytes).collect();
                 match redis::Connection::open(url).and_then(|c| c.command(&command)) {
                     Ok(reply) => return Err(breach(format!("{arg} answered {reply:?}"))),
                     Err(e) => return Err(refused(&format!("redis {arg}"), format!("{e:?}"))),
@@ -190,6 +212,40 @@ impl GuestProducer for ProbeProducer {
                 match written {
                     Ok(_) => return Err(breach(format!("wrote to {arg}"))),
                     Err(e) => return Err(refused(&format!("sqlite {arg}"), format!("{e:?}"))),
+                }
+            }
+            "redis-alias" => {
+                let (url, how, big, count) = aliasing(&arg);
+                let args: Vec<&[u8]> = std::iter::once(&b"MSET"[..])
+                    .chain(std::iter::repeat_n(&big[..], count))
+                    .collect();
+                let sent = redis::Connection::open(url).and_then(|c| match how {
+                    "pipeline" => c.pipeline(&vec![&args[..2]; count]).map(|r| r.len()),
+                    _ => c.command(&args).map(|r| r.len()),
+                });
+                match sent {
+                    Ok(replies) => return Err(breach(format!("{how} passed: {replies} replies"))),
+                    Err(e) => return Err(refused(&format!("redis {how}"), format!("{e:?}"))),
+                }
+            }
+            "sqlite-alias" => {
+                let (path, how, big, count) = aliasing(&arg);
+                // One value, its text once in memory, passed COUNT times.
+                let value = sqlite::Value::Text(String::from_utf8(big).unwrap_or_default());
+                let params = vec![&value; count];
+                let sent =
+                    sqlite::Database::open(path, sqlite::Access::ReadWrite).and_then(
+                        |db| match how {
+                            "execute-many" => db
+                                .execute_many("SELECT ?1", &vec![&params[..1]; count])
+                                .map(|r| r.len()),
+                            "query" => db.query("SELECT 1", &params).map(|r| r.rows.len()),
+                            _ => db.execute("SELECT 1", &params).map(|r| r.changes as usize),
+                        },
+                    );
+                match sent {
+                    Ok(n) => return Err(breach(format!("{how} passed: {n}"))),
+                    Err(e) => return Err(refused(&format!("sqlite {how}"), format!("{e:?}"))),
                 }
             }
             "open-files" => {

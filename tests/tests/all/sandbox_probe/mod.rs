@@ -2,6 +2,8 @@
 //! was granted, and a plugin that misbehaves fails its call without taking the
 //! host down. Each attempt is a `send` of the probe (see its source).
 
+mod host_memory;
+
 use std::net::TcpListener;
 use std::time::Duration;
 
