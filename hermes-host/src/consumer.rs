@@ -9,13 +9,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hermes_event::{Category, Event};
+use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 
 use crate::bindings::consume;
 use crate::bindings::types::{ConsumedEvent, Offset};
 use crate::error::{Error, Result};
-use crate::plugin::{Instance, Plugin, Role, guest_call};
-use hermes_event::{Category, Event};
+use crate::plugin::{Handle, Instance, Plugin, Raw, Role, RoleGuest, guest_call};
+use crate::sandbox::HostState;
 
 /// The longest wait the host asks of a plugin in one call.
 pub const WAIT_SLICE: Duration = Duration::from_secs(1);
@@ -25,9 +27,10 @@ pub const WAIT_SLICE: Duration = Duration::from_secs(1);
 /// (or [`Consumer::parse`], whose error names the plugin) parses it.
 pub type Consumed = ConsumedEvent;
 
-/// Where the consumer stands, in terms any instance understands.
+/// Where the consumer stands, in terms any instance understands: what a
+/// fresh instance is brought back to.
 #[derive(Debug, Clone, PartialEq)]
-enum Position {
+pub(crate) enum Position {
     Beginning,
     At(Offset),
     After(Offset),
@@ -35,25 +38,8 @@ enum Position {
 
 /// A consumer built from a plugin and its settings.
 pub struct Consumer {
-    plugin: Arc<Plugin>,
-    recipe: Recipe,
+    handle: Handle<consume::Guest>,
     timeout: Option<Duration>,
-    live: Option<Live>,
-}
-
-/// What it takes to rebuild the consumer in a fresh instance.
-struct Recipe {
-    settings: String,
-    opened: bool,
-    position: Position,
-}
-
-struct Live {
-    instance: Instance,
-    guest: consume::Guest,
-    resource: ResourceAny,
-    /// The timeout last given to the plugin, to skip needless calls.
-    slice: Option<Duration>,
 }
 
 impl Consumer {
@@ -61,87 +47,64 @@ impl Consumer {
     /// the consumer in a fresh instance, positioned at the beginning, waiting
     /// forever for new events until [`Consumer::set_timeout`] says otherwise.
     pub async fn create(plugin: Arc<Plugin>, settings: &serde_json::Value) -> Result<Consumer> {
-        if plugin.consume.is_none() {
-            return Err(Error::MissingRole {
-                plugin: plugin.name().to_owned(),
-                role: "consumer",
-            });
-        }
-        let settings = plugin.validate_settings(Role::Consumer, settings)?;
-        let recipe = Recipe {
-            settings,
-            opened: false,
-            position: Position::Beginning,
-        };
-        let live = recipe.build(&plugin).await?;
         Ok(Consumer {
-            plugin,
-            recipe,
+            handle: Handle::create(plugin, settings, Position::Beginning).await?,
             timeout: None,
-            live: Some(live),
         })
     }
 
     /// The plugin behind this consumer.
     pub fn plugin(&self) -> &Arc<Plugin> {
-        &self.plugin
-    }
-
-    async fn take_live(&mut self) -> Result<Live> {
-        match self.live.take() {
-            Some(live) => Ok(live),
-            None => {
-                tracing::info!(
-                    plugin = self.plugin.name(),
-                    "starting a fresh instance after a trap"
-                );
-                self.recipe.build(&self.plugin).await
-            }
-        }
+        &self.handle.plugin
     }
 
     /// Connects to the bus.
     pub async fn open(&mut self) -> Result<()> {
-        guest_call!(self, "open", Duration::ZERO, consumer.call_open())?;
-        self.recipe.opened = true;
+        guest_call!(self.handle, "open", Duration::ZERO, consumer.call_open())?;
+        self.handle.opened = true;
         Ok(())
     }
 
     /// Disconnects; the position is kept.
     pub async fn close(&mut self) -> Result<()> {
-        self.recipe.opened = false;
-        guest_call!(self, "close", Duration::ZERO, consumer.call_close())
+        self.handle.opened = false;
+        guest_call!(self.handle, "close", Duration::ZERO, consumer.call_close())
     }
 
     /// Positions at the oldest event on the bus.
     pub async fn seek_to_beginning(&mut self) -> Result<()> {
         guest_call!(
-            self,
+            self.handle,
             "seek-to-beginning",
             Duration::ZERO,
             consumer.call_seek_to_beginning()
         )?;
-        self.recipe.position = Position::Beginning;
+        self.handle.recipe = Position::Beginning;
         Ok(())
     }
 
     /// Positions at the event with this offset (or at the end, for the
     /// offset the bus will give next).
     pub async fn seek(&mut self, offset: &Offset) -> Result<()> {
-        guest_call!(self, "seek", Duration::ZERO, consumer.call_seek(offset))?;
-        self.recipe.position = Position::At(offset.clone());
+        guest_call!(
+            self.handle,
+            "seek",
+            Duration::ZERO,
+            consumer.call_seek(offset)
+        )?;
+        self.handle.recipe = Position::At(offset.clone());
         Ok(())
     }
 
     /// Positions right after the event with this offset.
     pub async fn seek_after(&mut self, offset: &Offset) -> Result<()> {
         guest_call!(
-            self,
+            self.handle,
             "seek-after",
             Duration::ZERO,
             consumer.call_seek_after(offset)
         )?;
-        self.recipe.position = Position::After(offset.clone());
+        self.handle.recipe = Position::After(offset.clone());
         Ok(())
     }
 
@@ -163,11 +126,16 @@ impl Consumer {
         loop {
             let slice = self.slice(deadline);
             self.give_timeout(slice).await?;
-            let batch = guest_call!(self, "next-batch", slice, consumer.call_next_batch(max))?;
+            let batch = guest_call!(
+                self.handle,
+                "next-batch",
+                slice,
+                consumer.call_next_batch(max)
+            )?;
             if batch.len() > max as usize {
                 // A broken contract is a bug: the instance goes, as after a trap.
-                self.live = None;
-                return Err(self.plugin.trapped(
+                self.handle.live = None;
+                return Err(self.handle.plugin.trapped(
                     "next-batch",
                     format!(
                         "returned {} events, more than the {max} asked for",
@@ -192,7 +160,7 @@ impl Consumer {
             let slice = self.slice(deadline);
             self.give_timeout(slice).await?;
             let found = guest_call!(
-                self,
+                self.handle,
                 "find-next-event-of-category",
                 slice,
                 consumer.call_find_next_event_of_category(category.into())
@@ -218,16 +186,17 @@ impl Consumer {
 
     async fn give_timeout(&mut self, slice: Duration) -> Result<()> {
         if self
+            .handle
             .live
             .as_ref()
-            .is_some_and(|live| live.slice == Some(slice))
+            .is_some_and(|live| live.session == Some(slice))
         {
             return Ok(());
         }
         let ms = u64::try_from(slice.as_millis()).unwrap_or(u64::MAX);
-        guest_call!(self, "set-timeout", Duration::ZERO, infallible consumer.call_set_timeout(Some(ms)))?;
-        if let Some(live) = self.live.as_mut() {
-            live.slice = Some(slice);
+        guest_call!(self.handle, "set-timeout", Duration::ZERO, infallible consumer.call_set_timeout(Some(ms)))?;
+        if let Some(live) = self.handle.live.as_mut() {
+            live.session = Some(slice);
         }
         Ok(())
     }
@@ -235,7 +204,7 @@ impl Consumer {
     /// Takes what the plugin delivered and remembers the position after it.
     fn deliver(&mut self, batch: Vec<ConsumedEvent>) -> Vec<Consumed> {
         if let Some(last) = batch.last() {
-            self.recipe.position = Position::After(last.offset.clone());
+            self.handle.recipe = Position::After(last.offset.clone());
         }
         batch
     }
@@ -260,7 +229,7 @@ impl Consumer {
     /// The plugin's `corrupted` error for a delivered event, and why.
     pub fn corrupted(&self, consumed: &Consumed, reason: &str) -> Error {
         Error::Bus {
-            plugin: self.plugin.name().to_owned(),
+            plugin: self.handle.plugin.name().to_owned(),
             call: "next",
             error: crate::BusError::Corrupted(format!(
                 "event at offset {}: {reason}",
@@ -270,60 +239,61 @@ impl Consumer {
     }
 }
 
-impl Recipe {
-    async fn build(&self, plugin: &Plugin) -> Result<Live> {
-        let indices = plugin.consume.as_ref().ok_or_else(|| Error::MissingRole {
-            plugin: plugin.name().to_owned(),
-            role: "consumer",
-        })?;
-        let mut instance = plugin.instantiate().await?;
-        let guest = indices
-            .load(&mut instance.store, &instance.instance)
-            .map_err(|e| plugin.trapped("create", e.to_string()))?;
-        let consumer = guest.consumer();
-        let store = &mut instance.store;
+impl RoleGuest for consume::Guest {
+    const ROLE: Role = Role::Consumer;
+    type Indices = consume::GuestIndices;
+    /// The timeout last given to the plugin, to skip needless calls.
+    type Session = Option<Duration>;
+    type Recipe = Position;
+
+    fn indices(plugin: &Plugin) -> Option<&Self::Indices> {
+        plugin.consume.as_ref()
+    }
+
+    fn load(indices: &Self::Indices, instance: &mut Instance) -> wasmtime::Result<Self> {
+        indices.load(&mut instance.store, &instance.instance)
+    }
+
+    async fn create(&self, store: &mut Store<HostState>, settings: &str) -> Raw<ResourceAny> {
+        self.consumer().call_create(store, settings).await
+    }
+
+    async fn open(&self, store: &mut Store<HostState>, resource: ResourceAny) -> Raw<()> {
+        self.consumer().call_open(store, resource).await
+    }
+
+    async fn restore(
+        &self,
+        plugin: &Plugin,
+        store: &mut Store<HostState>,
+        resource: ResourceAny,
+        position: &Position,
+    ) -> Result<()> {
+        let consumer = self.consumer();
         let none = Duration::ZERO;
-        let resource = plugin
-            .call(store, "create", none, async |s| {
-                consumer.call_create(s, &self.settings).await
-            })
-            .await?;
-        if self.opened {
-            plugin
-                .call(store, "open", none, async |s| {
-                    consumer.call_open(s, resource).await
-                })
-                .await?;
-            match &self.position {
-                Position::Beginning => {
-                    plugin
-                        .call(store, "seek-to-beginning", none, async |s| {
-                            consumer.call_seek_to_beginning(s, resource).await
-                        })
-                        .await?
-                }
-                Position::At(offset) => {
-                    plugin
-                        .call(store, "seek", none, async |s| {
-                            consumer.call_seek(s, resource, offset).await
-                        })
-                        .await?
-                }
-                Position::After(offset) => {
-                    plugin
-                        .call(store, "seek-after", none, async |s| {
-                            consumer.call_seek_after(s, resource, offset).await
-                        })
-                        .await?
-                }
+        match position {
+            Position::Beginning => {
+                plugin
+                    .call(store, "seek-to-beginning", none, async |s| {
+                        consumer.call_seek_to_beginning(s, resource).await
+                    })
+                    .await
+            }
+            Position::At(offset) => {
+                plugin
+                    .call(store, "seek", none, async |s| {
+                        consumer.call_seek(s, resource, offset).await
+                    })
+                    .await
+            }
+            Position::After(offset) => {
+                plugin
+                    .call(store, "seek-after", none, async |s| {
+                        consumer.call_seek_after(s, resource, offset).await
+                    })
+                    .await
             }
         }
-        Ok(Live {
-            instance,
-            guest,
-            resource,
-            slice: None,
-        })
     }
 }
 

@@ -9,85 +9,45 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hermes_event::Event;
+use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 
 use crate::bindings::produce;
 use crate::bindings::types::{Event as EventText, Offset};
-use crate::error::{Error, Result};
-use crate::plugin::{Instance, Plugin, Role, guest_call};
+use crate::error::Result;
+use crate::plugin::{Handle, Instance, Plugin, Raw, Role, RoleGuest, guest_call};
+use crate::sandbox::HostState;
 
 /// A producer built from a plugin and its settings.
 pub struct Producer {
-    plugin: Arc<Plugin>,
-    recipe: Recipe,
-    live: Option<Live>,
-}
-
-/// What it takes to rebuild the producer in a fresh instance.
-struct Recipe {
-    settings: String,
-    opened: bool,
-}
-
-struct Live {
-    instance: Instance,
-    guest: produce::Guest,
-    resource: ResourceAny,
+    handle: Handle<produce::Guest>,
 }
 
 impl Producer {
     /// Validates `settings` against the plugin's producer schema, then builds
     /// the producer in a fresh instance. Connects to nothing yet.
     pub async fn create(plugin: Arc<Plugin>, settings: &serde_json::Value) -> Result<Producer> {
-        if plugin.produce.is_none() {
-            return Err(Error::MissingRole {
-                plugin: plugin.name().to_owned(),
-                role: "producer",
-            });
-        }
-        let settings = plugin.validate_settings(Role::Producer, settings)?;
-        let recipe = Recipe {
-            settings,
-            opened: false,
-        };
-        let live = recipe.build(&plugin).await?;
         Ok(Producer {
-            plugin,
-            recipe,
-            live: Some(live),
+            handle: Handle::create(plugin, settings, ()).await?,
         })
     }
 
     /// The plugin behind this producer.
     pub fn plugin(&self) -> &Arc<Plugin> {
-        &self.plugin
-    }
-
-    /// The live instance, or a fresh one if the last call trapped.
-    async fn take_live(&mut self) -> Result<Live> {
-        match self.live.take() {
-            Some(live) => Ok(live),
-            None => {
-                tracing::info!(
-                    plugin = self.plugin.name(),
-                    "starting a fresh instance after a trap"
-                );
-                self.recipe.build(&self.plugin).await
-            }
-        }
+        &self.handle.plugin
     }
 
     /// Connects to the bus.
     pub async fn open(&mut self) -> Result<()> {
-        guest_call!(self, "open", Duration::ZERO, producer.call_open())?;
-        self.recipe.opened = true;
+        guest_call!(self.handle, "open", Duration::ZERO, producer.call_open())?;
+        self.handle.opened = true;
         Ok(())
     }
 
     /// Flushes and disconnects.
     pub async fn close(&mut self) -> Result<()> {
-        self.recipe.opened = false;
-        guest_call!(self, "close", Duration::ZERO, producer.call_close())
+        self.handle.opened = false;
+        guest_call!(self.handle, "close", Duration::ZERO, producer.call_close())
     }
 
     /// Puts one event on the bus; returns once the bus holds it.
@@ -97,7 +57,12 @@ impl Producer {
 
     /// Puts one event, already rendered, on the bus.
     pub async fn send_text(&mut self, event: &EventText) -> Result<Offset> {
-        guest_call!(self, "send", Duration::ZERO, producer.call_send(event))
+        guest_call!(
+            self.handle,
+            "send",
+            Duration::ZERO,
+            producer.call_send(event)
+        )
     }
 
     /// Puts events on the bus in order; returns their offsets once all are stored.
@@ -109,13 +74,13 @@ impl Producer {
     /// Puts events, already rendered, on the bus in order.
     pub async fn send_texts(&mut self, events: &[EventText]) -> Result<Vec<Offset>> {
         let offsets = guest_call!(
-            self,
+            self.handle,
             "send-batch",
             Duration::ZERO,
             producer.call_send_batch(events)
         )?;
         if offsets.len() != events.len() {
-            return Err(self.plugin.trapped(
+            return Err(self.handle.plugin.trapped(
                 "send-batch",
                 format!(
                     "returned {} offsets for {} events",
@@ -128,34 +93,35 @@ impl Producer {
     }
 }
 
-impl Recipe {
-    async fn build(&self, plugin: &Plugin) -> Result<Live> {
-        let indices = plugin.produce.as_ref().ok_or_else(|| Error::MissingRole {
-            plugin: plugin.name().to_owned(),
-            role: "producer",
-        })?;
-        let mut instance = plugin.instantiate().await?;
-        let guest = indices
-            .load(&mut instance.store, &instance.instance)
-            .map_err(|e| plugin.trapped("create", e.to_string()))?;
-        let producer = guest.producer();
-        let store = &mut instance.store;
-        let resource = plugin
-            .call(store, "create", Duration::ZERO, async |s| {
-                producer.call_create(s, &self.settings).await
-            })
-            .await?;
-        if self.opened {
-            plugin
-                .call(store, "open", Duration::ZERO, async |s| {
-                    producer.call_open(s, resource).await
-                })
-                .await?;
-        }
-        Ok(Live {
-            instance,
-            guest,
-            resource,
-        })
+impl RoleGuest for produce::Guest {
+    const ROLE: Role = Role::Producer;
+    type Indices = produce::GuestIndices;
+    type Session = ();
+    type Recipe = ();
+
+    fn indices(plugin: &Plugin) -> Option<&Self::Indices> {
+        plugin.produce.as_ref()
+    }
+
+    fn load(indices: &Self::Indices, instance: &mut Instance) -> wasmtime::Result<Self> {
+        indices.load(&mut instance.store, &instance.instance)
+    }
+
+    async fn create(&self, store: &mut Store<HostState>, settings: &str) -> Raw<ResourceAny> {
+        self.producer().call_create(store, settings).await
+    }
+
+    async fn open(&self, store: &mut Store<HostState>, resource: ResourceAny) -> Raw<()> {
+        self.producer().call_open(store, resource).await
+    }
+
+    async fn restore(
+        &self,
+        _plugin: &Plugin,
+        _store: &mut Store<HostState>,
+        _resource: ResourceAny,
+        _recipe: &(),
+    ) -> Result<()> {
+        Ok(())
     }
 }

@@ -160,32 +160,33 @@ impl Plugin {
     }
 }
 
-/// Calls a plugin export on a handle's live instance, under its deadline:
-/// `guest_call!(self, "name", waiting, consumer.call_seek(offset))`, the store
-/// and the resource being passed first. `infallible` marks an export that
-/// returns no `result`. The handle keeps the instance unless the call trapped;
-/// `self` needs a `take_live` method and a `live` field.
+/// Calls a plugin export on a [`super::Handle`]'s live instance, under its
+/// deadline: `guest_call!(self.handle, "name", waiting,
+/// consumer.call_seek(offset))`, the store and the resource being passed
+/// first. `infallible` marks an export that returns no `result`. The handle
+/// keeps the instance unless the call trapped.
 macro_rules! guest_call {
-    ($self:ident, $name:literal, $waiting:expr, $role:ident . $method:ident ( $($arg:expr),* )) => {
-        guest_call!(@run $self, $name, $waiting, $role, |role, store, resource| {
-            role.$method(store, resource $(, $arg)*).await
-        })
-    };
-    ($self:ident, $name:literal, $waiting:expr, infallible $role:ident . $method:ident ( $($arg:expr),* )) => {
-        guest_call!(@run $self, $name, $waiting, $role, |role, store, resource| {
-            role.$method(store, resource $(, $arg)*).await.map(Ok::<(), $crate::BusError>)
-        })
-    };
-    (@run $self:ident, $name:literal, $waiting:expr, $accessor:ident, |$role:ident, $store:ident, $resource:ident| $call:expr) => {{
-        let mut live = $self.take_live().await?;
+    (@run $handle:expr, $name:literal, $waiting:expr, $accessor:ident, |$role:ident, $store:ident, $resource:ident| $call:expr) => {{
+        let handle = &mut $handle;
+        let mut live = handle.take_live().await?;
         let $role = live.guest.$accessor();
         let $resource = live.resource;
-        let result = $self.plugin.call(&mut live.instance.store, $name, $waiting, async |$store| $call).await;
+        let result = handle.plugin.call(&mut live.instance.store, $name, $waiting, async |$store| $call).await;
         if !matches!(result, Err($crate::error::Error::Trapped { .. })) {
-            $self.live = Some(live);
+            handle.live = Some(live);
         }
         result
     }};
+    ($handle:expr, $name:literal, $waiting:expr, $role:ident . $method:ident ( $($arg:expr),* )) => {
+        guest_call!(@run $handle, $name, $waiting, $role, |role, store, resource| {
+            role.$method(store, resource $(, $arg)*).await
+        })
+    };
+    ($handle:expr, $name:literal, $waiting:expr, infallible $role:ident . $method:ident ( $($arg:expr),* )) => {
+        guest_call!(@run $handle, $name, $waiting, $role, |role, store, resource| {
+            role.$method(store, resource $(, $arg)*).await.map(Ok::<(), $crate::BusError>)
+        })
+    };
 }
 pub(crate) use guest_call;
 

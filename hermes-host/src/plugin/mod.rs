@@ -2,8 +2,10 @@
 //! about itself; [`call`] instantiates it in its sandbox and calls it.
 
 mod call;
+mod live;
 
 pub(crate) use call::{Instance, guest_call};
+pub(crate) use live::{Handle, Raw, RoleGuest};
 
 use std::fmt;
 use std::path::Path;
