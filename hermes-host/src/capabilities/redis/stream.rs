@@ -123,39 +123,40 @@ pub(super) async fn connect(
     info: &ConnectionInfo,
     meter: Arc<Meter>,
 ) -> RedisResult<(MultiplexedConnection, Driver)> {
-    let config = AsyncConnectionConfig::new().set_response_timeout(None);
-    let settings = info.redis_settings();
-    let (connection, driver) = match info.addr() {
+    match info.addr() {
         ConnectionAddr::Tcp(host, port) => {
             let socket = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
             socket.set_nodelay(true)?;
-            let socket = Metered {
-                inner: socket,
-                meter,
-            };
-            let (connection, driver) =
-                MultiplexedConnection::new_with_config(settings, socket, config).await?;
-            (connection, tokio::spawn(driver))
+            over(socket, info, meter).await
         }
         ConnectionAddr::Unix(path) => {
-            let socket = tokio::net::UnixStream::connect(path).await?;
-            let socket = Metered {
-                inner: socket,
-                meter,
-            };
-            let (connection, driver) =
-                MultiplexedConnection::new_with_config(settings, socket, config).await?;
-            (connection, tokio::spawn(driver))
+            over(tokio::net::UnixStream::connect(path).await?, info, meter).await
         }
-        other => {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                format!("this host does not speak to {other}"),
-            )
-            .into());
-        }
+        other => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("this host does not speak to {other}"),
+        )
+        .into()),
+    }
+}
+
+/// The connection over `socket`, its driver running on its own task.
+async fn over<S>(
+    socket: S,
+    info: &ConnectionInfo,
+    meter: Arc<Meter>,
+) -> RedisResult<(MultiplexedConnection, Driver)>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let config = AsyncConnectionConfig::new().set_response_timeout(None);
+    let socket = Metered {
+        inner: socket,
+        meter,
     };
-    Ok((connection, Driver(driver)))
+    let (connection, driver) =
+        MultiplexedConnection::new_with_config(info.redis_settings(), socket, config).await?;
+    Ok((connection, Driver(tokio::spawn(driver))))
 }
 
 #[cfg(test)]
