@@ -154,10 +154,13 @@ impl<P: Producer> ProducerCell<P> {
     }
 }
 
-/// A consumer behind its gate, and its timeout.
+/// A consumer behind its gate, its timeout, and the failure a batch met
+/// after some events: those are delivered first, the failure on the next
+/// call (unless a seek moves the consumer elsewhere).
 pub struct ConsumerCell<C> {
     gate: Gate<C>,
     timeout: Cell<Option<Duration>>,
+    failed: RefCell<Option<BusError>>,
 }
 
 impl<C: Consumer> ConsumerCell<C> {
@@ -166,6 +169,7 @@ impl<C: Consumer> ConsumerCell<C> {
         Ok(ConsumerCell {
             gate: Gate::new(C::new(parse_settings(settings)?)?),
             timeout: Cell::new(None),
+            failed: RefCell::new(None),
         })
     }
 
@@ -181,17 +185,23 @@ impl<C: Consumer> ConsumerCell<C> {
 
     /// See [`Consumer::seek_to_beginning`].
     pub fn seek_to_beginning(&self) -> Result<(), BusError> {
-        self.gate.opened()?.seek_to_beginning()
+        self.gate.opened()?.seek_to_beginning()?;
+        self.failed.take();
+        Ok(())
     }
 
     /// See [`Consumer::seek`].
     pub fn seek(&self, offset: Offset) -> Result<(), BusError> {
-        self.gate.opened()?.seek(&offset)
+        self.gate.opened()?.seek(&offset)?;
+        self.failed.take();
+        Ok(())
     }
 
     /// See [`Consumer::seek_after`].
     pub fn seek_after(&self, offset: Offset) -> Result<(), BusError> {
-        self.gate.opened()?.seek_after(&offset)
+        self.gate.opened()?.seek_after(&offset)?;
+        self.failed.take();
+        Ok(())
     }
 
     /// Sets how long reading waits once the bus is drained.
@@ -201,6 +211,9 @@ impl<C: Consumer> ConsumerCell<C> {
 
     /// The next event, waiting up to the timeout once the bus is drained.
     fn next_waiting(&self, consumer: &mut C) -> Result<Option<ConsumedEvent>, BusError> {
+        if let Some(failed) = self.failed.take() {
+            return Err(failed);
+        }
         let deadline = self.timeout.get().map(|t| Instant::now() + t);
         loop {
             if let Some(event) = consumer.read()? {
@@ -233,9 +246,16 @@ impl<C: Consumer> ConsumerCell<C> {
         if let Some(first) = self.next_waiting(&mut consumer)? {
             batch.push(first);
             while batch.len() < max as usize {
-                match consumer.read()? {
-                    Some(event) => batch.push(event),
-                    None => break,
+                match consumer.read() {
+                    Ok(Some(event)) => batch.push(event),
+                    Ok(None) => break,
+                    // Every event before a failure is delivered: the
+                    // failure waits for the next call, with nothing before
+                    // it (a damaged record behind good ones, say).
+                    Err(failed) => {
+                        *self.failed.borrow_mut() = Some(failed);
+                        break;
+                    }
                 }
             }
         }

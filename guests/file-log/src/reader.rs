@@ -142,13 +142,21 @@ impl Consumer for FileLogConsumer {
                         self.cursor = None;
                         continue;
                     }
-                    if let Slot::Damaged(why, _) = &slot {
+                    if let Slot::Damaged(why) = &slot {
                         let newer = segments.last().is_some_and(|&last| last > cursor.first);
-                        if newer || slot.damage_inside(cursor.reader.get_ref()) {
+                        let inside = newer
+                            || record::valid_record_after(
+                                cursor.reader.get_mut(),
+                                cursor.pos,
+                                self.next_offset,
+                            )
+                            .map_err(fail)?;
+                        if inside {
                             return Err(BusError::Corrupted(format!(
-                                "{} at byte {}: {why}",
+                                "{} at byte {} (offset {}): {why}",
                                 path().display(),
-                                cursor.pos
+                                cursor.pos,
+                                self.next_offset
                             )));
                         }
                         // The tail of the newest segment: a crashed producer

@@ -8,8 +8,7 @@
 //! body:   u64 LE offset | i64 LE seconds | u32 LE nanoseconds | u8 category | event JSON
 //! ```
 
-use std::fs::File;
-use std::io::{self, Read, Seek};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use hermes_guest::{BusError, ConsumedEvent, Offset};
@@ -24,6 +23,8 @@ pub const BODY_FIXED_LEN: usize = 8 + 8 + 4 + 1;
 /// small, and a bad length must not make a reader allocate gigabytes.
 const MAX_BODY_LEN: u32 = 256 * 1024 * 1024;
 const SUFFIX: &str = ".log";
+/// Room set aside for an event's text before it is read: any real event fits.
+const PREALLOCATE: usize = 1 << 20;
 
 /// The file name of the segment whose first record has this offset.
 pub fn segment_name(first_offset: u64) -> String {
@@ -112,20 +113,59 @@ pub enum Slot {
     },
     /// Nothing, or the start of a record not wholly written yet.
     Incomplete,
-    /// Bytes that cannot be a valid record: why, and where the record would
-    /// end if its length can be trusted.
-    Damaged(String, Option<u64>),
+    /// Bytes that cannot be a valid record, and why.
+    Damaged(String),
 }
 
-impl Slot {
-    /// Whether the file holds data past this damaged record: then it is
-    /// damage inside the log, not a tail torn by a crash.
-    pub fn damage_inside(&self, file: &File) -> bool {
-        match self {
-            Slot::Damaged(_, Some(end)) => file.metadata().is_ok_and(|m| m.len() > *end),
-            _ => false,
+/// The shortest a record can be, frame included.
+const MIN_RECORD_LEN: u64 = (FRAME_LEN + BODY_FIXED_LEN) as u64;
+
+/// How much of a segment is looked at at once when scanning for a record.
+const SCAN_WINDOW: usize = 1 << 20;
+
+/// Whether a whole, valid record starts anywhere in `file` after byte
+/// `from`, holding an offset from `next_offset` on: then what stands at
+/// `from` is damage inside the log, which must never be cut off, and not a
+/// tail torn by a crash. Every byte position is a candidate; one is checked
+/// (its checksum read) only if its frame is possible and its offset field is
+/// one the records after `from` could hold, so the scan reads the rest of
+/// the segment about once.
+pub fn valid_record_after(
+    file: &mut (impl Read + Seek),
+    from: u64,
+    next_offset: u64,
+) -> io::Result<bool> {
+    let size = file.seek(SeekFrom::End(0))?;
+    let highest = next_offset.saturating_add(size.saturating_sub(from) / MIN_RECORD_LEN);
+    // Each candidate needs its frame and its offset field in view.
+    const PEEK: usize = FRAME_LEN + 8;
+    let mut window = vec![0u8; SCAN_WINDOW + PEEK];
+    let mut start = from + 1;
+    while start + MIN_RECORD_LEN <= size {
+        file.seek(SeekFrom::Start(start))?;
+        let got = read_full(file, &mut window)?;
+        for i in 0..got.saturating_sub(PEEK - 1).min(SCAN_WINDOW) {
+            let word =
+                |at: usize| u32::from_le_bytes(window[at..at + 4].try_into().unwrap_or_default());
+            let len = word(i);
+            let offset = u64::from_le_bytes(window[i + 8..i + 16].try_into().unwrap_or_default());
+            let at = start + i as u64;
+            let possible = (BODY_FIXED_LEN as u32..=MAX_BODY_LEN).contains(&len)
+                && at + FRAME_LEN as u64 + u64::from(len) <= size
+                && (next_offset..=highest).contains(&offset);
+            if possible {
+                file.seek(SeekFrom::Start(at))?;
+                if matches!(read_slot(file)?, Slot::Record { .. }) {
+                    return Ok(true);
+                }
+            }
         }
+        if got < window.len() {
+            break;
+        }
+        start += SCAN_WINDOW as u64;
     }
+    Ok(false)
 }
 
 /// Reads the record at the reader's position, leaving it after the record.
@@ -141,16 +181,17 @@ pub fn read_slot(file: &mut (impl Read + Seek)) -> io::Result<Slot> {
     let len = u32::from_le_bytes(frame[0..4].try_into().unwrap_or_default());
     let crc = u32::from_le_bytes(frame[4..8].try_into().unwrap_or_default());
     if (len as usize) < BODY_FIXED_LEN || len > MAX_BODY_LEN {
-        return Ok(Slot::Damaged(
-            format!("impossible record length {len}"),
-            None,
-        ));
+        return Ok(Slot::Damaged(format!("impossible record length {len}")));
     }
     if read_full(file, &mut frame[FRAME_LEN..])? < BODY_FIXED_LEN {
         return Ok(Slot::Incomplete);
     }
-    let mut json = vec![0u8; len as usize - BODY_FIXED_LEN];
-    if read_full(file, &mut json)? < json.len() {
+    // Room for the text grows with what the file holds: a damaged length
+    // must not make the reader allocate what is not there.
+    let want = len as usize - BODY_FIXED_LEN;
+    let mut json = Vec::with_capacity(want.min(PREALLOCATE));
+    file.by_ref().take(want as u64).read_to_end(&mut json)?;
+    if json.len() < want {
         return Ok(Slot::Incomplete);
     }
     let mut head = [0u8; BODY_FIXED_LEN];
@@ -159,8 +200,7 @@ pub fn read_slot(file: &mut (impl Read + Seek)) -> io::Result<Slot> {
     hasher.update(&head);
     hasher.update(&json);
     if hasher.finalize() != crc {
-        let end = file.stream_position()?;
-        return Ok(Slot::Damaged("checksum mismatch".into(), Some(end)));
+        return Ok(Slot::Damaged("checksum mismatch".into()));
     }
     let offset = u64::from_le_bytes(head[0..8].try_into().unwrap_or_default());
     Ok(Slot::Record {
@@ -258,7 +298,8 @@ pub fn now() -> Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{SeekFrom, Write};
+    use std::fs::File;
+    use std::io::Write;
 
     /// A record holds any text: the log never reads it.
     const EVENT: &str =
@@ -298,7 +339,7 @@ mod tests {
         std::fs::write(&path, &damaged).expect("write");
         let mut file = File::open(&path).expect("open");
         assert!(
-            matches!(read_slot(&mut file).expect("read"), Slot::Damaged(_, Some(end)) if end == record.len() as u64)
+            matches!(read_slot(&mut file).expect("read"), Slot::Damaged(why) if why == "checksum mismatch")
         );
     }
 
@@ -317,5 +358,40 @@ mod tests {
                 "cut at {cut}"
             );
         }
+    }
+
+    #[test]
+    fn a_valid_record_anywhere_after_the_damage_is_found_and_garbage_is_not_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("seg");
+        let at = now();
+        // Damage at byte 0, then garbage longer than one scan window, then
+        // record 5 (and a torn copy of record 6).
+        let mut bytes = vec![0xffu8; 16];
+        bytes.extend(std::iter::repeat_n(0x01, SCAN_WINDOW + 100));
+        let garbage_end = bytes.len();
+        bytes.extend(encode(5, &at, Category::Base, EVENT));
+        let torn = encode(6, &at, Category::Base, EVENT);
+        bytes.extend(&torn[..torn.len() - 1]);
+        std::fs::write(&path, &bytes).expect("write");
+        let mut file = File::open(&path).expect("open");
+        assert!(
+            valid_record_after(&mut file, 0, 5).expect("scan"),
+            "record 5 is found"
+        );
+        assert!(
+            !valid_record_after(&mut file, 0, 6).expect("scan"),
+            "an offset before the damage is not one that can follow it"
+        );
+        assert!(
+            !valid_record_after(&mut file, garbage_end as u64, 6).expect("scan"),
+            "a torn record is not a valid one"
+        );
+        std::fs::write(&path, &bytes[..garbage_end]).expect("write");
+        let mut file = File::open(&path).expect("open");
+        assert!(
+            !valid_record_after(&mut file, 0, 0).expect("scan"),
+            "garbage only"
+        );
     }
 }

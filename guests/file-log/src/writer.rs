@@ -207,9 +207,8 @@ impl FileLogProducer {
         let mut next_offset = first;
         let mut reader = BufReader::with_capacity(64 * 1024, &file);
         reader.seek(SeekFrom::Start(HEADER_LEN)).map_err(fail)?;
-        loop {
-            let slot = record::read_slot(&mut reader).map_err(fail)?;
-            match slot {
+        let stop = loop {
+            match record::read_slot(&mut reader).map_err(fail)? {
                 Slot::Record { offset, len, .. } if offset == next_offset => {
                     valid += len;
                     next_offset += 1;
@@ -220,16 +219,18 @@ impl FileLogProducer {
                         path.display()
                     )));
                 }
-                Slot::Damaged(why, _) if slot.damage_inside(&file) => {
-                    // Records follow the damage: cutting it off would lose them.
-                    return Err(BusError::Corrupted(format!(
-                        "{} at byte {valid}: {why}, with more records after it; \
-                         the producer will not cut valid records off: repair or move the segment aside",
-                        path.display()
-                    )));
-                }
-                Slot::Damaged(..) | Slot::Incomplete => break,
+                Slot::Damaged(why) => break why,
+                Slot::Incomplete => break "a record cut short".to_owned(),
             }
+        };
+        drop(reader);
+        if record::valid_record_after(&mut file, valid, next_offset).map_err(fail)? {
+            // Records follow the damage: cutting it off would lose them.
+            return Err(BusError::Corrupted(format!(
+                "{} at byte {valid} (offset {next_offset}): {stop}, with valid records after it; \
+                 the producer will not cut them off: repair the segment or move it aside",
+                path.display()
+            )));
         }
         let size = file.metadata().map_err(fail)?.len();
         if size > valid {

@@ -123,6 +123,93 @@ async fn a_damaged_record_inside_the_log_is_an_error_and_nothing_is_cut() {
     );
 }
 
+/// Where each record of a segment starts, in bytes.
+fn record_starts(bytes: &[u8]) -> Vec<usize> {
+    let mut starts = Vec::new();
+    let mut at = 8;
+    while at + 8 <= bytes.len() {
+        starts.push(at);
+        at += 8 + u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+    }
+    starts
+}
+
+#[tokio::test]
+async fn a_damaged_length_field_is_damage_and_the_producer_cuts_nothing() {
+    let events = users(Category::Base, 1, 30);
+    // An impossible length, and one that runs past the end of the segment
+    // (as a torn tail would, but valid records follow it).
+    for length in [u32::MAX, 200 << 20] {
+        let bus = Bus::file_log().await;
+        let mut producer = bus.producer().await;
+        producer.send_batch(&events).await.expect("send");
+        producer.close().await.expect("close");
+        let segment = &segments(&bus)[0];
+        let mut bytes = std::fs::read(segment).expect("read");
+        let tenth = record_starts(&bytes)[10];
+        bytes[tenth..tenth + 4].copy_from_slice(&length.to_le_bytes());
+        std::fs::write(segment, &bytes).expect("write");
+
+        let mut producer = Producer::create(bus.plugin.clone(), &bus.settings)
+            .await
+            .expect("create");
+        let error = bus_error(producer.open().await);
+        assert!(
+            matches!(&error, BusError::Corrupted(m)
+                if m.contains(&format!("at byte {tenth} (offset 10)")) && m.contains("valid records after it")),
+            "length {length}: {error:?}"
+        );
+        assert_eq!(
+            std::fs::read(segment).expect("read"),
+            bytes,
+            "length {length}: the producer cut nothing"
+        );
+        if length == u32::MAX {
+            // A reader delivers what precedes the damage, then names it.
+            let mut consumer = bus.consumer(DRAINED).await;
+            let before = consumer.next_batch(100).await.expect("the records before");
+            assert_eq!(before.len(), 10);
+            let error = bus_error(consumer.next_batch(100).await);
+            assert!(
+                matches!(&error, BusError::Corrupted(m) if m.contains("(offset 10): impossible record length")),
+                "{error:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn damage_two_thirds_into_a_segment_still_delivers_every_event_before_it() {
+    let bus = Bus::file_log().await;
+    let events = users(Category::Base, 1, 30);
+    let mut producer = bus.producer().await;
+    producer.send_batch(&events).await.expect("send");
+    producer.close().await.expect("close");
+    let segment = &segments(&bus)[0];
+    let mut bytes = std::fs::read(segment).expect("read");
+    let twentieth = record_starts(&bytes)[20];
+    bytes[twentieth + 8 + 30] ^= 0x01;
+    std::fs::write(segment, &bytes).expect("write");
+
+    let mut consumer = bus.consumer(DRAINED).await;
+    let delivered: Vec<_> = consumer
+        .next_batch(100)
+        .await
+        .expect("the events before the damage")
+        .iter()
+        .map(|c| c.event().expect("a hermes event"))
+        .collect();
+    assert_eq!(delivered, events[..20]);
+    for _ in 0..2 {
+        let error = bus_error(consumer.next_batch(100).await);
+        assert!(
+            matches!(&error, BusError::Corrupted(m)
+                if m.contains(&format!("at byte {twentieth} (offset 20): checksum mismatch"))),
+            "the damage is reported, every time: {error:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn segments_roll_and_reading_crosses_them() {
     let dir = tempfile::tempdir().expect("tempdir");
