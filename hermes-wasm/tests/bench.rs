@@ -1,8 +1,6 @@
 //! `hermes-wasm bench` end to end, small: every case runs, every figure and
 //! ratio is there and sane, and the JSON is what a machine reads.
 
-// Only some of the helpers are used here.
-#[allow(dead_code)]
 mod support;
 
 use support::hermes_wasm;

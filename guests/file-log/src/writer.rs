@@ -2,7 +2,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Seek, SeekFrom, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use hermes_guest::{BusError, Event, Offset, Producer, log};
@@ -40,8 +40,7 @@ impl Producer for FileLogProducer {
     }
 
     fn open(&mut self) -> Result<(), BusError> {
-        std::fs::create_dir_all(&self.dir)
-            .map_err(|e| io_error(&format!("cannot create {}", self.dir.display()), e))?;
+        create_dir(&self.dir)?;
         let segments = record::list_segments(&self.dir)?;
         self.apply_retention(&segments)?;
         let active = match segments.last() {
@@ -121,7 +120,8 @@ impl FileLogProducer {
             active.next_offset -= count_records(pending);
             pending.clear();
             return Err(BusError::Other(format!(
-                "{} holds {on_disk} bytes where this producer left {}: another producer                  writes to this log; a log takes one producer at a time (nothing was written)",
+                "{} holds {on_disk} bytes where this producer left {}: another producer \
+                 writes to this log; a log takes one producer at a time (nothing was written)",
                 active.path.display(),
                 active.len
             )));
@@ -170,6 +170,9 @@ impl FileLogProducer {
             .map_err(fail)?;
         file.write_all(MAGIC).map_err(fail)?;
         file.sync_all().map_err(fail)?;
+        // The segment's name must survive a power loss too, or its offsets
+        // would be given out again.
+        sync_dir(&self.dir)?;
         Ok(Active {
             file,
             path,
@@ -264,6 +267,7 @@ impl FileLogProducer {
             return Ok(());
         };
         // Segments are written in order, so the expired ones come first.
+        let mut deleted = false;
         for &first in segments.iter().take(segments.len().saturating_sub(1)) {
             let path = record::segment_path(&self.dir, first);
             let modified = std::fs::metadata(&path)
@@ -275,9 +279,37 @@ impl FileLogProducer {
             std::fs::remove_file(&path)
                 .map_err(|e| io_error(&format!("cannot delete {}", path.display()), e))?;
             log::info(format!("retention: deleted {}", path.display()));
+            deleted = true;
+        }
+        if deleted {
+            // Deleted for good: a power loss must not bring a segment back
+            // (a reader would see offsets come back after they were gone).
+            sync_dir(&self.dir)?;
         }
         Ok(())
     }
+}
+
+/// Creates the log's directory and any parent missing, each made durable in
+/// its parent.
+fn create_dir(dir: &Path) -> Result<(), BusError> {
+    let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
+    std::fs::create_dir_all(dir)
+        .map_err(|e| io_error(&format!("cannot create {}", dir.display()), e))?;
+    for created in missing.iter().rev() {
+        if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes the entries of `dir` (files created, renamed or deleted in it)
+/// durable.
+fn sync_dir(dir: &Path) -> Result<(), BusError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error(&format!("cannot sync the directory {}", dir.display()), e))
 }
 
 fn sync(active: &mut Active) -> Result<(), BusError> {

@@ -1,5 +1,8 @@
 //! Running the `hermes-wasm` binary from the tests.
 
+// Each test binary uses some of these.
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -65,4 +68,30 @@ pub fn stdout(output: &Output) -> String {
 /// What it printed on stderr.
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Runs `hermes-wasm args` in `dir` under `strace`, tracing the system calls
+/// `calls` (such as `fsync,unlinkat`) with the path of every descriptor;
+/// returns what it did and the trace, one call per line.
+pub fn hermes_wasm_traced(dir: &Path, args: &[&str], calls: &str) -> (Output, String) {
+    let trace = dir.join(format!("strace-{}.txt", std::process::id()));
+    let mut command = command(dir, args);
+    let program = command.get_program().to_owned();
+    let mut traced = Command::new("strace");
+    traced
+        .args(["-f", "-y", "-qq", "-e", &format!("trace={calls}"), "-o"])
+        .arg(&trace)
+        .arg(program)
+        .args(command.get_args())
+        .current_dir(dir)
+        .env("HERMES_WASM_CACHE", component_cache())
+        .env_remove("HERMES_WASM_LOG")
+        .stdin(Stdio::null());
+    command = traced;
+    let output = command
+        .output()
+        .expect("strace runs (tests/install-deps.sh installs it)");
+    let text = std::fs::read_to_string(&trace).unwrap_or_default();
+    let _ = std::fs::remove_file(&trace);
+    (output, text)
 }
