@@ -69,8 +69,9 @@ impl EventHead {
     /// Reads an event's routing attributes from its JSON text, in any
     /// layout, with the checks [`crate::Event::from_json`] makes of them.
     pub fn from_json(text: &str) -> Result<EventHead, CodecError> {
+        let text = crate::json::python_constants(text);
         let raw: Raw<'_> =
-            serde_json::from_str(text).map_err(|e| CodecError::Syntax(e.to_string()))?;
+            serde_json::from_str(&text).map_err(|e| CodecError::Syntax(e.to_string()))?;
         Ok(EventHead {
             evcategory: raw.evcategory.parse()?,
             eventtype: raw.eventtype.parse()?,

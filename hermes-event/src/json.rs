@@ -241,7 +241,61 @@ fn write_python_float(out: &mut String, f: f64) {
 /// [`Value`], with no tree in between; its depth limit (128) bounds the
 /// recursion on hostile input.
 pub(crate) fn parse(text: &str) -> Result<Value, CodecError> {
-    serde_json::from_str(text).map_err(|e| CodecError::Syntax(e.to_string()))
+    serde_json::from_str(&python_constants(text)).map_err(|e| CodecError::Syntax(e.to_string()))
+}
+
+/// hermes' Python codec writes a float that is not finite as the bare token
+/// `NaN`, `Infinity` or `-Infinity`, and reads them back; JSON has no such
+/// tokens, so serde_json refuses them. Outside strings, each becomes the
+/// form serde_json gives a number under `arbitrary_precision` (a one-entry
+/// map holding the number's text), which the reader turns into the float,
+/// as it does any number. A text without them is taken as it is.
+pub(crate) fn python_constants(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains("NaN") && !text.contains("Infinity") {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut rest = text;
+    while let Some(at) = rest.find(['"', 'N', 'I', '-']) {
+        let (before, from) = rest.split_at(at);
+        out.push_str(before);
+        if from.starts_with('"') {
+            let end = string_end(from);
+            out.push_str(&from[..end]);
+            rest = &from[end..];
+            continue;
+        }
+        match ["NaN", "Infinity", "-Infinity"]
+            .into_iter()
+            .find(|constant| from.starts_with(constant))
+        {
+            Some(constant) => {
+                let _ = write!(out, r#"{{"{NUMBER_TOKEN}":"{constant}"}}"#);
+                rest = &from[constant.len()..];
+            }
+            None => {
+                out.push_str(&from[..1]);
+                rest = &from[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
+/// The length of the string `text` starts with, its quotes included (all of
+/// `text` if the string is left open).
+fn string_end(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let mut i = 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    bytes.len()
 }
 
 /// The key serde_json's `arbitrary_precision` gives a number under, as a

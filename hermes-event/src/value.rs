@@ -19,9 +19,10 @@ pub enum Value {
     Bool(bool),
     /// An integer of any size (Python ints are unbounded).
     Integer(Integer),
-    /// A floating-point number. `NaN` and infinities are written as Python
-    /// writes them (`NaN`, `Infinity`), which JSON readers other than Python's
-    /// may refuse.
+    /// A floating-point number. `NaN` and infinities are written and read as
+    /// Python does (`NaN`, `Infinity`, `-Infinity`, bare), which JSON readers
+    /// other than Python's may refuse; a number too large for a float reads
+    /// as an infinity.
     Float(f64),
     /// A string.
     String(String),

@@ -139,6 +139,44 @@ fn produce_then_consume_gives_back_the_same_events() {
 }
 
 #[test]
+fn floats_that_are_not_finite_travel_as_hermes_writes_them() {
+    let s = setup();
+    let dir = s.dir_arg();
+    let input = s.dir.path().join("non-finite.jsonl");
+    std::fs::write(
+        &input,
+        "{\"evcategory\": \"base\", \"eventtype\": \"added\", \"objtype\": \"U\", \"objpkey\": 1, \
+         \"objattrs\": {\"x\": NaN, \"y\": -Infinity, \"z\": 1e400}}\n",
+    )
+    .expect("write");
+    let produced = s.run(&[
+        "produce",
+        "--dir",
+        &dir,
+        "--settings",
+        &s.settings,
+        "--input",
+        &input.display().to_string(),
+    ]);
+    assert!(produced.status.success(), "{}", stderr(&produced));
+    let consumed = s.run(&[
+        "consume",
+        "--dir",
+        &dir,
+        "--settings",
+        &s.settings,
+        "--timeout-ms",
+        "100",
+    ]);
+    assert!(consumed.status.success(), "{}", stderr(&consumed));
+    assert!(
+        stdout(&consumed).contains(r#""objattrs":{"x":NaN,"y":-Infinity,"z":Infinity}"#),
+        "{}",
+        stdout(&consumed)
+    );
+}
+
+#[test]
 fn consume_starts_where_asked_filters_and_stops_at_the_limit() {
     let s = setup();
     let dir = s.dir_arg();
