@@ -451,6 +451,37 @@ fn bad_configurations_are_one_clear_error_line() {
             "    command:\n      argv: [no-such-program-anywhere, --apply]\n",
             "hermes-client.target.command.argv: cannot find the program `no-such-program-anywhere`",
         ),
+        // No number panics the host: each has a range.
+        (
+            "client.yml",
+            "hermes-client:\n",
+            "hermes-client:\n  errorQueue_retryInterval: 1e300\n",
+            "hermes-client.errorQueue_retryInterval: 1e300 is out of range",
+        ),
+        (
+            "client.yml",
+            "hermes-client:\n",
+            "hermes-client:\n  errorQueue_retryInterval: .nan\n",
+            "hermes-client.errorQueue_retryInterval: NaN is out of range",
+        ),
+        (
+            "client.yml",
+            "    jsonlines:\n      path: applied.jsonl\n",
+            "    command:\n      argv: [true]\n      timeout: 18446744073709551615\n",
+            "hermes-client.target.command.timeout: 18446744073709551615 is out of range (1 to 86400 seconds)",
+        ),
+        (
+            "server.yml",
+            "hermes-server:\n",
+            "hermes-server:\n  updateInterval: 18446744073709551615\n",
+            "hermes-server.updateInterval: 18446744073709551615 is out of range (1 to 604800 seconds)",
+        ),
+        (
+            "server.yml",
+            "hermes-server:\n",
+            "hermes-server:\n  updateInterval: 1e300\n",
+            "hermes-server.updateInterval",
+        ),
     ];
     for (file, from, to, expected) in cases {
         let good = std::fs::read_to_string(p.path(file)).expect("config");

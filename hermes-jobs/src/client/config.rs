@@ -39,6 +39,12 @@ fn default_retry() -> f64 {
     60.0
 }
 
+/// The most minutes `errorQueue_retryInterval` may be: a year.
+pub const MAX_RETRY_INTERVAL_MINUTES: f64 = 525_600.0;
+
+/// The timeouts a target command may have, in seconds: up to a day.
+pub const COMMAND_TIMEOUT_SECONDS: std::ops::RangeInclusive<u64> = 1..=86_400;
+
 /// `hermes-client.target`: exactly one of its kinds.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,8 +96,11 @@ impl ClientConfig {
 
     fn check(&self) -> Result<()> {
         let interval = self.client.error_queue_retry_interval;
-        if !(interval.is_finite() && interval > 0.0) {
-            bail!("hermes-client.errorQueue_retryInterval: must be a positive number of minutes");
+        if !(interval > 0.0 && interval <= MAX_RETRY_INTERVAL_MINUTES) {
+            bail!(
+                "hermes-client.errorQueue_retryInterval: {interval:?} is out of range \
+                 (more than 0 minutes, at most {MAX_RETRY_INTERVAL_MINUTES})"
+            );
         }
         let target = &self.client.target;
         match (&target.jsonlines, &target.command) {
@@ -102,8 +111,13 @@ impl ClientConfig {
             (None, Some(command)) if command.argv.is_empty() => {
                 bail!("hermes-client.target.command.argv: the command is empty")
             }
-            (None, Some(command)) if command.timeout == 0 => {
-                bail!("hermes-client.target.command.timeout: must be at least 1 second")
+            (None, Some(command)) if !COMMAND_TIMEOUT_SECONDS.contains(&command.timeout) => {
+                bail!(
+                    "hermes-client.target.command.timeout: {} is out of range ({} to {} seconds)",
+                    command.timeout,
+                    COMMAND_TIMEOUT_SECONDS.start(),
+                    COMMAND_TIMEOUT_SECONDS.end()
+                )
             }
             _ => {}
         }

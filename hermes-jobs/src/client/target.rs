@@ -166,6 +166,10 @@ impl JsonLines {
     }
 }
 
+/// Runs the command for one event. The whole exchange (writing the event
+/// to its stdin, reading its stderr, waiting for it to exit) is under
+/// `timeout`, after which the command is killed; of its stderr, only the
+/// first [`STDERR_KEPT`] bytes are kept, the rest read and dropped.
 async fn run(argv: &[String], timeout: Duration, event: &Applied<'_>) -> Result<(), String> {
     let mut child = tokio::process::Command::new(&argv[0])
         .args(&argv[1..])
@@ -177,28 +181,109 @@ async fn run(argv: &[String], timeout: Duration, event: &Applied<'_>) -> Result<
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A command that does not read its input still decides by its status.
-        let _ = stdin.write_all(event.json.as_bytes()).await;
-    }
-    let output = tokio::time::timeout(timeout, child.wait_with_output())
+    let stdin = child.stdin.take();
+    let stderr = child.stderr.take();
+    let exchange = async {
+        let feed = async {
+            if let Some(mut stdin) = stdin {
+                // A command that does not read its input still decides by
+                // its status; dropping stdin closes it.
+                let _ = stdin.write_all(event.json.as_bytes()).await;
+            }
+        };
+        let collect = async {
+            match stderr {
+                Some(stderr) => kept(stderr, STDERR_KEPT).await,
+                None => Vec::new(),
+            }
+        };
+        let ((), stderr, status) = tokio::join!(feed, collect, child.wait());
+        (stderr, status)
+    };
+    let (stderr, status) = tokio::time::timeout(timeout, exchange)
         .await
-        .map_err(|_| format!("{} ran longer than {} s", argv[0], timeout.as_secs()))?
-        .map_err(|e| format!("{}: {e}", argv[0]))?;
-    if output.status.success() {
+        .map_err(|_| format!("{} ran longer than {timeout:?}", argv[0]))?;
+    let status = status.map_err(|e| format!("{}: {e}", argv[0]))?;
+    if status.success() {
         return Ok(());
     }
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = String::from_utf8_lossy(&stderr);
     let stderr = stderr.trim();
-    let mut cut = stderr.len().min(STDERR_KEPT);
-    while !stderr.is_char_boundary(cut) {
-        cut -= 1;
-    }
     Err(format!(
-        "{} exited with {}{}{}",
+        "{} exited with {status}{}{stderr}",
         argv[0],
-        output.status,
         if stderr.is_empty() { "" } else { ": " },
-        &stderr[..cut]
     ))
+}
+
+/// Reads `from` to its end, keeping the first `keep` bytes and dropping the
+/// rest, so a command that writes without end neither blocks on a full pipe
+/// nor fills the host's memory.
+async fn kept(mut from: impl tokio::io::AsyncRead + Unpin, keep: usize) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut kept = Vec::with_capacity(keep.min(64 * 1024));
+    let mut chunk = vec![0u8; 64 * 1024];
+    while let Ok(n @ 1..) = from.read(&mut chunk).await {
+        let room = keep - kept.len();
+        kept.extend_from_slice(&chunk[..n.min(room)]);
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_the_first_bytes_of_a_long_output_are_kept_and_all_is_read() {
+        let long = vec![b'e'; 10 << 20];
+        let mut source = &long[..];
+        let kept = kept(&mut source, STDERR_KEPT).await;
+        assert_eq!(kept.len(), STDERR_KEPT);
+        assert!(source.is_empty(), "read to its end");
+        let mut short: &[u8] = b"short";
+        assert_eq!(super::kept(&mut short, STDERR_KEPT).await, b"short");
+    }
+
+    #[tokio::test]
+    async fn a_command_that_reads_nothing_and_never_exits_is_stopped_at_its_timeout() {
+        // An event larger than a pipe holds: writing it blocks until the
+        // command reads, which this one never does.
+        let json = format!("{{\"x\": \"{}\"}}", "y".repeat(1 << 20));
+        let event = Applied {
+            eventtype: EventType::Added,
+            objtype: Some("U"),
+            json: &json,
+        };
+        let argv = ["sleep".to_owned(), "600".to_owned()];
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(30),
+            run(&argv, Duration::from_millis(300), &event),
+        )
+        .await
+        .expect("the command's timeout holds, whatever the command does");
+        assert_eq!(outcome, Err("sleep ran longer than 300ms".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn a_failing_command_says_why_in_a_bounded_message() {
+        let event = Applied {
+            eventtype: EventType::Added,
+            objtype: None,
+            json: "{}",
+        };
+        let argv = [
+            "sh".to_owned(),
+            "-c".to_owned(),
+            "head -c 5000000 /dev/zero | tr '\\0' e >&2; exit 3".to_owned(),
+        ];
+        let error = run(&argv, Duration::from_secs(30), &event)
+            .await
+            .expect_err("it fails");
+        assert!(
+            error.starts_with("sh exited with exit status: 3: eee"),
+            "{error}"
+        );
+        assert!(error.len() < STDERR_KEPT + 100, "{} bytes", error.len());
+    }
 }

@@ -36,6 +36,10 @@ fn default_interval() -> u64 {
     60
 }
 
+/// The intervals between two polls an operator may set, in seconds: up to
+/// a week.
+pub const UPDATE_INTERVAL_SECONDS: std::ops::RangeInclusive<u64> = 1..=604_800;
+
 /// `hermes-server.datamodel.<type>`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -142,8 +146,13 @@ impl ServerConfig {
 
     /// What serde cannot check: references between parts, unsupported parts.
     fn check(&self, base: &Path) -> Result<()> {
-        if self.server.update_interval == 0 {
-            bail!("hermes-server.updateInterval: must be at least 1 second");
+        if !UPDATE_INTERVAL_SECONDS.contains(&self.server.update_interval) {
+            bail!(
+                "hermes-server.updateInterval: {} is out of range ({} to {} seconds)",
+                self.server.update_interval,
+                UPDATE_INTERVAL_SECONDS.start(),
+                UPDATE_INTERVAL_SECONDS.end()
+            );
         }
         if self.server.datamodel.is_empty() {
             bail!("hermes-server.datamodel: no data type is defined");
