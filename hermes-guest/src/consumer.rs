@@ -37,14 +37,21 @@ pub trait Consumer: Sized + 'static {
     /// get is valid too. Anything else is [`BusError::UnknownOffset`].
     fn seek(&mut self, offset: &Offset) -> Result<(), BusError>;
 
-    /// Positions right after the event with this offset, which the bus must
-    /// hold; otherwise [`BusError::UnknownOffset`].
+    /// Positions right after the event with this offset. An offset the bus
+    /// gave once but no longer holds (retention removed it) is valid too: if
+    /// events after it were removed as well, the next [`read`] reports them
+    /// as a [`BusError::Gap`]. An offset the bus never gave is
+    /// [`BusError::UnknownOffset`].
+    ///
+    /// [`read`]: Consumer::read
     fn seek_after(&mut self, offset: &Offset) -> Result<(), BusError>;
 
     /// Returns the event at the current position and moves past it, if the bus
     /// holds one now: its offset, when it was stored, its category and its
     /// hermes JSON exactly as it was sent. Never waits. Never returns a
-    /// damaged or half-written record.
+    /// damaged or half-written record. Reaching events that were removed
+    /// before they were read is a [`BusError::Gap`], reported once: the
+    /// consumer moves past them, and the next read goes on.
     fn read(&mut self) -> Result<Option<ConsumedEvent>, BusError>;
 
     /// Waits until a new event may have arrived, for at most `at_most`. The

@@ -137,6 +137,7 @@ pub fn describe(error: &BusError) -> String {
         BusError::UnknownOffset(m) => format!("unknown offset: {m}"),
         BusError::Unavailable(m) => format!("bus unavailable: {m}"),
         BusError::Corrupted(m) => format!("corrupted bus: {m}"),
+        BusError::Gap(m) => format!("events missed: {m}"),
         BusError::Other(m) => m.clone(),
     }
 }

@@ -81,11 +81,11 @@ impl Consumer for FileLogConsumer {
         })
     }
 
+    /// Any offset the log gave is valid, held or not: after one retention
+    /// deleted, the next read reports what it deleted after it.
     fn seek_after(&mut self, offset: &Offset) -> Result<(), BusError> {
         let wanted = int_offset(offset)?;
-        self.position_at(wanted, wanted.saturating_add(1), |oldest, end| {
-            oldest <= wanted && wanted < end
-        })
+        self.position_at(wanted, wanted.saturating_add(1), |_, end| wanted < end)
     }
 
     fn read(&mut self) -> Result<Option<ConsumedEvent>, BusError> {
@@ -139,6 +139,13 @@ impl Consumer for FileLogConsumer {
                     // log went on in a newer segment.
                     let segments = record::list_segments(&self.dir)?;
                     if segments.contains(&self.next_offset) && self.next_offset != cursor.first {
+                        self.cursor = None;
+                        continue;
+                    }
+                    if !segments.contains(&cursor.first) {
+                        // Retention deleted this segment while it was read (an
+                        // open file reads on to its end): find where the log
+                        // goes on now, a gap if not at the next offset.
                         self.cursor = None;
                         continue;
                     }
@@ -254,13 +261,20 @@ impl FileLogConsumer {
             .rev()
             .find(|&&first| first <= self.next_offset)
         else {
-            if segments
+            if let Some(&oldest) = segments
                 .first()
-                .is_some_and(|&oldest| oldest > self.next_offset)
+                .filter(|&&oldest| oldest > self.next_offset)
             {
-                return Err(BusError::UnknownOffset(format!(
-                    "offset {} was deleted by retention",
-                    self.next_offset
+                let missed = held(self.next_offset, oldest);
+                let were = if oldest - self.next_offset == 1 {
+                    "was"
+                } else {
+                    "were"
+                };
+                self.next_offset = oldest;
+                return Err(BusError::Gap(format!(
+                    "{missed} of {} {were} deleted by retention before this consumer read them",
+                    self.dir.display()
                 )));
             }
             return Ok(false);
@@ -300,9 +314,9 @@ fn int_offset(offset: &Offset) -> Result<u64, BusError> {
 }
 
 fn held(oldest: u64, end: u64) -> String {
-    if oldest == end {
-        format!("no event (the next one will be {end})")
-    } else {
-        format!("offsets {oldest} to {}", end - 1)
+    match end - oldest {
+        0 => format!("no event (the next one will be {end})"),
+        1 => format!("offset {oldest}"),
+        _ => format!("offsets {oldest} to {}", end - 1),
     }
 }

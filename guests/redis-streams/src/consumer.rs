@@ -1,6 +1,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use hermes_guest::redis::command;
 use hermes_guest::{BusError, ConsumedEvent, Consumer, Offset};
 
 use crate::connection::Link;
@@ -77,6 +78,19 @@ impl StreamConsumer {
         self.ahead.clear();
     }
 
+    /// The newest entry's ID, none if the stream is empty or missing.
+    fn newest(&mut self) -> Result<Option<Id>, BusError> {
+        let stream = self.stream();
+        let reply = self
+            .link()?
+            .command(&[b"XREVRANGE", &stream, b"+", b"-", b"COUNT", b"1"], None)?;
+        Ok(first_id(entry::from_range(reply)?))
+    }
+
+    /// Reads the next page. After an entry, the stream's oldest entry comes
+    /// in the same round trip: if it is newer than the position, trimming
+    /// passed the consumer, which is reported (once: the page is kept, and
+    /// the next read goes on with it).
     fn fill(&mut self) -> Result<(), BusError> {
         let start = match self.position {
             Position::Beginning => "-".to_string(),
@@ -84,19 +98,46 @@ impl StreamConsumer {
             Position::After(id) => format!("({id}"),
         };
         let stream = self.stream();
-        let reply = self.link()?.command(
-            &[
-                b"XRANGE",
-                &stream,
-                start.as_bytes(),
-                b"+",
-                b"COUNT",
-                PAGE.as_bytes(),
-            ],
-            None,
-        )?;
-        self.ahead.extend(entry::from_range(reply)?);
-        Ok(())
+        let page: [&[u8]; 6] = [
+            b"XRANGE",
+            &stream,
+            start.as_bytes(),
+            b"+",
+            b"COUNT",
+            PAGE.as_bytes(),
+        ];
+        let Position::After(after) = self.position else {
+            let reply = self.link()?.command(&page, None)?;
+            self.ahead.extend(entry::from_range(reply)?);
+            return Ok(());
+        };
+        let oldest: [&[u8]; 6] = [b"XRANGE", &stream, b"-", b"+", b"COUNT", b"1"];
+        let mut replies = self
+            .link()?
+            .pipeline(&[command(page), command(oldest)])?
+            .into_iter();
+        let (Some(page), Some(oldest)) = (replies.next(), replies.next()) else {
+            return Err(BusError::Other(
+                "redis: a pipeline of two commands gave fewer replies".into(),
+            ));
+        };
+        self.ahead
+            .extend(entry::from_range(page.ok().map_err(BusError::Other)?)?);
+        match first_id(entry::from_range(oldest.ok().map_err(BusError::Other)?)?) {
+            Some(oldest) if oldest > after => Err(BusError::Gap(format!(
+                "redis stream {}: the entries before {oldest} were trimmed away, and with \
+                 them any after {after} this consumer had not read",
+                self.settings.stream
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn first_id(entries: Vec<ConsumedEvent>) -> Option<Id> {
+    match &entries.first()?.offset {
+        Offset::Str(id) => Id::parse(id),
+        _ => None,
     }
 }
 
@@ -135,8 +176,20 @@ impl Consumer for StreamConsumer {
         self.seek_held(offset, Position::At)
     }
 
+    /// Any entry ID up to the newest is valid, held or not: after trimming
+    /// removed it, the next read reports that entries may have gone unread.
     fn seek_after(&mut self, offset: &Offset) -> Result<(), BusError> {
-        self.seek_held(offset, Position::After)
+        let id = Id::from_offset(offset)?;
+        match self.newest()? {
+            Some(newest) if id <= newest => {
+                self.position(Position::After(id));
+                Ok(())
+            }
+            newest => Err(BusError::UnknownOffset(format!(
+                "{id}: the stream never held such an entry (its newest is {})",
+                newest.map_or("none".into(), |n| n.to_string())
+            ))),
+        }
     }
 
     fn read(&mut self) -> Result<Option<ConsumedEvent>, BusError> {

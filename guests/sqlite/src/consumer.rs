@@ -22,6 +22,11 @@ pub struct SqliteConsumer {
     db: Option<Database>,
     /// The next msgid to read: every row with `msgid >= next`.
     next: i64,
+    /// Whether `next` is the msgid that must come next (after a seek or a
+    /// read), rather than "the oldest there is": msgids are given one after
+    /// another and rows only leave by retention, so a first row past an
+    /// exact `next` means rows were deleted before this consumer read them.
+    exact: bool,
     /// Rows read ahead, all at or after `next`.
     ahead: VecDeque<ConsumedEvent>,
     /// Whether the table was seen: it is never dropped once created.
@@ -70,8 +75,9 @@ impl SqliteConsumer {
         Ok((integer(&rows.rows, 0), integer(&rows.rows, 1)))
     }
 
-    fn position(&mut self, next: i64) {
+    fn position(&mut self, next: i64, exact: bool) {
         self.next = next;
+        self.exact = exact;
         self.ahead.clear();
     }
 
@@ -84,6 +90,10 @@ impl SqliteConsumer {
         let rows = db
             .query(table::PAGE, &[Value::Integer(next), Value::Integer(PAGE)])
             .map_err(|e| table::bus_error(&uri, e))?;
+        let first = rows.rows.first().and_then(|row| match row.first() {
+            Some(Value::Integer(msgid)) => Some(*msgid),
+            _ => None,
+        });
         for row in rows.rows {
             match consumed(&uri, row) {
                 Ok(event) => self.ahead.push_back(event),
@@ -93,7 +103,21 @@ impl SqliteConsumer {
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+        match first {
+            Some(first) if self.exact && first > next => {
+                // The rows read stay ahead: the next read delivers them.
+                self.next = first;
+                let missed = if first - next == 1 {
+                    format!("msgid {next} was")
+                } else {
+                    format!("msgid {next} to {} were", first - 1)
+                };
+                Err(BusError::Gap(format!(
+                    "{uri}: {missed} deleted by retention before this consumer read them"
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -175,6 +199,7 @@ impl Consumer for SqliteConsumer {
             open: false,
             db: None,
             next: i64::MIN,
+            exact: false,
             ahead: VecDeque::new(),
             table: false,
         })
@@ -200,7 +225,7 @@ impl Consumer for SqliteConsumer {
     }
 
     fn seek_to_beginning(&mut self) -> Result<(), BusError> {
-        self.position(i64::MIN);
+        self.position(i64::MIN, false);
         Ok(())
     }
 
@@ -211,7 +236,7 @@ impl Consumer for SqliteConsumer {
         let (oldest, last) = self.bounds()?;
         let next = last.unwrap_or(0).saturating_add(1);
         if oldest.unwrap_or(next) <= offset && offset <= next {
-            self.position(offset);
+            self.position(offset, true);
             Ok(())
         } else {
             Err(BusError::UnknownOffset(format!(
@@ -222,26 +247,21 @@ impl Consumer for SqliteConsumer {
         }
     }
 
+    /// Any msgid the bus gave is valid, held or not: after one retention
+    /// deleted, the next read reports what it deleted after it.
     fn seek_after(&mut self, offset: &Offset) -> Result<(), BusError> {
         let msgid = int_offset(offset)?;
-        let uri = self.settings.uri.clone();
-        let held = match self.db()? {
-            Some(db) => db
-                .query(table::HOLDS, &[Value::Integer(msgid)])
-                .map_err(|e| table::bus_error(&uri, e))?,
-            None => {
-                return Err(BusError::UnknownOffset(format!(
-                    "{msgid}: the bus is empty"
-                )));
+        let (_, last) = self.bounds()?;
+        match last {
+            Some(last) if (1..=last).contains(&msgid) => {
+                self.position(msgid.saturating_add(1), true);
+                Ok(())
             }
-        };
-        if integer(&held.rows, 0) != Some(1) {
-            return Err(BusError::UnknownOffset(format!(
-                "{msgid}: the bus holds no such msgid"
-            )));
+            _ => Err(BusError::UnknownOffset(format!(
+                "{msgid}: the bus gave no such msgid (the last it gave is {})",
+                last.map_or("none".into(), |l| l.to_string())
+            ))),
         }
-        self.position(msgid.saturating_add(1));
-        Ok(())
     }
 
     fn read(&mut self) -> Result<Option<ConsumedEvent>, BusError> {
@@ -256,6 +276,7 @@ impl Consumer for SqliteConsumer {
         };
         if let Offset::Int(msgid) = consumed.offset {
             self.next = msgid.saturating_add(1);
+            self.exact = true;
         }
         Ok(Some(consumed))
     }

@@ -24,9 +24,6 @@ pub const EXISTS: &str =
 pub const BOUNDS: &str = "SELECT (SELECT min(msgid) FROM hermesmessages), \
     (SELECT seq FROM sqlite_sequence WHERE name = 'hermesmessages')";
 
-/// Whether a msgid is held.
-pub const HOLDS: &str = "SELECT count(*) FROM hermesmessages WHERE msgid = ?1";
-
 /// The next rows from a msgid on, in order, each with its category. hermes
 /// keeps the category only inside `data`: SQLite's own JSON reader (in the
 /// host, native) picks it out, so the event's text is never parsed in the

@@ -83,6 +83,14 @@ fn bus_unavailable(error: &anyhow::Error) -> bool {
     })
 }
 
+/// What the bus said of events it lost, if `error` is its `gap`.
+fn gap(error: &hermes_host::Error) -> Option<String> {
+    match error.bus_error() {
+        Some(hermes_host::BusError::Gap(what)) => Some(what.clone()),
+        _ => None,
+    }
+}
+
 /// What a run did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunReport {
@@ -226,7 +234,19 @@ impl Client {
         }
         self.retry_if_due(report).await?;
         self.position().await?;
-        let batch = self.consumer.next_batch(BATCH).await?;
+        let batch = match self.consumer.next_batch(BATCH).await {
+            Err(e) if gap(&e).is_some() => {
+                // The bus lost events before this client read them: said
+                // loudly and kept in the cache for `status`; the client goes
+                // on with what the bus still holds, as hermes does.
+                let gap = gap(&e).unwrap_or_default();
+                tracing::error!("events were missed: {gap}");
+                self.state.note_gap(gap);
+                self.save().await?;
+                return Ok(Step::Continue);
+            }
+            batch => batch?,
+        };
         if batch.is_empty() {
             return Ok(if once { Step::Done } else { Step::Continue });
         }

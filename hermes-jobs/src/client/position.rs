@@ -16,7 +16,11 @@ impl Client {
         let mut start: Option<Offset> = None;
         let mut found: Option<(Offset, Offset)> = None;
         'scan: loop {
-            let batch = self.consumer.next_batch(BATCH).await?;
+            let batch = match self.consumer.next_batch(BATCH).await {
+                // What was lost cannot hold the sequence looked for.
+                Err(e) if super::gap(&e).is_some() => continue,
+                batch => batch?,
+            };
             if batch.is_empty() {
                 break;
             }

@@ -1,6 +1,6 @@
 //! What a client remembers, saved atomically in the cache directory: hermes'
 //! offsets (`initstartoffset`, `initstopoffset`, and where to resume), the
-//! dataschema, and the error queue.
+//! dataschema, the error queue, and the gaps the bus reported.
 //!
 //! hermes keeps `nextoffset = offset + 1`, which only integer offsets allow;
 //! this cache keeps `lastoffset`, the last event processed, and resumes with
@@ -30,7 +30,14 @@ pub struct ClientState {
     pub dataschema: Option<Value>,
     /// Events that failed, in order.
     pub error_queue: Vec<Queued>,
+    /// The gaps the bus reported (events removed before this client read
+    /// them), as the bus described them, oldest first; the last
+    /// [`GAPS_KEPT`] are kept.
+    pub gaps: Vec<String>,
 }
+
+/// How many reported gaps the cache keeps.
+pub const GAPS_KEPT: usize = 100;
 
 /// An event waiting in the error queue.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,6 +128,13 @@ impl ClientState {
                 attempts: entry.get("attempts").and_then(|a| a.as_u64()).unwrap_or(0) as u32,
             });
         }
+        let gaps = root
+            .get("gaps")
+            .and_then(|g| g.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|g| g.as_str().map(String::from))
+            .collect();
         Ok(ClientState {
             initstartoffset: offset_at("initstartoffset")?,
             initstopoffset: offset_at("initstopoffset")?,
@@ -131,7 +145,15 @@ impl ClientState {
                 .unwrap_or(false),
             dataschema,
             error_queue,
+            gaps,
         })
+    }
+
+    /// Records a gap the bus reported.
+    pub fn note_gap(&mut self, gap: String) {
+        self.gaps.push(gap);
+        let over = self.gaps.len().saturating_sub(GAPS_KEPT);
+        self.gaps.drain(..over);
     }
 
     /// Writes the cache atomically.
@@ -163,6 +185,7 @@ impl ClientState {
             "initialized": self.initialized,
             "dataschema": dataschema,
             "error_queue": queue,
+            "gaps": self.gaps,
         });
         let text = serde_json::to_string_pretty(&root)?;
         crate::atomic_file::write(path, text.as_bytes())
@@ -201,9 +224,16 @@ mod tests {
                 error: Some("exit status 1".into()),
                 attempts: 2,
             }],
+            gaps: vec!["offsets 3 to 9 were deleted".into()],
         };
         state.save(&path).expect("save");
         assert_eq!(ClientState::load(&path).expect("load"), state);
+        let mut many = state;
+        for i in 0..GAPS_KEPT + 5 {
+            many.note_gap(format!("gap {i}"));
+        }
+        assert_eq!(many.gaps.len(), GAPS_KEPT);
+        assert_eq!(many.gaps.last().map(String::as_str), Some("gap 104"));
         assert_eq!(
             ClientState::load(&dir.path().join("missing.json")).expect("load"),
             ClientState::default()

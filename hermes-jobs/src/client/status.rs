@@ -97,6 +97,10 @@ impl std::fmt::Display for Status {
                 queued.attempts
             )?;
         }
+        writeln!(f, "gaps:            {} reported", self.state.gaps.len())?;
+        for gap in &self.state.gaps {
+            writeln!(f, "  {gap}")?;
+        }
         Ok(())
     }
 }

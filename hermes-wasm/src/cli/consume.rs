@@ -77,16 +77,24 @@ pub async fn run(args: ConsumeArgs) -> Result<()> {
     let mut printed = 0u64;
     let limit = args.limit.unwrap_or(u64::MAX);
     while printed < limit {
-        let events = match category {
+        let read = match category {
             Some(category) => consumer
                 .find_next_event_of_category(category)
-                .await?
-                .into_iter()
-                .collect(),
+                .await
+                .map(|found| found.into_iter().collect()),
             None => {
                 let max = u32::try_from(limit - printed).unwrap_or(BATCH).min(BATCH);
-                consumer.next_batch(max).await?
+                consumer.next_batch(max).await
             }
+        };
+        let events = match read {
+            // Events the bus lost before they were read: said, and the
+            // reading goes on with what it still holds.
+            Err(e) if matches!(e.bus_error(), Some(hermes_host::BusError::Gap(_))) => {
+                tracing::error!("{e}");
+                continue;
+            }
+            read => read?,
         };
         if events.is_empty() {
             break;

@@ -329,3 +329,70 @@ async fn a_target_replaced_by_a_symbolic_link_is_not_written_through() {
         "precious\n"
     );
 }
+
+#[tokio::test]
+async fn a_client_resumes_after_retention_and_records_what_it_missed() {
+    let mut setup = Setup::jsonlines("").await;
+    setup.bus.settings["segment_max_bytes"] = serde_json::json!(4096);
+    let logins = |from: usize, n: usize| -> Vec<Event> {
+        (from..from + n)
+            .map(|i| modified(1, &format!("login-{i}")))
+            .collect()
+    };
+    let mut first = vec![init_start(), user_added(Category::Initsync, 1), init_stop()];
+    first.extend(logins(0, 5));
+    setup.send(&first).await;
+    assert_eq!(setup.run_once().await.applied, 6);
+
+    // While the client is away, more events come, and retention deletes the
+    // segments holding the last one it processed and some it never read.
+    setup.send(&logins(5, 200)).await;
+    let log = setup.bus.dir.path().join("bus");
+    let mut segments: Vec<_> = std::fs::read_dir(&log)
+        .expect("the log")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    segments.sort();
+    assert!(segments.len() > 4, "{segments:?}");
+    let old = std::time::SystemTime::now() - Duration::from_secs(10 * 86_400);
+    for segment in &segments[..segments.len() - 2] {
+        std::fs::File::options()
+            .write(true)
+            .open(segment)
+            .and_then(|f| f.set_modified(old))
+            .expect("backdate");
+    }
+    let mut retained = setup.bus.settings.clone();
+    retained["retention_in_days"] = serde_json::json!(1);
+    let mut producer = hermes_host::Producer::create(setup.bus.plugin.clone(), &retained)
+        .await
+        .expect("create");
+    producer.open().await.expect("retention runs");
+    producer.close().await.expect("close");
+    let oldest: i64 = segments[segments.len() - 2]
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n[..20].parse().ok())
+        .expect("a segment name");
+
+    // The client carries on from the oldest event kept, and says what it
+    // missed: the events after its last one up to there.
+    let report = setup.run_once().await;
+    assert_eq!(report.applied as i64, 208 - oldest);
+    assert_eq!(
+        setup.applied().last(),
+        Some(&modified(1, "login-204")),
+        "applied to the end"
+    );
+    let status = Status::read(&setup.config, &engine(), 1000)
+        .await
+        .expect("status");
+    assert_eq!(status.state.lastoffset, Some(Offset::Int(207)));
+    assert_eq!(status.state.gaps.len(), 1, "{:?}", status.state.gaps);
+    assert!(
+        status.state.gaps[0].starts_with(&format!("offsets 8 to {}", oldest - 1)),
+        "{:?}",
+        status.state.gaps
+    );
+    assert!(status.to_string().contains("gaps:            1 reported"));
+}

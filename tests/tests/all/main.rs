@@ -3,6 +3,7 @@
 mod client;
 mod conformance;
 mod file_log;
+mod gaps;
 mod offset_kinds;
 mod overfill;
 mod redis_streams;

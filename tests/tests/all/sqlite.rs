@@ -226,10 +226,30 @@ async fn retention_purges_old_rows_at_open_and_offsets_keep_growing() {
     // hermes' seek range: from the oldest msgid held to the next one.
     for purged in [1, 2] {
         assert!(unknown_offset(consumer.seek(&Offset::Int(purged)).await));
-        assert!(unknown_offset(
-            consumer.seek_after(&Offset::Int(purged)).await
-        ));
     }
+    // Resuming after a purged msgid is allowed: after 1, msgid 2 was purged
+    // unread, a gap; after 2, nothing was missed.
+    consumer
+        .seek_after(&Offset::Int(1))
+        .await
+        .expect("after a purged msgid");
+    assert!(matches!(
+        consumer.next().await,
+        Err(hermes_host::Error::Bus { error: hermes_host::BusError::Gap(m), .. }) if m.contains("msgid 2 was deleted")
+    ));
+    assert_eq!(
+        consumer.next().await.expect("next").map(|c| c.offset),
+        Some(Offset::Int(3))
+    );
+    consumer
+        .seek_after(&Offset::Int(2))
+        .await
+        .expect("after a purged msgid");
+    assert_eq!(
+        consumer.next().await.expect("no gap").map(|c| c.offset),
+        Some(Offset::Int(3))
+    );
+    assert!(unknown_offset(consumer.seek_after(&Offset::Int(6)).await));
     assert!(unknown_offset(consumer.seek(&Offset::Int(7)).await));
     consumer
         .seek(&Offset::Int(6))
