@@ -5,7 +5,7 @@ default:
     @just --list
 
 # Install what building and testing need: the wasm32-wasip2 target, and
-# redis-server for the Redis tests (from Debian's packages).
+# redis-server and strace for the tests (from Debian's packages).
 setup:
     tests/install-deps.sh
 
@@ -55,3 +55,10 @@ criterion: setup
     cargo bench -p tests --bench file_log
     cargo bench -p tests --bench client
     cargo bench -p tests --bench server
+
+# The kill -9 harness at full size (RELIABILITY.md): each scenario kills the
+# binary `kills` times at random points and checks what survives. Prints one
+# table row per scenario and the seed that replays it
+# (`HERMES_TORTURE_SEED=...`).
+torture kills="1000": setup
+    HERMES_TORTURE_KILLS={{kills}} cargo test -p hermes-wasm --test crash -- --nocapture --test-threads 2 survives_kill_9

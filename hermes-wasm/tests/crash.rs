@@ -1,11 +1,19 @@
 //! What survives a crash or a power loss, checked on the binary: what it
-//! makes durable, as the system calls it makes show.
+//! makes durable, as the system calls it makes show, and the kill -9
+//! harness (see `harness`), which kills the producing and the consuming
+//! jobs at random points and checks that nothing acknowledged is lost,
+//! nothing damaged is delivered, and nothing is applied out of turn.
 
 mod support;
 
-use std::time::{Duration, SystemTime};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
 
-use support::{hermes_wasm_traced, stderr};
+use hermes_event::{Category, Event};
+use hermes_host::{Consumer, DirGrant, Grants, Offset, RedisAllow};
+use hermes_wasm_tests::{Bus, RedisServer, engine, guests, init_start, init_stop, user_added};
+use support::{harness, hermes_wasm_traced, stderr};
 
 /// The paths `fsync` was called on, in order, from a `strace -y` trace.
 fn synced(trace: &str) -> Vec<String> {
@@ -108,4 +116,404 @@ fn file_log_makes_every_directory_entry_it_creates_or_deletes_durable() {
         synced(&lines[last_unlink..].join("\n")).contains(&show(&log)),
         "the log's directory is synced after the deletions:\n{trace}"
     );
+}
+
+/// A bus the harness produces to, as the binary's flags and as a library
+/// consumer that reads it back.
+enum Target {
+    FileLog(PathBuf),
+    Sqlite(PathBuf),
+    Redis(RedisServer),
+}
+
+impl Target {
+    fn new(kind: &str, dir: &Path) -> Target {
+        match kind {
+            "file-log" => Target::FileLog(dir.join("bus")),
+            "sqlite" => Target::Sqlite(dir.join("bus.sqlite")),
+            _ => Target::Redis(RedisServer::start_durable()),
+        }
+    }
+
+    /// The producer's flags (the plugin, its settings, what it is granted).
+    fn produce_flags(&self, dir: &Path) -> Vec<String> {
+        let dir = dir.display().to_string();
+        match self {
+            Target::FileLog(path) => vec![
+                "--dir".into(),
+                dir,
+                "--settings".into(),
+                serde_json::json!({ "path": path }).to_string(),
+            ],
+            Target::Sqlite(path) => vec![
+                "--plugin".into(),
+                "sqlite".into(),
+                "--dir".into(),
+                dir,
+                "--settings".into(),
+                serde_json::json!({ "uri": path, "retention_in_days": 30 }).to_string(),
+            ],
+            Target::Redis(server) => vec![
+                "--plugin".into(),
+                "redis-streams".into(),
+                "--allow-redis".into(),
+                server.url(),
+                "--settings".into(),
+                serde_json::json!({ "url": server.url(), "stream": "hermes" }).to_string(),
+            ],
+        }
+    }
+
+    /// Everything on the bus, in order, read by a fresh consumer.
+    async fn read(&self, dir: &Path) -> Vec<(Offset, Event)> {
+        let (component, settings, grants): (&[u8], _, _) = match self {
+            Target::FileLog(path) => (
+                guests::FILE_LOG,
+                serde_json::json!({ "path": path }),
+                Grants {
+                    dirs: vec![DirGrant::parse(&dir.display().to_string()).expect("grant")],
+                    ..Grants::default()
+                },
+            ),
+            Target::Sqlite(path) => (
+                guests::SQLITE,
+                serde_json::json!({ "uri": path }),
+                Grants {
+                    dirs: vec![DirGrant::parse(&dir.display().to_string()).expect("grant")],
+                    ..Grants::default()
+                },
+            ),
+            Target::Redis(server) => (
+                guests::REDIS_STREAMS,
+                serde_json::json!({ "url": server.url(), "stream": "hermes" }),
+                Grants {
+                    redis: vec![RedisAllow::parse(&server.url()).expect("url")],
+                    ..Grants::default()
+                },
+            ),
+        };
+        let plugin = hermes_host::Plugin::load(&engine(), component, "harness", grants)
+            .await
+            .expect("the bus loads");
+        let mut consumer = Consumer::create(plugin, &settings).await.expect("consumer");
+        consumer.open().await.expect("open");
+        consumer.seek_to_beginning().await.expect("beginning");
+        consumer.set_timeout(Some(Duration::ZERO));
+        let mut all = Vec::new();
+        loop {
+            let batch = consumer
+                .next_batch(1000)
+                .await
+                .expect("every record reads whole");
+            if batch.is_empty() {
+                return all;
+            }
+            for consumed in batch {
+                let event = consumed.event().expect("a whole hermes event");
+                all.push((consumed.offset, event));
+            }
+        }
+    }
+}
+
+fn write_events(path: &Path, events: &[Event]) {
+    let lines: Vec<String> = events.iter().map(Event::to_json_compact).collect();
+    std::fs::write(path, lines.join("\n") + "\n").expect("write input");
+}
+
+/// The offsets a bus gives one after another, checked: file-log from 0,
+/// sqlite from 1, Redis increasing.
+fn check_offsets(kind: &str, offsets: &[&Offset]) {
+    for (i, offset) in offsets.iter().enumerate() {
+        match kind {
+            "file-log" => assert_eq!(**offset, Offset::Int(i as i64), "file-log offsets"),
+            "sqlite" => assert_eq!(**offset, Offset::Int(i as i64 + 1), "msgids"),
+            _ => {
+                if i > 0 {
+                    let id = |o: &Offset| match o {
+                        Offset::Str(s) => {
+                            let (ms, seq) = s.split_once('-').expect("an entry ID");
+                            (
+                                ms.parse::<u64>().expect("ms"),
+                                seq.parse::<u64>().expect("seq"),
+                            )
+                        }
+                        other => panic!("a Redis offset is a string, not {other:?}"),
+                    };
+                    assert!(id(offsets[i - 1]) < id(offset), "entry IDs increase");
+                }
+            }
+        }
+    }
+}
+
+/// `produce` killed at random: after each kill the bus holds exactly a
+/// prefix of the input, at least every event acknowledged, each once, in
+/// order, with offsets one after another; the next run sends the rest and
+/// appends where the log left off.
+async fn produce_survives_kill_9(kind: &str) {
+    let started = Instant::now();
+    let scenario = format!("produce, {kind}");
+    let mut rng = harness::rng(&scenario);
+    let mut tally = harness::Tally::default();
+    let per_round = 5_000;
+    // How long a run takes when nothing kills it: measured by the first run.
+    let mut undisturbed: Option<Duration> = None;
+    while tally.kills < harness::kills() {
+        tally.rounds += 1;
+        let work = tempfile::tempdir().expect("tempdir");
+        let dir = std::fs::canonicalize(work.path()).expect("canonical");
+        let target = Target::new(kind, &dir);
+        let input: Vec<Event> = (0..per_round)
+            .map(|i| user_added(Category::Base, tally.events as i64 + i))
+            .collect();
+        let mut confirmed = 0usize;
+        loop {
+            let rest = dir.join("rest.jsonl");
+            write_events(&rest, &input[confirmed..]);
+            let mut args: Vec<String> = vec!["produce".into()];
+            args.extend(target.produce_flags(&dir));
+            args.extend([
+                "--progress".into(),
+                "--input".into(),
+                rest.display().to_string(),
+            ]);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let began = Instant::now();
+            // Most kills come after a random number of acknowledged batches
+            // and a few microseconds more, in the middle of the next write;
+            // some at a random time, start-up and recovery included.
+            let batches = (input.len() - confirmed).div_ceil(256);
+            let kill = if let Some(undisturbed) = undisturbed.filter(|_| rng.u8(0..4) == 0) {
+                harness::Kill::After(harness::kill_at(&mut rng, undisturbed))
+            } else if undisturbed.is_none() {
+                harness::Kill::After(Duration::from_secs(600))
+            } else {
+                harness::Kill::AfterLines(
+                    rng.usize(1..=batches),
+                    Duration::from_micros(rng.u64(0..3_000)),
+                )
+            };
+            let run = harness::run_killed(&dir, &args, kill);
+            let acknowledged = run
+                .stdout
+                .lines()
+                .filter_map(|l| l.strip_prefix("acknowledged "))
+                .filter_map(|l| l.split_once(' '))
+                .filter_map(|(n, _)| n.parse::<usize>().ok())
+                .max()
+                .unwrap_or(0);
+            match run.exited {
+                Some(status) => {
+                    assert!(status.success(), "{scenario}: {}", run.stderr);
+                    tally.finished += 1;
+                    undisturbed = undisturbed.max(Some(began.elapsed()));
+                }
+                None => {
+                    tally.kills += 1;
+                    if acknowledged > 0 && confirmed + acknowledged < per_round as usize {
+                        tally.mid_work += 1;
+                    }
+                }
+            }
+            if run.exited.is_none() && kind == "sqlite" {
+                // A writer killed mid-transaction leaves a journal only a
+                // writer can roll back (readers wait for it, `unavailable`):
+                // the producer's restart does, before the bus is read.
+                let empty = dir.join("empty.jsonl");
+                std::fs::write(&empty, "").expect("write");
+                let mut args: Vec<String> = vec!["produce".into()];
+                args.extend(target.produce_flags(&dir));
+                args.extend(["--input".into(), empty.display().to_string()]);
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let restart =
+                    harness::run_killed(&dir, &args, harness::Kill::After(Duration::from_secs(60)));
+                assert!(
+                    restart.exited.is_some_and(|s| s.success()),
+                    "{scenario}: the restart recovers the bus: {}",
+                    restart.stderr
+                );
+            }
+            let held = target.read(&dir).await;
+            assert!(
+                held.len() >= confirmed + acknowledged,
+                "{scenario}: {} events held, {} acknowledged",
+                held.len(),
+                confirmed + acknowledged
+            );
+            assert!(
+                held.len() <= input.len(),
+                "{scenario}: nothing is stored twice"
+            );
+            for (i, (_, event)) in held.iter().enumerate() {
+                assert_eq!(
+                    event, &input[i],
+                    "{scenario}: event {i} is the input's, in order"
+                );
+            }
+            check_offsets(kind, &held.iter().map(|(o, _)| o).collect::<Vec<_>>());
+            confirmed = held.len();
+            if confirmed == input.len() {
+                break;
+            }
+        }
+        tally.events += per_round as usize;
+    }
+    tally.print(&scenario, started);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn produce_to_file_log_survives_kill_9() {
+    produce_survives_kill_9("file-log").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn produce_to_sqlite_survives_kill_9() {
+    produce_survives_kill_9("sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn produce_to_redis_streams_survives_kill_9() {
+    produce_survives_kill_9("redis-streams").await;
+}
+
+/// The offsets of the events a client applied, from its JSON-lines target
+/// (whole lines only: a kill may leave part of one, which the next run cuts).
+fn applied_offsets(path: &Path, offsets: &HashMap<String, Offset>) -> Vec<Offset> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let whole = match text.rfind('\n') {
+        Some(end) => &text[..=end],
+        None => "",
+    };
+    whole
+        .lines()
+        .map(|line| {
+            offsets
+                .get(line)
+                .cloned()
+                .unwrap_or_else(|| panic!("an applied line that is no event of the bus: {line}"))
+        })
+        .collect()
+}
+
+/// The `lastoffset` the client's cache holds.
+fn saved_position(cache: &Path) -> Option<Offset> {
+    let text = std::fs::read_to_string(cache).ok()?;
+    let root: serde_json::Value = serde_json::from_str(&text).expect("the cache reads whole");
+    match &root["lastoffset"] {
+        serde_json::Value::Number(n) => n.as_i64().map(Offset::Int),
+        _ => None,
+    }
+}
+
+/// `client` killed at random: each run applies the events right after the
+/// position its cache saved, one after another with none skipped; the cache
+/// never claims an event the target does not hold; only events after the
+/// saved position are ever applied again.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_client_survives_kill_9() {
+    let started = Instant::now();
+    let scenario = "client, file-log";
+    let mut rng = harness::rng(scenario);
+    let mut tally = harness::Tally::default();
+    let per_round = 5000i64;
+    // How long a run takes when nothing kills it: measured by the first run.
+    let mut undisturbed: Option<Duration> = None;
+    while tally.kills < harness::kills() {
+        tally.rounds += 1;
+        let bus = Bus::file_log().await;
+        let mut events = vec![init_start(), user_added(Category::Initsync, 0), init_stop()];
+        events.extend((1..=per_round).map(|i| user_added(Category::Base, i)));
+        let mut producer = bus.producer().await;
+        let sent = producer.send_batch(&events).await.expect("send");
+        producer.close().await.expect("close");
+        // What a client applies, in order: the initsync's object, then
+        // every base event.
+        let expected: Vec<Offset> = std::iter::once(sent[1].clone())
+            .chain(sent[3..].iter().cloned())
+            .collect();
+        let by_text: HashMap<String, Offset> = events
+            .iter()
+            .zip(&sent)
+            .map(|(e, o)| (e.to_json_compact(), o.clone()))
+            .collect();
+        let config =
+            bus.file_log_client_config("  target:\n    jsonlines:\n      path: applied.jsonl\n");
+        let root = bus.dir.path();
+        let applied_path = root.join("applied.jsonl");
+        let cache = root.join("client-cache").join("hermes-client.json");
+        let config = config.display().to_string();
+        loop {
+            let before = applied_offsets(&applied_path, &by_text).len();
+            let resume_at = match saved_position(&cache) {
+                Some(last) => {
+                    expected
+                        .iter()
+                        .position(|o| *o == last)
+                        .expect("a position")
+                        + 1
+                }
+                None => 0,
+            };
+            let began = Instant::now();
+            let run = harness::run_killed(
+                root,
+                &["client", "--config", &config, "--once"],
+                harness::Kill::After(match undisturbed {
+                    Some(undisturbed) => harness::kill_at(&mut rng, undisturbed),
+                    None => Duration::from_secs(600),
+                }),
+            );
+            let applied = applied_offsets(&applied_path, &by_text);
+            let this_run = &applied[before.min(applied.len())..];
+            assert_eq!(
+                this_run,
+                &expected[resume_at..resume_at + this_run.len()],
+                "{scenario}: a run applies the events right after its saved position, in order"
+            );
+            if let Some(last) = saved_position(&cache) {
+                let saved = expected
+                    .iter()
+                    .position(|o| *o == last)
+                    .expect("a position");
+                let applied_up_to = applied
+                    .last()
+                    .and_then(|a| expected.iter().position(|o| o == a))
+                    .expect("something applied");
+                assert!(
+                    saved <= applied_up_to,
+                    "{scenario}: the cache claims no event the target lacks"
+                );
+            }
+            match run.exited {
+                Some(status) => {
+                    assert!(status.success(), "{scenario}: {}", run.stderr);
+                    tally.finished += 1;
+                    undisturbed = undisturbed.max(Some(began.elapsed()));
+                }
+                None => {
+                    tally.kills += 1;
+                    if !this_run.is_empty() && resume_at + this_run.len() < expected.len() {
+                        tally.mid_work += 1;
+                    }
+                }
+            }
+            if saved_position(&cache).as_ref() == expected.last() {
+                break;
+            }
+        }
+        let applied = applied_offsets(&applied_path, &by_text);
+        let mut seen = std::collections::HashSet::new();
+        let first_times: Vec<_> = applied
+            .iter()
+            .filter(|o| seen.insert(hermes_host::offset::to_json(o).to_string()))
+            .cloned()
+            .collect();
+        assert_eq!(
+            first_times, expected,
+            "{scenario}: every event applied, none skipped"
+        );
+        tally.events += expected.len();
+    }
+    tally.print(scenario, started);
 }

@@ -124,23 +124,31 @@ impl JsonLines {
         })
     }
 
-    /// The file, opened for appending (and created) if it is not yet.
+    /// The file, opened for appending (and created) if it is not yet. A
+    /// last line left unfinished by a crash is cut off first: its event was
+    /// not recorded as applied, so it comes again, whole.
     fn open(&mut self) -> Result<&mut std::fs::File, String> {
         let file = match self.file.take() {
             Some(file) => file,
-            // Never through a symbolic link: one planted by a plugin with a
-            // grant on this directory would send the events anywhere.
-            None => std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .custom_flags(nix::libc::O_NOFOLLOW)
-                .open(&self.path)
-                .map_err(|e| {
+            None => {
+                let cannot = |e: std::io::Error| {
                     format!(
                         "cannot open {} (never through a symbolic link): {e}",
                         self.path.display()
                     )
-                })?,
+                };
+                // Never through a symbolic link: one planted by a plugin with
+                // a grant on this directory would send the events anywhere.
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .read(true)
+                    .append(true)
+                    .custom_flags(nix::libc::O_NOFOLLOW)
+                    .open(&self.path)
+                    .map_err(cannot)?;
+                cut_torn_line(&file, &self.path).map_err(cannot)?;
+                file
+            }
         };
         Ok(self.file.insert(file))
     }
@@ -164,6 +172,46 @@ impl JsonLines {
         self.unsynced = false;
         Ok(())
     }
+}
+
+/// Cuts `file` back to its last whole line, if a crash left a part of one.
+fn cut_torn_line(file: &std::fs::File, path: &Path) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    // Lines are short; look back in steps until a newline is found.
+    let mut reader = file;
+    let mut end = len;
+    let mut step = 4096u64;
+    loop {
+        let start = end.saturating_sub(step);
+        let mut tail = vec![0u8; (end - start) as usize];
+        reader.seek(SeekFrom::Start(start))?;
+        reader.read_exact(&mut tail)?;
+        if end == len && tail.last() == Some(&b'\n') {
+            return Ok(());
+        }
+        if let Some(at) = tail.iter().rposition(|&b| b == b'\n') {
+            return cut(file, path, len, start + at as u64 + 1);
+        }
+        if start == 0 {
+            return cut(file, path, len, 0);
+        }
+        end = start;
+        step = step.saturating_mul(2);
+    }
+}
+
+fn cut(file: &std::fs::File, path: &Path, len: u64, keep: u64) -> std::io::Result<()> {
+    tracing::warn!(
+        "{}: cutting off {} bytes of a last line left unfinished by a crash",
+        path.display(),
+        len - keep
+    );
+    file.set_len(keep)?;
+    file.sync_data()
 }
 
 /// Runs the command for one event. The whole exchange (writing the event
@@ -233,6 +281,29 @@ async fn kept(mut from: impl tokio::io::AsyncRead + Unpin, keep: usize) -> Vec<u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_torn_last_line_is_cut_off_before_the_next_is_appended() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("applied.jsonl");
+        let whole = "{\"a\":1}\n".repeat(1000);
+        for (torn, kept) in [
+            ("{\"b\":", whole.len()),
+            ("", whole.len()),
+            (&"x".repeat(10_000)[..], whole.len()),
+        ] {
+            std::fs::write(&path, format!("{whole}{torn}")).expect("write");
+            let mut target = JsonLines::new(path.clone());
+            target.append("{\"c\": 2}").await.expect("append");
+            let text = std::fs::read_to_string(&path).expect("read");
+            assert_eq!(text.len(), kept + "{\"c\":2}\n".len(), "torn {torn:?}");
+            assert!(text.ends_with("}\n{\"c\":2}\n"));
+        }
+        std::fs::write(&path, "no newline at all").expect("write");
+        let mut target = JsonLines::new(path.clone());
+        target.append("{}").await.expect("append");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "{}\n");
+    }
 
     #[tokio::test]
     async fn only_the_first_bytes_of_a_long_output_are_kept_and_all_is_read() {

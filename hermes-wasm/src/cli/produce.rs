@@ -38,6 +38,11 @@ pub struct ProduceArgs {
     /// anything is sent.
     #[arg(long, value_name = "FILE")]
     input: Option<PathBuf>,
+
+    /// Print a line on stdout each time the bus acknowledges a batch:
+    /// `acknowledged N events, last offset X` (what a crash cannot take back).
+    #[arg(long)]
+    progress: bool,
 }
 
 pub async fn run(args: ProduceArgs) -> Result<()> {
@@ -57,6 +62,17 @@ pub async fn run(args: ProduceArgs) -> Result<()> {
             .with_context(|| format!("{sent} events of {name} were sent before this failure"))?;
         sent += batch.len() as u64;
         last = offsets.last().cloned().or(last);
+        if args.progress
+            && let Some(last) = &last
+        {
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "acknowledged {sent} events, last offset {}",
+                offset::to_json(last)
+            )?;
+            out.flush()?;
+        }
     }
     producer.close().await?;
     let summary = match last {

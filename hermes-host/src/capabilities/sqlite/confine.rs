@@ -289,6 +289,12 @@ pub fn error(e: rusqlite::Error) -> SqliteError {
         Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
             SqliteError::Corrupted(message)
         }
+        // A writer that crashed mid-transaction left a journal that only a
+        // writer can roll back: a read-only connection can read again once
+        // one has opened the database.
+        Some(ErrorCode::ReadOnly) if needs_a_writer(&e) => SqliteError::Busy(format!(
+            "the database waits for a writer to recover it (one crashed in the middle of a write): {message}"
+        )),
         Some(ErrorCode::ReadOnly) => {
             SqliteError::Refused(format!("the database is open read-only: {message}"))
         }
@@ -303,6 +309,12 @@ pub fn error(e: rusqlite::Error) -> SqliteError {
         )),
         _ => SqliteError::Failed(message),
     }
+}
+
+fn needs_a_writer(e: &rusqlite::Error) -> bool {
+    use rusqlite::ffi::{SQLITE_READONLY_RECOVERY, SQLITE_READONLY_ROLLBACK};
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if [SQLITE_READONLY_ROLLBACK, SQLITE_READONLY_RECOVERY].contains(&f.extended_code))
 }
 
 fn is_symlink(e: &rusqlite::Error) -> bool {

@@ -242,3 +242,64 @@ async fn a_result_past_its_bound_is_refused_and_rollback_rolls_back() {
     assert_eq!(rows.rows, [vec![Value::Integer(0)]]);
     view.drop(db).await.expect("closed");
 }
+
+#[tokio::test]
+async fn a_journal_a_crashed_writer_left_makes_a_reader_wait_not_fail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let live = dir.path().join("live.db");
+    let db = rusqlite::Connection::open(&live).expect("open");
+    db.execute_batch(
+        "PRAGMA cache_size = 1; CREATE TABLE t (x); INSERT INTO t VALUES (zeroblob(100000));",
+    )
+    .expect("a table");
+    // A write transaction whose pages spilled to the file: the database and
+    // its journal, copied now, are what a writer killed at this point leaves.
+    db.execute_batch("BEGIN; UPDATE t SET x = zeroblob(200000);")
+        .expect("a write in progress");
+    let crashed = dir.path().join("crashed.db");
+    std::fs::copy(&live, &crashed).expect("copy");
+    std::fs::copy(
+        dir.path().join("live.db-journal"),
+        dir.path().join("crashed.db-journal"),
+    )
+    .expect("the hot journal");
+    db.execute_batch("ROLLBACK").expect("rollback");
+
+    let dirs = grant(dir.path(), true);
+    let root = dirs[0].path.clone();
+    let ctx = SqliteCtx::new(Arc::from("probe"), dirs);
+    let mut table = ResourceTable::new();
+    let mut view = SqliteView {
+        ctx: &ctx,
+        table: &mut table,
+    };
+    let path = root.join("crashed.db").display().to_string();
+    let reader = view.open(path.clone(), Access::ReadOnly).await;
+    let waits = match reader {
+        Ok(reader) => domain(
+            view.query(handle(&reader), "SELECT count(*) FROM t".into(), vec![])
+                .await,
+        ),
+        Err(failure) => failure.downcast().expect("a sqlite-error"),
+    };
+    assert!(
+        matches!(&waits, SqliteError::Busy(m) if m.contains("waits for a writer to recover it")),
+        "{waits:?}"
+    );
+    // A writer opening it rolls the journal back; then readers read.
+    let rw = grant(dir.path(), false);
+    let writer_ctx = SqliteCtx::new(Arc::from("probe"), rw);
+    let mut writer = SqliteView {
+        ctx: &writer_ctx,
+        table: &mut table,
+    };
+    let db = writer
+        .open(path.clone(), Access::ReadWrite)
+        .await
+        .expect("a writer");
+    let rows = writer
+        .query(handle(&db), "SELECT length(x) FROM t".into(), vec![])
+        .await
+        .expect("the write rolled back");
+    assert_eq!(rows.rows, vec![vec![Value::Integer(100_000)]]);
+}
