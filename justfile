@@ -62,3 +62,8 @@ criterion: setup
 # (`HERMES_TORTURE_SEED=...`).
 torture kills="1000": setup
     HERMES_TORTURE_KILLS={{kills}} cargo test -p hermes-wasm --test crash -- --nocapture --test-threads 2 survives_kill_9
+
+# The fuzz targets at length (RELIABILITY.md): the codec, file-log's record
+# reader, the offset parser and the configurations, `cases` executions each.
+fuzz cases="10000000": setup
+    HERMES_FUZZ_CASES={{cases}} cargo test --release -p tests --test fuzz

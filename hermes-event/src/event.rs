@@ -210,31 +210,94 @@ impl Event {
         let Value::Object(entries) = Value::from_json(text)? else {
             return Err(CodecError::Syntax("an event must be a JSON object".into()));
         };
-        // Each attribute moved into its slot; a repeated key keeps the last
-        // value, as Python's json does.
-        let mut slots: [Option<Value>; 7] = Default::default();
+        let mut slots = Slots::default();
         for (key, value) in entries {
-            match ATTRIBUTES.iter().position(|a| *a == key) {
-                Some(i) => slots[i] = Some(value),
-                None => return Err(CodecError::attribute(key, "not an event attribute")),
+            match slots.slot(&key)? {
+                Some(slot) => *slot = Some(value),
+                None => slots.objattrs(value),
             }
         }
-        let [
-            evcategory,
-            eventtype,
-            objtype,
-            objpkey,
+        let (head, objattrs) = slots.check(|attrs| matches!(attrs, Value::Object(_)))?;
+        Ok(Event {
+            evcategory: head.evcategory,
+            eventtype: head.eventtype,
+            objtype: head.objtype,
+            objpkey: head.objpkey,
             objattrs,
-            step,
-            partial,
-        ] = slots;
+            step: head.step,
+            is_partially_processed: head.is_partially_processed,
+        })
+    }
+}
+
+/// An event's attributes as read, before they are checked: `A` is what is
+/// kept of `objattrs` (the value, or only whether it is an object). A
+/// repeated key keeps the last value, as Python's json does.
+pub(crate) struct Slots<A> {
+    evcategory: Option<Value>,
+    eventtype: Option<Value>,
+    objtype: Option<Value>,
+    objpkey: Option<Value>,
+    objattrs: Option<A>,
+    step: Option<Value>,
+    partial: Option<Value>,
+}
+
+impl<A> Default for Slots<A> {
+    fn default() -> Self {
+        Slots {
+            evcategory: None,
+            eventtype: None,
+            objtype: None,
+            objpkey: None,
+            objattrs: None,
+            step: None,
+            partial: None,
+        }
+    }
+}
+
+/// The checked attributes but `objattrs`.
+pub(crate) struct Checked {
+    pub(crate) evcategory: Category,
+    pub(crate) eventtype: EventType,
+    pub(crate) objtype: Option<String>,
+    pub(crate) objpkey: Value,
+    pub(crate) step: i64,
+    pub(crate) is_partially_processed: bool,
+}
+
+impl<A> Slots<A> {
+    /// The slot of `key` (not `objattrs`), or the error for a key that is no
+    /// event attribute.
+    pub(crate) fn slot(&mut self, key: &str) -> Result<Option<&mut Option<Value>>, CodecError> {
+        Ok(Some(match key {
+            "evcategory" => &mut self.evcategory,
+            "eventtype" => &mut self.eventtype,
+            "objtype" => &mut self.objtype,
+            "objpkey" => &mut self.objpkey,
+            "step" => &mut self.step,
+            "isPartiallyProcessed" => &mut self.partial,
+            "objattrs" => return Ok(None),
+            _ => return Err(CodecError::attribute(key, "not an event attribute")),
+        }))
+    }
+
+    /// Keeps what was read of `objattrs`.
+    pub(crate) fn objattrs(&mut self, attrs: A) {
+        self.objattrs = Some(attrs);
+    }
+
+    /// Checks every attribute as hermes would have written it; `is_object`
+    /// says whether what was kept of `objattrs` is an object, which is given
+    /// back.
+    pub(crate) fn check(self, is_object: impl Fn(&A) -> bool) -> Result<(Checked, A), CodecError> {
         let text_of = |key: &str, value: Option<Value>| match value {
             Some(Value::String(s)) => Ok(s),
             Some(_) => Err(CodecError::attribute(key, "expected a string")),
             None => Err(CodecError::attribute(key, "missing")),
         };
-
-        let objtype = match objtype {
+        let objtype = match self.objtype {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s),
             Some(_) => {
@@ -244,19 +307,19 @@ impl Event {
                 ));
             }
         };
-        let objattrs = match objattrs {
-            Some(attrs @ Value::Object(_)) => attrs,
+        let objattrs = match self.objattrs {
+            Some(attrs) if is_object(&attrs) => attrs,
             Some(_) => return Err(CodecError::attribute("objattrs", "expected an object")),
             None => return Err(CodecError::attribute("objattrs", "missing")),
         };
-        let step = match step {
+        let step = match self.step {
             None => 0,
             Some(Value::Integer(i)) => i
                 .as_i64()
                 .ok_or_else(|| CodecError::attribute("step", "out of range"))?,
             Some(_) => return Err(CodecError::attribute("step", "expected an integer")),
         };
-        let is_partially_processed = match partial {
+        let is_partially_processed = match self.partial {
             None => false,
             Some(Value::Bool(b)) => b,
             Some(_) => {
@@ -266,15 +329,15 @@ impl Event {
                 ));
             }
         };
-        Ok(Event {
-            evcategory: text_of("evcategory", evcategory)?.parse()?,
-            eventtype: text_of("eventtype", eventtype)?.parse()?,
+        let checked = Checked {
+            evcategory: text_of("evcategory", self.evcategory)?.parse()?,
+            eventtype: text_of("eventtype", self.eventtype)?.parse()?,
             objtype,
-            objpkey: objpkey.unwrap_or(Value::Null),
-            objattrs,
+            objpkey: self.objpkey.unwrap_or(Value::Null),
             step,
             is_partially_processed,
-        })
+        };
+        Ok((checked, objattrs))
     }
 }
 

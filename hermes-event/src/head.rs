@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde::de::{IgnoredAny, MapAccess, Visitor};
 
+use crate::event::Slots;
 use crate::{Category, CodecError, EventType, Value};
 
 /// Every attribute of an event but `objattrs`, which is only checked to be
@@ -23,45 +24,75 @@ pub struct EventHead {
     pub objpkey: Value,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Raw<'a> {
-    #[serde(borrow)]
-    evcategory: Cow<'a, str>,
-    #[serde(borrow)]
-    eventtype: Cow<'a, str>,
-    #[serde(default)]
-    objtype: Option<String>,
-    #[serde(default)]
-    objpkey: Option<Value>,
-    // Checked for their shape, not kept.
-    #[allow(dead_code)]
-    objattrs: AnObject,
-    #[serde(default)]
-    #[allow(dead_code)]
-    step: i64,
-    #[serde(default, rename = "isPartiallyProcessed")]
-    #[allow(dead_code)]
-    is_partially_processed: bool,
+/// An event's attributes as the head reads them: `objattrs` skipped, only
+/// whether it is an object kept; a repeated key keeps the last value.
+struct Raw(Slots<bool>);
+
+impl<'de> Deserialize<'de> for Raw {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Attributes;
+        impl<'de> Visitor<'de> for Attributes {
+            type Value = Raw;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an event (a JSON object)")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw, A::Error> {
+                let mut slots = Slots::default();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    match slots.slot(&key).map_err(serde::de::Error::custom)? {
+                        Some(slot) => *slot = Some(map.next_value()?),
+                        None => slots.objattrs(map.next_value::<Shape>()?.0),
+                    }
+                }
+                Ok(Raw(slots))
+            }
+        }
+        deserializer.deserialize_map(Attributes)
+    }
 }
 
-/// A JSON object whose entries are skipped.
-struct AnObject;
+/// Whether a value is a JSON object, its entries skipped.
+struct Shape(bool);
 
-impl<'de> Deserialize<'de> for AnObject {
+impl<'de> Deserialize<'de> for Shape {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Skip;
         impl<'de> Visitor<'de> for Skip {
-            type Value = AnObject;
+            type Value = Shape;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an object")
+                f.write_str("a JSON value")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AnObject, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
                 while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(AnObject)
+                Ok(Shape(true))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Shape, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Shape(false))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Shape, E> {
+                Ok(Shape(false))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Shape, E> {
+                Ok(Shape(false))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Shape, E> {
+                Ok(Shape(false))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Shape, E> {
+                Ok(Shape(false))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Shape, E> {
+                Ok(Shape(false))
+            }
+            fn visit_unit<E>(self) -> Result<Shape, E> {
+                Ok(Shape(false))
             }
         }
-        deserializer.deserialize_map(Skip)
+        deserializer.deserialize_any(Skip)
     }
 }
 
@@ -70,13 +101,14 @@ impl EventHead {
     /// layout, with the checks [`crate::Event::from_json`] makes of them.
     pub fn from_json(text: &str) -> Result<EventHead, CodecError> {
         let text = crate::json::python_constants(text);
-        let raw: Raw<'_> =
+        let Raw(slots) =
             serde_json::from_str(&text).map_err(|e| CodecError::Syntax(e.to_string()))?;
+        let (head, _) = slots.check(|is_object| *is_object)?;
         Ok(EventHead {
-            evcategory: raw.evcategory.parse()?,
-            eventtype: raw.eventtype.parse()?,
-            objtype: raw.objtype,
-            objpkey: raw.objpkey.unwrap_or(Value::Null),
+            evcategory: head.evcategory,
+            eventtype: head.eventtype,
+            objtype: head.objtype,
+            objpkey: head.objpkey,
         })
     }
 }

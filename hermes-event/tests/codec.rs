@@ -324,6 +324,16 @@ fn non_finite_floats_are_written_and_read_as_python_does() {
 }
 
 #[test]
+fn a_repeated_attribute_keeps_its_last_value_in_the_event_and_the_head() {
+    let text = r#"{"evcategory": 3, "objtype": "", "eventtype": "added", "objtype": "SRVUsers", "evcategory": "base", "objattrs": [], "objattrs": {}}"#;
+    let event = Event::from_json(text).expect("as Python reads it");
+    let head = EventHead::from_json(text).expect("the same");
+    assert_eq!(event.objtype.as_deref(), Some("SRVUsers"));
+    assert_eq!(head.objtype.as_deref(), Some("SRVUsers"));
+    assert_eq!((head.evcategory, event.evcategory), (Category::Base, Category::Base));
+}
+
+#[test]
 fn the_head_reads_the_top_level_attributes_only() {
     let head = EventHead::from_json(
         r#"{"objattrs": {"eventtype": "added", "objtype": "x"}, "evcategory": "initsync", "eventtype": "init-start"}"#,

@@ -34,9 +34,11 @@ pub fn parse(text: &str) -> Result<Offset, String> {
         Value::Number(n) => {
             let repr = n.to_string();
             if repr.contains(['.', 'e', 'E']) {
-                repr.parse()
-                    .map(Offset::Float)
-                    .map_err(|e| format!("offset {text}: {e}"))
+                match repr.parse::<f64>() {
+                    Ok(f) if f.is_finite() => Ok(Offset::Float(f)),
+                    Ok(_) => Err(format!("offset {text}: out of the 64-bit float range")),
+                    Err(e) => Err(format!("offset {text}: {e}")),
+                }
             } else {
                 repr.parse()
                     .map(Offset::Int)
@@ -93,5 +95,10 @@ mod tests {
         assert!(parse("[1]").is_err());
         assert!(parse(r#"{"bytes": "***"}"#).is_err());
         assert!(parse("99999999999999999999").is_err());
+        assert_eq!(
+            parse("1e400"),
+            Err("offset 1e400: out of the 64-bit float range".to_owned()),
+            "an infinite float could not be printed back"
+        );
     }
 }
