@@ -330,7 +330,10 @@ fn a_repeated_attribute_keeps_its_last_value_in_the_event_and_the_head() {
     let head = EventHead::from_json(text).expect("the same");
     assert_eq!(event.objtype.as_deref(), Some("SRVUsers"));
     assert_eq!(head.objtype.as_deref(), Some("SRVUsers"));
-    assert_eq!((head.evcategory, event.evcategory), (Category::Base, Category::Base));
+    assert_eq!(
+        (head.evcategory, event.evcategory),
+        (Category::Base, Category::Base)
+    );
 }
 
 #[test]

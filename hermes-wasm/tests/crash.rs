@@ -166,22 +166,20 @@ impl Target {
 
     /// Everything on the bus, in order, read by a fresh consumer.
     async fn read(&self, dir: &Path) -> Vec<(Offset, Event)> {
+        let granted = || Grants {
+            dirs: vec![DirGrant::parse(&dir.display().to_string()).expect("grant")],
+            ..Grants::default()
+        };
         let (component, settings, grants): (&[u8], _, _) = match self {
             Target::FileLog(path) => (
                 guests::FILE_LOG,
                 serde_json::json!({ "path": path }),
-                Grants {
-                    dirs: vec![DirGrant::parse(&dir.display().to_string()).expect("grant")],
-                    ..Grants::default()
-                },
+                granted(),
             ),
             Target::Sqlite(path) => (
                 guests::SQLITE,
                 serde_json::json!({ "uri": path }),
-                Grants {
-                    dirs: vec![DirGrant::parse(&dir.display().to_string()).expect("grant")],
-                    ..Grants::default()
-                },
+                granted(),
             ),
             Target::Redis(server) => (
                 guests::REDIS_STREAMS,
