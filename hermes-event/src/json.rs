@@ -396,6 +396,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn python_constants_become_number_texts_outside_strings_only() {
+        let token = |c: &str| format!(r#"{{"{NUMBER_TOKEN}":"{c}"}}"#);
+        assert_eq!(
+            python_constants(r#"[NaN, -Infinity, "NaN \" Infinity", Infinity]"#),
+            format!(
+                r#"[{}, {}, "NaN \" Infinity", {}]"#,
+                token("NaN"),
+                token("-Infinity"),
+                token("Infinity")
+            )
+        );
+        assert!(matches!(
+            python_constants("[1, -2]"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        // A string left open is taken as it is, to its end.
+        assert_eq!(
+            python_constants(r#"[NaN, "open NaN"#),
+            format!(r#"[{}, "open NaN"#, token("NaN"))
+        );
+        assert_eq!(string_end(r#""a\"#), 3, "an escape at the very end");
+        assert_eq!(string_end(r#""ab" x"#), 4);
+    }
+
+    #[test]
     fn a_document_written_in_pieces_reads_as_the_whole_one() {
         let inner = Value::Object(vec![
             ("id".into(), Value::from(7)),
