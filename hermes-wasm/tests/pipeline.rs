@@ -466,6 +466,12 @@ fn bad_configurations_are_one_clear_error_line() {
         ),
         (
             "client.yml",
+            "hermes-client:\n",
+            "hermes-client:\n  errorQueue_maxAttempts: 0\n",
+            "hermes-client.errorQueue_maxAttempts: 0 is out of range (1 to 1000000)",
+        ),
+        (
+            "client.yml",
             "    jsonlines:\n      path: applied.jsonl\n",
             "    command:\n      argv: [true]\n      timeout: 18446744073709551615\n",
             "hermes-client.target.command.timeout: 18446744073709551615 is out of range (1 to 86400 seconds)",

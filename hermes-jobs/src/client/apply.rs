@@ -13,6 +13,9 @@ use super::state::{Queued, object_key};
 use super::target::Applied;
 use super::{Client, RunReport};
 
+/// Why an event that never failed is quarantined.
+const BEHIND: &str = "behind a quarantined event of its object";
+
 impl Client {
     /// Processes one event read from the bus. Its text is parsed only if the
     /// client needs its fields: events of the other category are stepped
@@ -71,6 +74,20 @@ impl Client {
             let object = object_key(head.objtype.as_deref(), &head.objpkey);
             self.state.error_queue.iter().any(|q| q.object() == object)
         };
+        if self
+            .dead_letter
+            .holds(head.objtype.as_deref(), &head.objpkey.to_json_compact())
+        {
+            return self.quarantine(
+                Queued {
+                    offset: offset.clone(),
+                    event: self.consumer.parse(consumed)?,
+                    error: Some(BEHIND.to_owned()),
+                    attempts: 0,
+                },
+                report,
+            );
+        }
         let queued = if waiting {
             Some(Queued {
                 offset: offset.clone(),
@@ -105,10 +122,29 @@ impl Client {
                 }
             }
         };
-        if let Some(queued) = queued {
-            report.queued += 1;
-            self.state.error_queue.push(queued);
+        match queued {
+            Some(queued) if self.spent(&queued) => self.quarantine(queued, report),
+            Some(queued) => {
+                report.queued += 1;
+                self.state.error_queue.push(queued);
+                Ok(())
+            }
+            None => Ok(()),
         }
+    }
+
+    /// Whether an event failed as many times as it may.
+    fn spent(&self, queued: &Queued) -> bool {
+        queued.error.is_some()
+            && self
+                .max_attempts
+                .is_some_and(|most| queued.attempts >= most)
+    }
+
+    /// Puts an event in the dead-letter file, for good.
+    fn quarantine(&mut self, queued: Queued, report: &mut RunReport) -> Result<()> {
+        self.dead_letter.add(&queued)?;
+        report.quarantined += 1;
         Ok(())
     }
 
@@ -131,6 +167,11 @@ impl Client {
                 kept.push(queued);
                 continue;
             }
+            if self.dead_letter.holds(object.0.as_deref(), &object.1) {
+                queued.error = Some(BEHIND.to_owned());
+                self.quarantine(queued, report)?;
+                continue;
+            }
             queued.attempts += 1;
             let json = queued.event.to_json();
             let applied = Applied {
@@ -142,8 +183,12 @@ impl Client {
                 Ok(()) => report.retried += 1,
                 Err(error) => {
                     queued.error = Some(error);
-                    blocked.insert(object);
-                    kept.push(queued);
+                    if self.spent(&queued) {
+                        self.quarantine(queued, report)?;
+                    } else {
+                        blocked.insert(object);
+                        kept.push(queued);
+                    }
                 }
             }
         }

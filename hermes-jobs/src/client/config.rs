@@ -31,6 +31,11 @@ pub struct ClientSection {
     /// Minutes between two retries of the error queue (fractions allowed).
     #[serde(rename = "errorQueue_retryInterval", default = "default_retry")]
     pub error_queue_retry_interval: f64,
+    /// After this many failed attempts, an event is quarantined in the
+    /// dead-letter file, with the object's events after it; none retries
+    /// for ever, as hermes does.
+    #[serde(rename = "errorQueue_maxAttempts", default)]
+    pub error_queue_max_attempts: Option<u32>,
     /// Where events are applied.
     pub target: TargetSpec,
 }
@@ -41,6 +46,9 @@ fn default_retry() -> f64 {
 
 /// The most minutes `errorQueue_retryInterval` may be: a year.
 pub const MAX_RETRY_INTERVAL_MINUTES: f64 = 525_600.0;
+
+/// The attempts `errorQueue_maxAttempts` may allow.
+pub const MAX_ATTEMPTS: std::ops::RangeInclusive<u32> = 1..=1_000_000;
 
 /// The timeouts a target command may have, in seconds: up to a day.
 pub const COMMAND_TIMEOUT_SECONDS: std::ops::RangeInclusive<u64> = 1..=86_400;
@@ -100,6 +108,15 @@ impl ClientConfig {
             bail!(
                 "hermes-client.errorQueue_retryInterval: {interval:?} is out of range \
                  (more than 0 minutes, at most {MAX_RETRY_INTERVAL_MINUTES})"
+            );
+        }
+        if let Some(attempts) = self.client.error_queue_max_attempts
+            && !MAX_ATTEMPTS.contains(&attempts)
+        {
+            bail!(
+                "hermes-client.errorQueue_maxAttempts: {attempts} is out of range ({} to {})",
+                MAX_ATTEMPTS.start(),
+                MAX_ATTEMPTS.end()
             );
         }
         let target = &self.client.target;

@@ -19,6 +19,7 @@
 
 mod apply;
 pub mod config;
+pub mod dead_letter;
 mod position;
 pub mod state;
 mod status;
@@ -33,6 +34,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use self::config::ClientConfig;
+use self::dead_letter::DeadLetter;
 use self::state::ClientState;
 use self::target::Target;
 use crate::stop::Stop;
@@ -100,6 +102,8 @@ pub struct RunReport {
     pub queued: usize,
     /// Queued events applied on a retry.
     pub retried: usize,
+    /// Events put in the dead-letter file.
+    pub quarantined: usize,
     /// Whether the initsync sequence was finished in this run.
     pub initialized: bool,
 }
@@ -111,6 +115,9 @@ impl std::fmt::Display for RunReport {
             "{} events applied, {} to the error queue, {} applied from it",
             self.applied, self.queued, self.retried
         )?;
+        if self.quarantined > 0 {
+            write!(f, ", {} quarantined", self.quarantined)?;
+        }
         if self.initialized {
             write!(f, "; initsync done")?;
         }
@@ -126,6 +133,9 @@ pub struct Client {
     state_path: PathBuf,
     use_first: bool,
     retry_interval: Duration,
+    /// Attempts after which an event is quarantined; none: never.
+    max_attempts: Option<u32>,
+    dead_letter: DeadLetter,
     last_retry: Option<Instant>,
     positioned: bool,
     /// Events processed since the cache was last saved, and when that was.
@@ -138,8 +148,10 @@ impl Client {
     pub async fn start(config_path: &Path, engine: &Engine) -> Result<Client> {
         let config = ClientConfig::read(config_path)?;
         let base = crate::config::base_dir(config_path);
-        let state_path = ClientState::path(&config.hermes.cache_dir(&base)?);
+        let cache_dir = config.hermes.cache_dir(&base)?;
+        let state_path = ClientState::path(&cache_dir);
         let state = ClientState::load(&state_path)?;
+        let dead_letter = DeadLetter::load(&DeadLetter::path(&cache_dir))?;
         let target = Target::open(&config.client.target, &base)
             .map_err(|e| anyhow::anyhow!("{}: {e:#}", config_path.display()))?;
         let (plugin, spec) = config.hermes.load_bus(engine, &base).await?;
@@ -154,6 +166,8 @@ impl Client {
             retry_interval: Duration::from_secs_f64(
                 config.client.error_queue_retry_interval * 60.0,
             ),
+            max_attempts: config.client.error_queue_max_attempts,
+            dead_letter,
             last_retry: None,
             positioned: false,
             unsaved: 0,

@@ -8,7 +8,8 @@ use anyhow::Result;
 use hermes_host::{Consumer, Engine, Offset};
 
 use super::config::ClientConfig;
-use super::state::ClientState;
+use super::dead_letter::DeadLetter;
+use super::state::{ClientState, Queued};
 
 /// Where a client stands, for `hermes-wasm status`.
 #[derive(Debug, Clone)]
@@ -19,6 +20,8 @@ pub struct Status {
     pub behind: usize,
     /// Whether counting stopped at the limit.
     pub at_least: bool,
+    /// The events in the dead-letter file.
+    pub dead_letter: Vec<Queued>,
 }
 
 impl Status {
@@ -26,7 +29,9 @@ impl Status {
     pub async fn read(config_path: &Path, engine: &Engine, limit: usize) -> Result<Status> {
         let config = ClientConfig::read(config_path)?;
         let base = crate::config::base_dir(config_path);
-        let state = ClientState::load(&ClientState::path(&config.hermes.cache_dir(&base)?))?;
+        let cache_dir = config.hermes.cache_dir(&base)?;
+        let state = ClientState::load(&ClientState::path(&cache_dir))?;
+        let dead_letter = DeadLetter::entries(&DeadLetter::path(&cache_dir))?;
         let (plugin, spec) = config.hermes.load_bus(engine, &base).await?;
         let mut consumer = Consumer::create(plugin, &spec.settings).await?;
         consumer.open().await?;
@@ -37,7 +42,11 @@ impl Status {
         }
         let mut behind = 0;
         while behind < limit {
-            let batch = consumer.next_batch(1000).await?;
+            let batch = match consumer.next_batch(1000).await {
+                // Events the bus lost are not behind: reading goes on.
+                Err(e) if matches!(e.bus_error(), Some(hermes_host::BusError::Gap(_))) => continue,
+                batch => batch?,
+            };
             if batch.is_empty() {
                 break;
             }
@@ -48,6 +57,7 @@ impl Status {
             state,
             behind: behind.min(limit),
             at_least: behind >= limit,
+            dead_letter,
         })
     }
 }
@@ -83,19 +93,11 @@ impl std::fmt::Display for Status {
             self.state.error_queue.len()
         )?;
         for queued in &self.state.error_queue {
-            writeln!(
-                f,
-                "  offset {} {} {} {}: {} ({} attempts)",
-                hermes_host::offset::to_json(&queued.offset),
-                queued.event.eventtype,
-                queued.event.objtype.as_deref().unwrap_or("-"),
-                queued.event.objpkey.to_json_compact(),
-                queued
-                    .error
-                    .as_deref()
-                    .unwrap_or("waits behind an earlier event of its object"),
-                queued.attempts
-            )?;
+            entry(f, queued)?;
+        }
+        writeln!(f, "dead letter:     {} events", self.dead_letter.len())?;
+        for queued in &self.dead_letter {
+            entry(f, queued)?;
         }
         writeln!(f, "gaps:            {} reported", self.state.gaps.len())?;
         for gap in &self.state.gaps {
@@ -103,4 +105,21 @@ impl std::fmt::Display for Status {
         }
         Ok(())
     }
+}
+
+/// One line of the error queue or the dead letter: where, what, why.
+fn entry(f: &mut std::fmt::Formatter<'_>, queued: &Queued) -> std::fmt::Result {
+    writeln!(
+        f,
+        "  offset {} {} {} {}: {} ({} attempts)",
+        hermes_host::offset::to_json(&queued.offset),
+        queued.event.eventtype,
+        queued.event.objtype.as_deref().unwrap_or("-"),
+        queued.event.objpkey.to_json_compact(),
+        queued
+            .error
+            .as_deref()
+            .unwrap_or("waits behind an earlier event of its object"),
+        queued.attempts
+    )
 }

@@ -33,7 +33,12 @@ impl Setup {
     /// A client whose target runs `sh -c script PATH`, PATH being the file
     /// `name` in the bus's directory.
     async fn command(script: &str, name: &str) -> Setup {
-        let setup = Setup::new("", "").await;
+        Setup::command_with(script, name, "").await
+    }
+
+    /// The same, with `extra` lines in the `hermes-client` section.
+    async fn command_with(script: &str, name: &str, extra: &str) -> Setup {
+        let setup = Setup::new("", extra).await;
         let text = std::fs::read_to_string(&setup.config).expect("config")
             + &format!(
                 "    command:\n      argv: [\"sh\", \"-c\", {}, \"{}\"]\n",
@@ -395,4 +400,67 @@ async fn a_client_resumes_after_retention_and_records_what_it_missed() {
         status.state.gaps
     );
     assert!(status.to_string().contains("gaps:            1 reported"));
+}
+
+#[tokio::test]
+async fn an_event_the_target_keeps_refusing_is_quarantined_with_its_object_and_the_rest_goes_on() {
+    // The command refuses user 2 for ever, and records what it applied.
+    let script = r#"ev=$(cat); case "$ev" in *'"objpkey": 2,'*) echo "user 2 refused" >&2; exit 3;; esac; printf '%s %s\n' "$HERMES_EVENTTYPE" "$(printf '%s' "$ev" | grep -o '"objpkey": [0-9]*' | grep -o '[0-9]*$')" >> "$0.out""#;
+    let setup = Setup::command_with(script, "target", "  errorQueue_maxAttempts: 2\n").await;
+    setup
+        .send(&[
+            init_start(),
+            user_added(Category::Initsync, 1),
+            user_added(Category::Initsync, 2),
+            init_stop(),
+            modified(2, "alan.t"), // waits behind the failed added
+            modified(1, "ada.l"),
+        ])
+        .await;
+    // The first retry comes at the next step: the second attempt fails too,
+    // and the event goes to the dead letter with the one behind it.
+    let report = setup.run_once().await;
+    assert_eq!(
+        (report.applied, report.queued, report.quarantined),
+        (2, 2, 2),
+        "{report}"
+    );
+    // Later events of that object follow it there; other objects go on.
+    setup.send(&[removed(2), modified(1, "ada.n")]).await;
+    let report = setup.run_once().await;
+    assert_eq!((report.applied, report.quarantined), (1, 1), "{report}");
+    let out = std::fs::read_to_string(setup.path("target.out")).expect("applied");
+    assert_eq!(out, "added 1\nmodified 1\nmodified 1\n");
+
+    let status = Status::read(&setup.config, &engine(), 1000)
+        .await
+        .expect("status");
+    assert!(
+        status.state.error_queue.is_empty(),
+        "{:?}",
+        status.state.error_queue
+    );
+    let quarantined: Vec<_> = status
+        .dead_letter
+        .iter()
+        .map(|q| (q.offset.clone(), q.event.eventtype, q.attempts))
+        .collect();
+    assert_eq!(
+        quarantined,
+        [
+            (Offset::Int(2), EventType::Added, 2),
+            (Offset::Int(4), EventType::Modified, 0),
+            (Offset::Int(6), EventType::Removed, 0),
+        ]
+    );
+    assert!(
+        status.dead_letter[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("user 2 refused")),
+        "{:?}",
+        status.dead_letter
+    );
+    let shown = status.to_string();
+    assert!(shown.contains("dead letter:     3 events"), "{shown}");
 }

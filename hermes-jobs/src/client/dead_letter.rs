@@ -1,0 +1,119 @@
+//! The dead-letter file (`dead-letter.jsonl` in the client's cache
+//! directory): events the target refused `errorQueue_maxAttempts` times, each
+//! with its offset, the last reason and its attempts, and after them every
+//! later event of the same object, so that an object's events are never
+//! applied out of order. The rest of the stream goes on. An object leaves
+//! quarantine when its lines are taken out of the file (by the operator,
+//! once it is dealt with) and the client is started again.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use hermes_event::Event;
+use hermes_host::offset;
+use serde_json::json;
+
+use super::state::Queued;
+
+/// An object: its type and its primary key's compact JSON.
+type Object = (Option<String>, String);
+
+/// The dead-letter file, and the objects in it.
+#[derive(Debug)]
+pub struct DeadLetter {
+    path: PathBuf,
+    objects: BTreeSet<Object>,
+}
+
+impl DeadLetter {
+    /// The file in the cache directory `dir`.
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join("dead-letter.jsonl")
+    }
+
+    /// Reads which objects are quarantined; a missing file is none.
+    pub fn load(path: &Path) -> Result<DeadLetter> {
+        let objects = DeadLetter::entries(path)?
+            .iter()
+            .map(|q| {
+                let (objtype, pkey) = q.object();
+                (objtype.map(str::to_owned), pkey)
+            })
+            .collect();
+        Ok(DeadLetter {
+            path: path.to_path_buf(),
+            objects,
+        })
+    }
+
+    /// Every entry of the file at `path`, oldest first. A last line left
+    /// unfinished by a crash is skipped: its event is still in the error
+    /// queue, and comes back.
+    pub fn entries(path: &Path) -> Result<Vec<Queued>> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("{}", path.display())),
+        };
+        let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+        whole
+            .lines()
+            .enumerate()
+            .map(|(i, line)| {
+                entry(line).with_context(|| format!("{}: line {}", path.display(), i + 1))
+            })
+            .collect()
+    }
+
+    /// Whether events of this object are quarantined.
+    pub fn holds(&self, objtype: Option<&str>, pkey: &str) -> bool {
+        !self.objects.is_empty()
+            && self
+                .objects
+                .contains(&(objtype.map(str::to_owned), pkey.to_owned()))
+    }
+
+    /// Quarantines `queued`, made durable before this returns.
+    pub fn add(&mut self, queued: &Queued) -> Result<()> {
+        let line = json!({
+            "offset": offset::to_json(&queued.offset),
+            "reason": queued.error,
+            "attempts": queued.attempts,
+            "event": queued.event.to_json_compact(),
+        });
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .with_context(|| format!("cannot open {}", self.path.display()))?;
+        file.write_all(format!("{line}\n").as_bytes())
+            .and_then(|()| file.sync_data())
+            .with_context(|| format!("cannot write {}", self.path.display()))?;
+        let (objtype, pkey) = queued.object();
+        self.objects.insert((objtype.map(str::to_owned), pkey));
+        tracing::error!(
+            "event at offset {} ({} {} {}) quarantined in {}: {}",
+            offset::to_json(&queued.offset),
+            queued.event.eventtype,
+            queued.event.objtype.as_deref().unwrap_or("-"),
+            queued.event.objpkey.to_json_compact(),
+            self.path.display(),
+            queued.error.as_deref().unwrap_or("-")
+        );
+        Ok(())
+    }
+}
+
+fn entry(line: &str) -> Result<Queued> {
+    let root: serde_json::Value = serde_json::from_str(line)?;
+    let offset = offset::parse(&root["offset"].to_string()).map_err(anyhow::Error::msg)?;
+    let event = Event::from_json(root["event"].as_str().context("no event")?)?;
+    Ok(Queued {
+        offset,
+        event,
+        error: root["reason"].as_str().map(String::from),
+        attempts: root["attempts"].as_u64().unwrap_or(0) as u32,
+    })
+}
