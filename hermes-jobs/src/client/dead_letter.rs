@@ -117,3 +117,51 @@ fn entry(line: &str) -> Result<Queued> {
         attempts: root["attempts"].as_u64().unwrap_or(0) as u32,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hermes_event::{Category, EventType, Value};
+    use hermes_host::Offset;
+
+    fn queued(pkey: i64, error: &str) -> Queued {
+        Queued {
+            offset: Offset::Int(pkey * 10),
+            event: Event::new(
+                Category::Base,
+                EventType::Removed,
+                Some("SRVUsers".into()),
+                Value::from(pkey),
+                Value::empty_object(),
+            ),
+            error: Some(error.into()),
+            attempts: 3,
+        }
+    }
+
+    #[test]
+    fn quarantined_objects_are_remembered_and_a_torn_last_line_is_skipped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = DeadLetter::path(dir.path());
+        let mut dead = DeadLetter::load(&path).expect("none yet");
+        assert!(!dead.holds(Some("SRVUsers"), "1"));
+        dead.add(&queued(1, "refused")).expect("add");
+        dead.add(&queued(2, "refused again")).expect("add");
+        assert!(dead.holds(Some("SRVUsers"), "1"));
+        assert!(!dead.holds(Some("SRVUsers"), "3"));
+        assert!(!dead.holds(None, "1"));
+
+        // A crash in the middle of a line: that entry is still queued.
+        let mut text = std::fs::read_to_string(&path).expect("read");
+        text.push_str("{\"offset\": 30, \"reas");
+        std::fs::write(&path, text).expect("write");
+        let again = DeadLetter::load(&path).expect("loads");
+        assert!(again.holds(Some("SRVUsers"), "2"));
+        let entries = DeadLetter::entries(&path).expect("entries");
+        assert_eq!(entries, vec![queued(1, "refused"), queued(2, "refused again")]);
+
+        std::fs::write(&path, "not json\n").expect("write");
+        let error = DeadLetter::load(&path).expect_err("damaged");
+        assert!(format!("{error:#}").contains("line 1"), "{error:#}");
+    }
+}
