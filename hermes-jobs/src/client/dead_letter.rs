@@ -158,7 +158,10 @@ mod tests {
         let again = DeadLetter::load(&path).expect("loads");
         assert!(again.holds(Some("SRVUsers"), "2"));
         let entries = DeadLetter::entries(&path).expect("entries");
-        assert_eq!(entries, vec![queued(1, "refused"), queued(2, "refused again")]);
+        assert_eq!(
+            entries,
+            vec![queued(1, "refused"), queued(2, "refused again")]
+        );
 
         std::fs::write(&path, "not json\n").expect("write");
         let error = DeadLetter::load(&path).expect_err("damaged");
