@@ -127,6 +127,15 @@ impl Error {
             _ => None,
         }
     }
+
+    /// What the bus said of events it removed before they were read, if
+    /// this is its `gap`.
+    pub fn gap(&self) -> Option<&str> {
+        match self.bus_error() {
+            Some(BusError::Gap(what)) => Some(what),
+            _ => None,
+        }
+    }
 }
 
 /// A bus error in words: its case, then what the plugin said.

@@ -301,19 +301,8 @@ async fn produce_survives_kill_9(kind: &str) {
                 .filter_map(|(n, _)| n.parse::<usize>().ok())
                 .max()
                 .unwrap_or(0);
-            match run.exited {
-                Some(status) => {
-                    assert!(status.success(), "{scenario}: {}", run.stderr);
-                    tally.finished += 1;
-                    undisturbed = undisturbed.max(Some(began.elapsed()));
-                }
-                None => {
-                    tally.kills += 1;
-                    if acknowledged > 0 && confirmed + acknowledged < per_round as usize {
-                        tally.mid_work += 1;
-                    }
-                }
-            }
+            let mid_work = acknowledged > 0 && confirmed + acknowledged < per_round as usize;
+            tally.record(&scenario, &run, began, &mut undisturbed, mid_work);
             if run.exited.is_none() && kind == "sqlite" {
                 // A writer killed mid-transaction leaves a journal only a
                 // writer can roll back (readers wait for it, `unavailable`):
@@ -483,19 +472,8 @@ async fn the_client_survives_kill_9() {
                     "{scenario}: the cache claims no event the target lacks"
                 );
             }
-            match run.exited {
-                Some(status) => {
-                    assert!(status.success(), "{scenario}: {}", run.stderr);
-                    tally.finished += 1;
-                    undisturbed = undisturbed.max(Some(began.elapsed()));
-                }
-                None => {
-                    tally.kills += 1;
-                    if !this_run.is_empty() && resume_at + this_run.len() < expected.len() {
-                        tally.mid_work += 1;
-                    }
-                }
-            }
+            let mid_work = !this_run.is_empty() && resume_at + this_run.len() < expected.len();
+            tally.record(scenario, &run, began, &mut undisturbed, mid_work);
             if saved_position(&cache).as_ref() == expected.last() {
                 break;
             }

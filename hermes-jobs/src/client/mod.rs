@@ -85,14 +85,6 @@ fn bus_unavailable(error: &anyhow::Error) -> bool {
     })
 }
 
-/// What the bus said of events it lost, if `error` is its `gap`.
-fn gap(error: &hermes_host::Error) -> Option<String> {
-    match error.bus_error() {
-        Some(hermes_host::BusError::Gap(what)) => Some(what.clone()),
-        _ => None,
-    }
-}
-
 /// What a run did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunReport {
@@ -249,11 +241,11 @@ impl Client {
         self.retry_if_due(report).await?;
         self.position().await?;
         let batch = match self.consumer.next_batch(BATCH).await {
-            Err(e) if gap(&e).is_some() => {
+            Err(e) if e.gap().is_some() => {
                 // The bus lost events before this client read them: said
                 // loudly and kept in the cache for `status`; the client goes
                 // on with what the bus still holds, as hermes does.
-                let gap = gap(&e).unwrap_or_default();
+                let gap = e.gap().unwrap_or_default().to_owned();
                 tracing::error!("events were missed: {gap}");
                 self.state.note_gap(gap);
                 self.save().await?;

@@ -18,7 +18,7 @@ impl Client {
         'scan: loop {
             let batch = match self.consumer.next_batch(BATCH).await {
                 // What was lost cannot hold the sequence looked for.
-                Err(e) if super::gap(&e).is_some() => continue,
+                Err(e) if e.gap().is_some() => continue,
                 batch => batch?,
             };
             if batch.is_empty() {

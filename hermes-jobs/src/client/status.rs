@@ -44,7 +44,7 @@ impl Status {
         while behind < limit {
             let batch = match consumer.next_batch(1000).await {
                 // Events the bus lost are not behind: reading goes on.
-                Err(e) if matches!(e.bus_error(), Some(hermes_host::BusError::Gap(_))) => continue,
+                Err(e) if e.gap().is_some() => continue,
                 batch => batch?,
             };
             if batch.is_empty() {

@@ -90,7 +90,7 @@ pub async fn run(args: ConsumeArgs) -> Result<()> {
         let events = match read {
             // Events the bus lost before they were read: said, and the
             // reading goes on with what it still holds.
-            Err(e) if matches!(e.bus_error(), Some(hermes_host::BusError::Gap(_))) => {
+            Err(e) if e.gap().is_some() => {
                 tracing::error!("{e}");
                 continue;
             }

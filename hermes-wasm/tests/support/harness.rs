@@ -48,6 +48,33 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Counts a run that started at `began`: one that finished must have
+    /// succeeded, and its time raises `undisturbed`; one that was killed
+    /// counts as a kill, mid-work when `mid_work` says some but not all of
+    /// the work was done.
+    pub fn record(
+        &mut self,
+        scenario: &str,
+        run: &Run,
+        began: Instant,
+        undisturbed: &mut Option<Duration>,
+        mid_work: bool,
+    ) {
+        match run.exited {
+            Some(status) => {
+                assert!(status.success(), "{scenario}: {}", run.stderr);
+                self.finished += 1;
+                *undisturbed = (*undisturbed).max(Some(began.elapsed()));
+            }
+            None => {
+                self.kills += 1;
+                if mid_work {
+                    self.mid_work += 1;
+                }
+            }
+        }
+    }
+
     /// One line of the scenario table.
     pub fn print(&self, scenario: &str, started: Instant) {
         println!(
