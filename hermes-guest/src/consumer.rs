@@ -54,6 +54,20 @@ pub trait Consumer: Sized + 'static {
     /// consumer moves past them, and the next read goes on.
     fn read(&mut self) -> Result<Option<ConsumedEvent>, BusError>;
 
+    /// Moves past the event at the current position without handing it
+    /// over, and returns its offset; `None` if the bus holds none there yet.
+    /// Never waits. The host calls it to step over a record that makes
+    /// [`read`] fail the same way every time (a trap, the memory cap, the
+    /// deadline), so a bus should read as little of the record as it can:
+    /// the default reads it whole, which steps over a record the host's
+    /// client cannot use but not over one this plugin cannot read. Damage is
+    /// [`BusError::Corrupted`], never skipped.
+    ///
+    /// [`read`]: Consumer::read
+    fn skip(&mut self) -> Result<Option<Offset>, BusError> {
+        Ok(self.read()?.map(|event| event.offset))
+    }
+
     /// Waits until a new event may have arrived, for at most `at_most`. The
     /// default sleeps for [`POLL_INTERVAL`] (or `at_most`, if shorter); a bus
     /// that can block on the server side should do that instead.

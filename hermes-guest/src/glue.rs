@@ -262,6 +262,16 @@ impl<C: Consumer> ConsumerCell<C> {
         Ok(batch)
     }
 
+    /// See [`Consumer::skip`]: a failure a batch met comes first, since
+    /// damage is never stepped over.
+    pub fn skip(&self) -> Result<Option<Offset>, BusError> {
+        let mut consumer = self.gate.opened()?;
+        if let Some(failed) = self.failed.take() {
+            return Err(failed);
+        }
+        consumer.skip()
+    }
+
     /// See the WIT `find-next-event-of-category`.
     pub fn find_next_event_of_category(
         &self,

@@ -223,6 +223,9 @@ macro_rules! __export_bus {
                 fn next_batch(&self, max: u32) -> Result<Vec<wit::ConsumedEvent>, BusError> {
                     self.0.next_batch(max)
                 }
+                fn skip(&self) -> Result<Option<Offset>, BusError> {
+                    self.0.skip()
+                }
             }
 
             // Native builds (a plugin's unit tests) have nothing to export to.

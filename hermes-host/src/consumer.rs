@@ -149,6 +149,18 @@ impl Consumer {
         }
     }
 
+    /// Moves past the event at the position without taking it, and gives
+    /// its offset; none if the bus holds none there yet (no waiting). How a
+    /// host steps over a record the plugin cannot read (it traps, or runs
+    /// out of memory or time, each time it meets it): see the WIT `skip`.
+    pub async fn skip(&mut self) -> Result<Option<Offset>> {
+        let skipped = guest_call!(self.handle, "skip", Duration::ZERO, consumer.call_skip())?;
+        if let Some(offset) = &skipped {
+            self.handle.recipe = Position::After(offset.clone());
+        }
+        Ok(skipped)
+    }
+
     /// Reads forward to the first event of `category`; none once the timeout
     /// passes with no such event. The position moves past every event read.
     pub async fn find_next_event_of_category(

@@ -9,6 +9,7 @@
 
 use std::io::Cursor;
 
+use file_log::record::Slot;
 use hermes_event::{Event, EventHead, compact_json};
 use hermes_host::offset;
 use proptest::prelude::*;
@@ -167,9 +168,30 @@ fn the_file_log_reader_never_panics_nor_delivers_a_damaged_record() {
                 reader.set_position(8);
             }
             for _ in 0..64 {
-                match file_log::record::read_slot(&mut reader).expect("reading memory") {
-                    file_log::record::Slot::Record { json, .. } => {
+                // Stepping over a record agrees with reading it, byte for byte.
+                let at = reader.position();
+                let skipped = file_log::record::skip_slot(&mut reader).expect("reading memory");
+                let stepped = reader.position();
+                reader.set_position(at);
+                let read = file_log::record::read_slot(&mut reader).expect("reading memory");
+                prop_assert_eq!(stepped, reader.position(), "skip and read end at one place");
+                match (read, skipped) {
+                    (
+                        Slot::Record {
+                            json, offset, len, ..
+                        },
+                        Slot::Record {
+                            offset: o,
+                            len: l,
+                            json: none,
+                            ..
+                        },
+                    ) => {
                         prop_assert!(records.contains(&json), "a record nobody wrote");
+                        prop_assert_eq!((offset, len, none.len()), (o, l, 0));
+                    }
+                    (Slot::Record { .. }, other) | (other, Slot::Record { .. }) => {
+                        prop_assert!(false, "read and skip disagree: {other:?}");
                     }
                     _ => break,
                 }

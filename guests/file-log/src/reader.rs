@@ -89,6 +89,29 @@ impl Consumer for FileLogConsumer {
     }
 
     fn read(&mut self) -> Result<Option<ConsumedEvent>, BusError> {
+        self.advance(record::read_slot, record::decode)
+    }
+
+    /// Steps over the next record with [`record::skip_slot`]: its checksum
+    /// is checked, its event never held.
+    fn skip(&mut self) -> Result<Option<Offset>, BusError> {
+        self.advance(record::skip_slot, |head, _| {
+            let offset = u64::from_le_bytes(head[0..8].try_into().unwrap_or_default());
+            Ok(Offset::Int(offset as i64))
+        })
+    }
+}
+
+impl FileLogConsumer {
+    /// Moves past the record at the position, read by `read_at`, and gives
+    /// what `finish` makes of it; `None` where the log does not go on yet.
+    /// Damage inside the log is `corrupted`; a damaged tail of the newest
+    /// segment is waited at, since the next producer cuts it off.
+    fn advance<T>(
+        &mut self,
+        read_at: fn(&mut BufReader<File>) -> std::io::Result<Slot>,
+        finish: impl Fn(&[u8; record::BODY_FIXED_LEN], Vec<u8>) -> Result<T, String>,
+    ) -> Result<Option<T>, BusError> {
         loop {
             if self.cursor.is_none() && !self.place_cursor()? {
                 return Ok(None);
@@ -107,7 +130,10 @@ impl Consumer for FileLogConsumer {
                     .map_err(fail)?;
                 cursor.astray = false;
             }
-            match record::read_slot(&mut cursor.reader).map_err(fail)? {
+            // Until a record is read whole, a failure may leave the reader
+            // anywhere in it.
+            cursor.astray = true;
+            match read_at(&mut cursor.reader).map_err(fail)? {
                 Slot::Record {
                     offset,
                     head,
@@ -122,7 +148,7 @@ impl Consumer for FileLogConsumer {
                             self.next_offset
                         )));
                     }
-                    let consumed = record::decode(&head, json).map_err(|e| {
+                    let consumed = finish(&head, json).map_err(|e| {
                         BusError::Corrupted(format!(
                             "{} at byte {}: {e}",
                             path().display(),
@@ -130,11 +156,11 @@ impl Consumer for FileLogConsumer {
                         ))
                     })?;
                     cursor.pos += len;
+                    cursor.astray = false;
                     self.next_offset += 1;
                     return Ok(Some(consumed));
                 }
                 slot => {
-                    cursor.astray = true;
                     // The end of this segment, for now. Move on only if the
                     // log went on in a newer segment.
                     let segments = record::list_segments(&self.dir)?;
@@ -178,9 +204,7 @@ impl Consumer for FileLogConsumer {
             }
         }
     }
-}
 
-impl FileLogConsumer {
     /// Positions at `next`, for `wanted`, if `valid(oldest, end)` says the log
     /// holds the place. Placing the cursor there walks its segment up to it, which
     /// proves the log reaches it and leaves the cursor ready for the next
@@ -227,7 +251,7 @@ impl FileLogConsumer {
         };
         let (mut file, _) = self.open_segment(newest)?;
         let mut end = newest;
-        while let Slot::Record { offset, .. } = record::read_slot(&mut file)
+        while let Slot::Record { offset, .. } = record::skip_slot(&mut file)
             .map_err(|e| io_error("cannot read the newest segment", e))?
         {
             if offset != end {
@@ -286,7 +310,7 @@ impl FileLogConsumer {
         let mut pos = HEADER_LEN;
         let mut offset = first;
         while offset < self.next_offset {
-            match record::read_slot(&mut file).map_err(|e| io_error("cannot read a segment", e))? {
+            match record::skip_slot(&mut file).map_err(|e| io_error("cannot read a segment", e))? {
                 Slot::Record { len, .. } => {
                     pos += len;
                     offset += 1;

@@ -155,7 +155,7 @@ pub fn valid_record_after(
                 && (next_offset..=highest).contains(&offset);
             if possible {
                 file.seek(SeekFrom::Start(at))?;
-                if matches!(read_slot(file)?, Slot::Record { .. }) {
+                if matches!(skip_slot(file)?, Slot::Record { .. }) {
                     return Ok(true);
                 }
             }
@@ -173,19 +173,10 @@ pub fn valid_record_after(
 /// The event's text is read straight into its own buffer, which becomes the
 /// consumed event's string without a copy.
 pub fn read_slot(file: &mut (impl Read + Seek)) -> io::Result<Slot> {
-    let mut frame = [0u8; FRAME_LEN + BODY_FIXED_LEN];
-    let got = read_full(file, &mut frame[..FRAME_LEN])?;
-    if got < FRAME_LEN {
-        return Ok(Slot::Incomplete);
-    }
-    let len = u32::from_le_bytes(frame[0..4].try_into().unwrap_or_default());
-    let crc = u32::from_le_bytes(frame[4..8].try_into().unwrap_or_default());
-    if (len as usize) < BODY_FIXED_LEN || len > MAX_BODY_LEN {
-        return Ok(Slot::Damaged(format!("impossible record length {len}")));
-    }
-    if read_full(file, &mut frame[FRAME_LEN..])? < BODY_FIXED_LEN {
-        return Ok(Slot::Incomplete);
-    }
+    let (len, crc, head) = match read_frame(file)? {
+        Ok(frame) => frame,
+        Err(slot) => return Ok(slot),
+    };
     // Room for the text grows with what the file holds: a damaged length
     // must not make the reader allocate what is not there.
     let want = len as usize - BODY_FIXED_LEN;
@@ -194,21 +185,80 @@ pub fn read_slot(file: &mut (impl Read + Seek)) -> io::Result<Slot> {
     if json.len() < want {
         return Ok(Slot::Incomplete);
     }
-    let mut head = [0u8; BODY_FIXED_LEN];
-    head.copy_from_slice(&frame[FRAME_LEN..]);
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&head);
     hasher.update(&json);
+    Ok(checked(len, crc, hasher, head, json))
+}
+
+/// Steps over the record at the reader's position as [`read_slot`] reads
+/// it, checksum included, but a piece at a time: the event's text is never
+/// held, so a record of any size is stepped over in a few KiB. A record it
+/// returns has an empty `json`.
+pub fn skip_slot(file: &mut (impl Read + Seek)) -> io::Result<Slot> {
+    let (len, crc, head) = match read_frame(file)? {
+        Ok(frame) => frame,
+        Err(slot) => return Ok(slot),
+    };
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&head);
+    let mut left = len as usize - BODY_FIXED_LEN;
+    let mut piece = [0u8; 8192];
+    while left > 0 {
+        let n = left.min(piece.len());
+        if read_full(file, &mut piece[..n])? < n {
+            return Ok(Slot::Incomplete);
+        }
+        hasher.update(&piece[..n]);
+        left -= n;
+    }
+    Ok(checked(len, crc, hasher, head, Vec::new()))
+}
+
+/// A record's frame (body length, checksum) and its body's fixed fields.
+type Frame = (u32, u32, [u8; BODY_FIXED_LEN]);
+
+/// The frame at the reader's position, or what stands there instead of a
+/// record.
+fn read_frame(file: &mut impl Read) -> io::Result<Result<Frame, Slot>> {
+    let mut frame = [0u8; FRAME_LEN + BODY_FIXED_LEN];
+    let got = read_full(file, &mut frame[..FRAME_LEN])?;
+    if got < FRAME_LEN {
+        return Ok(Err(Slot::Incomplete));
+    }
+    let len = u32::from_le_bytes(frame[0..4].try_into().unwrap_or_default());
+    let crc = u32::from_le_bytes(frame[4..8].try_into().unwrap_or_default());
+    if (len as usize) < BODY_FIXED_LEN || len > MAX_BODY_LEN {
+        return Ok(Err(Slot::Damaged(format!(
+            "impossible record length {len}"
+        ))));
+    }
+    if read_full(file, &mut frame[FRAME_LEN..])? < BODY_FIXED_LEN {
+        return Ok(Err(Slot::Incomplete));
+    }
+    let mut head = [0u8; BODY_FIXED_LEN];
+    head.copy_from_slice(&frame[FRAME_LEN..]);
+    Ok(Ok((len, crc, head)))
+}
+
+/// The record whose body hashed to `hasher`, if that matches its checksum.
+fn checked(
+    len: u32,
+    crc: u32,
+    hasher: crc32fast::Hasher,
+    head: [u8; BODY_FIXED_LEN],
+    json: Vec<u8>,
+) -> Slot {
     if hasher.finalize() != crc {
-        return Ok(Slot::Damaged("checksum mismatch".into()));
+        return Slot::Damaged("checksum mismatch".into());
     }
     let offset = u64::from_le_bytes(head[0..8].try_into().unwrap_or_default());
-    Ok(Slot::Record {
+    Slot::Record {
         offset,
         head,
         json,
         len: FRAME_LEN as u64 + u64::from(len),
-    })
+    }
 }
 
 /// Decodes a checked record into the event it holds, the event's text
@@ -272,17 +322,30 @@ pub fn read_magic(file: &mut impl Read, path: &Path) -> Result<bool, BusError> {
 }
 
 /// Classifies an I/O failure. A path the sandbox hides or refuses will not
-/// come back by itself; anything else (a full disk, a busy device) may pass,
-/// so the host may retry.
+/// come back by itself, nor will a record too large for the plugin's
+/// memory; anything else (a full disk, a busy device) may pass, so the host
+/// may retry.
 pub fn io_error(context: &str, e: io::Error) -> BusError {
     match e.kind() {
         io::ErrorKind::PermissionDenied | io::ErrorKind::NotFound => BusError::Other(format!(
             "{context}: {e} (is it inside a directory granted to the plugin, \
              with write access for a producer?)"
         )),
+        // Not a passing state: the same record needs the same memory.
+        io::ErrorKind::OutOfMemory => BusError::Other(format!(
+            "{context}: {e}: the record is larger than the plugin's memory cap \
+             allows (`memory_mib`)"
+        )),
+        // The sandbox reports a write to a full disk as EIO (WASI errno 29).
+        _ if e.raw_os_error() == Some(WASI_EIO) => {
+            BusError::Unavailable(format!("{context}: {e} (is the disk full?)"))
+        }
         _ => BusError::Unavailable(format!("{context}: {e}")),
     }
 }
+
+/// `EIO` as WASI numbers it.
+const WASI_EIO: i32 = 29;
 
 /// The Unix time now.
 pub fn now() -> Timestamp {

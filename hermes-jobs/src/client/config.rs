@@ -33,7 +33,9 @@ pub struct ClientSection {
     pub error_queue_retry_interval: f64,
     /// After this many failed attempts, an event is quarantined in the
     /// dead-letter file, with the object's events after it; none retries
-    /// for ever, as hermes does.
+    /// for ever, as hermes does. A record the bus plugin fails to read this
+    /// many times in a row is quarantined by its offset; none stops the
+    /// client there.
     #[serde(rename = "errorQueue_maxAttempts", default)]
     pub error_queue_max_attempts: Option<u32>,
     /// Where events are applied.

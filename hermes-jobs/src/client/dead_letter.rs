@@ -5,6 +5,12 @@
 //! applied out of order. The rest of the stream goes on. An object leaves
 //! quarantine when its lines are taken out of the file (by the operator,
 //! once it is dealt with) and the client is started again.
+//!
+//! Records the bus plugin could not read (`errorQueue_maxAttempts` traps,
+//! memory caps or deadlines at the same place) are there too, with their
+//! offset, the reason and the attempts, but no event (`"event": null`): the
+//! plugin could not say which object they change, so nothing else is held
+//! back for them.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -12,13 +18,29 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use hermes_event::Event;
-use hermes_host::offset;
+use hermes_host::{Offset, offset};
 use serde_json::json;
 
 use super::state::Queued;
 
 /// An object: its type and its primary key's compact JSON.
 type Object = (Option<String>, String);
+
+/// One line of the file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Quarantined {
+    /// An event the target kept refusing, or a later event of its object.
+    Event(Queued),
+    /// A record the bus plugin could not read, known by its offset alone.
+    Unreadable {
+        /// Where it is on the bus.
+        offset: Offset,
+        /// Why the plugin failed on it, the last time.
+        reason: String,
+        /// How many times it was tried.
+        attempts: u32,
+    },
+}
 
 /// The dead-letter file, and the objects in it.
 #[derive(Debug)]
@@ -37,9 +59,12 @@ impl DeadLetter {
     pub fn load(path: &Path) -> Result<DeadLetter> {
         let objects = DeadLetter::entries(path)?
             .iter()
-            .map(|q| {
-                let (objtype, pkey) = q.object();
-                (objtype.map(str::to_owned), pkey)
+            .filter_map(|entry| match entry {
+                Quarantined::Event(queued) => {
+                    let (objtype, pkey) = queued.object();
+                    Some((objtype.map(str::to_owned), pkey))
+                }
+                Quarantined::Unreadable { .. } => None,
             })
             .collect();
         Ok(DeadLetter {
@@ -51,7 +76,7 @@ impl DeadLetter {
     /// Every entry of the file at `path`, oldest first. A last line left
     /// unfinished by a crash is skipped: its event is still in the error
     /// queue, and comes back.
-    pub fn entries(path: &Path) -> Result<Vec<Queued>> {
+    pub fn entries(path: &Path) -> Result<Vec<Quarantined>> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -77,20 +102,12 @@ impl DeadLetter {
 
     /// Quarantines `queued`, made durable before this returns.
     pub fn add(&mut self, queued: &Queued) -> Result<()> {
-        let line = json!({
+        self.append(json!({
             "offset": offset::to_json(&queued.offset),
             "reason": queued.error,
             "attempts": queued.attempts,
             "event": queued.event.to_json_compact(),
-        });
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .with_context(|| format!("cannot open {}", self.path.display()))?;
-        file.write_all(format!("{line}\n").as_bytes())
-            .and_then(|()| file.sync_data())
-            .with_context(|| format!("cannot write {}", self.path.display()))?;
+        }))?;
         let (objtype, pkey) = queued.object();
         self.objects.insert((objtype.map(str::to_owned), pkey));
         tracing::error!(
@@ -104,25 +121,62 @@ impl DeadLetter {
         );
         Ok(())
     }
+
+    /// Quarantines the record at `at` that the plugin could not read, made
+    /// durable before this returns.
+    pub fn add_unreadable(&mut self, at: &Offset, reason: &str, attempts: u32) -> Result<()> {
+        self.append(json!({
+            "offset": offset::to_json(at),
+            "reason": reason,
+            "attempts": attempts,
+            "event": null,
+        }))?;
+        tracing::error!(
+            "the record at offset {} could not be read {attempts} times; quarantined in {}: {reason}",
+            offset::to_json(at),
+            self.path.display(),
+        );
+        Ok(())
+    }
+
+    /// Appends one line and syncs it.
+    fn append(&self, line: serde_json::Value) -> Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .with_context(|| format!("cannot open {}", self.path.display()))?;
+        file.write_all(format!("{line}\n").as_bytes())
+            .and_then(|()| file.sync_data())
+            .with_context(|| format!("cannot write {}", self.path.display()))
+    }
 }
 
-fn entry(line: &str) -> Result<Queued> {
+fn entry(line: &str) -> Result<Quarantined> {
     let root: serde_json::Value = serde_json::from_str(line)?;
     let offset = offset::parse(&root["offset"].to_string()).map_err(anyhow::Error::msg)?;
+    let reason = root["reason"].as_str().map(String::from);
+    let attempts = root["attempts"].as_u64().unwrap_or(0) as u32;
+    if root["event"].is_null() {
+        return Ok(Quarantined::Unreadable {
+            offset,
+            reason: reason.unwrap_or_default(),
+            attempts,
+        });
+    }
     let event = Event::from_json(root["event"].as_str().context("no event")?)?;
-    Ok(Queued {
+    Ok(Quarantined::Event(Queued {
         offset,
         event,
-        error: root["reason"].as_str().map(String::from),
-        attempts: root["attempts"].as_u64().unwrap_or(0) as u32,
-    })
+        error: reason,
+        attempts,
+    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use hermes_event::{Category, EventType, Value};
-    use hermes_host::Offset;
 
     fn queued(pkey: i64, error: &str) -> Queued {
         Queued {
@@ -160,7 +214,28 @@ mod tests {
         let entries = DeadLetter::entries(&path).expect("entries");
         assert_eq!(
             entries,
-            vec![queued(1, "refused"), queued(2, "refused again")]
+            vec![
+                Quarantined::Event(queued(1, "refused")),
+                Quarantined::Event(queued(2, "refused again"))
+            ]
+        );
+
+        // A record the plugin could not read holds back no object.
+        std::fs::write(&path, "").expect("empty");
+        let mut dead = DeadLetter::load(&path).expect("loads");
+        dead.add_unreadable(&Offset::Int(7), "out of memory", 3)
+            .expect("add");
+        dead.add(&queued(1, "refused")).expect("add");
+        let again = DeadLetter::load(&path).expect("loads");
+        assert!(again.holds(Some("SRVUsers"), "1"));
+        assert_eq!(again.objects.len(), 1);
+        assert_eq!(
+            DeadLetter::entries(&path).expect("entries")[0],
+            Quarantined::Unreadable {
+                offset: Offset::Int(7),
+                reason: "out of memory".into(),
+                attempts: 3
+            }
         );
 
         std::fs::write(&path, "not json\n").expect("write");

@@ -9,6 +9,10 @@
 //! later events of the same object wait behind it, so an object's events are
 //! applied in order.
 //!
+//! A record the bus plugin cannot read (it traps, or runs out of memory or
+//! time, each time) is quarantined after `errorQueue_maxAttempts` tries, by
+//! its offset (see `read`).
+//!
 //! Events are read in batches of up to [`BATCH`]. Once [`SAVE_EVENTS`]
 //! events or [`SAVE_INTERVAL`] have gone by since the last save, and
 //! whenever the bus is drained, the run stops or fails, the target is made
@@ -21,6 +25,7 @@ mod apply;
 pub mod config;
 pub mod dead_letter;
 mod position;
+mod read;
 pub mod state;
 mod status;
 pub mod target;
@@ -130,6 +135,11 @@ pub struct Client {
     dead_letter: DeadLetter,
     last_retry: Option<Instant>,
     positioned: bool,
+    /// How many more events are read one at a time, after the plugin
+    /// failed in the middle of a batch.
+    one_by_one: u32,
+    /// The record the plugin last failed to read.
+    unreadable: Option<read::Unreadable>,
     /// Events processed since the cache was last saved, and when that was.
     unsaved: usize,
     saved_at: Instant,
@@ -162,6 +172,8 @@ impl Client {
             dead_letter,
             last_retry: None,
             positioned: false,
+            one_by_one: 0,
+            unreadable: None,
             unsaved: 0,
             saved_at: Instant::now(),
         })
@@ -240,18 +252,8 @@ impl Client {
         }
         self.retry_if_due(report).await?;
         self.position().await?;
-        let batch = match self.consumer.next_batch(BATCH).await {
-            Err(e) if e.gap().is_some() => {
-                // The bus lost events before this client read them: said
-                // loudly and kept in the cache for `status`; the client goes
-                // on with what the bus still holds, as hermes does.
-                let gap = e.gap().unwrap_or_default().to_owned();
-                tracing::error!("events were missed: {gap}");
-                self.state.note_gap(gap);
-                self.save().await?;
-                return Ok(Step::Continue);
-            }
-            batch => batch?,
+        let Some(batch) = self.read(report).await? else {
+            return Ok(Step::Continue);
         };
         if batch.is_empty() {
             return Ok(if once { Step::Done } else { Step::Continue });

@@ -15,15 +15,30 @@ impl Client {
         self.positioned = false;
         let mut start: Option<Offset> = None;
         let mut found: Option<(Offset, Offset)> = None;
+        // Events read one at a time after the plugin failed in a batch.
+        let mut one_by_one = 0;
         'scan: loop {
-            let batch = match self.consumer.next_batch(BATCH).await {
+            let max = if one_by_one > 0 { 1 } else { BATCH };
+            let batch = match self.consumer.next_batch(max).await {
                 // What was lost cannot hold the sequence looked for.
                 Err(e) if e.gap().is_some() => continue,
+                // A record the plugin cannot read is looked for one event
+                // at a time, then stepped over: it is met again, and dealt
+                // with, when the events are applied.
+                Err(e) if super::read::unreadable(&e) => {
+                    tracing::warn!("{e}; looking for the initsync sequence one event at a time");
+                    if max == 1 {
+                        self.consumer.skip().await?;
+                    }
+                    one_by_one = BATCH;
+                    continue;
+                }
                 batch => batch?,
             };
             if batch.is_empty() {
                 break;
             }
+            one_by_one = one_by_one.saturating_sub(1);
             for consumed in batch {
                 if consumed.category != WitCategory::Initsync {
                     continue;

@@ -8,7 +8,7 @@ use anyhow::Result;
 use hermes_host::{Consumer, Engine, Offset};
 
 use super::config::ClientConfig;
-use super::dead_letter::DeadLetter;
+use super::dead_letter::{DeadLetter, Quarantined};
 use super::state::{ClientState, Queued};
 
 /// Where a client stands, for `hermes-wasm status`.
@@ -21,7 +21,7 @@ pub struct Status {
     /// Whether counting stopped at the limit.
     pub at_least: bool,
     /// The events in the dead-letter file.
-    pub dead_letter: Vec<Queued>,
+    pub dead_letter: Vec<Quarantined>,
 }
 
 impl Status {
@@ -45,6 +45,14 @@ impl Status {
             let batch = match consumer.next_batch(1000).await {
                 // Events the bus lost are not behind: reading goes on.
                 Err(e) if e.gap().is_some() => continue,
+                // A record the plugin cannot read is behind too: stepped
+                // over, and counted.
+                Err(e) if super::read::unreadable(&e) => {
+                    if consumer.skip().await?.is_some() {
+                        behind += 1;
+                    }
+                    continue;
+                }
                 batch => batch?,
             };
             if batch.is_empty() {
@@ -96,8 +104,19 @@ impl std::fmt::Display for Status {
             entry(f, queued)?;
         }
         writeln!(f, "dead letter:     {} events", self.dead_letter.len())?;
-        for queued in &self.dead_letter {
-            entry(f, queued)?;
+        for quarantined in &self.dead_letter {
+            match quarantined {
+                Quarantined::Event(queued) => entry(f, queued)?,
+                Quarantined::Unreadable {
+                    offset,
+                    reason,
+                    attempts,
+                } => writeln!(
+                    f,
+                    "  offset {} (unreadable): {reason} ({attempts} attempts)",
+                    hermes_host::offset::to_json(offset)
+                )?,
+            }
         }
         writeln!(f, "gaps:            {} reported", self.state.gaps.len())?;
         for gap in &self.state.gaps {

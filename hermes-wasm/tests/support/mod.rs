@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 pub mod harness;
+pub mod small_disk;
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -15,7 +17,22 @@ pub fn component_cache() -> PathBuf {
 }
 
 fn command(dir: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_hermes-wasm"));
+    command_under(&[], dir, args)
+}
+
+/// `hermes-wasm args` in `dir`, run by the program `under` names with its
+/// own arguments first (`strace ...`, `nsenter ...`), or directly when
+/// `under` is empty.
+fn command_under(under: &[OsString], dir: &Path, args: &[&str]) -> Command {
+    let binary = env!("CARGO_BIN_EXE_hermes-wasm");
+    let mut command = match under.split_first() {
+        Some((program, rest)) => {
+            let mut command = Command::new(program);
+            command.args(rest).arg(binary);
+            command
+        }
+        None => Command::new(binary),
+    };
     command
         .args(args)
         .current_dir(dir)
@@ -77,20 +94,13 @@ pub fn stderr(output: &Output) -> String {
 /// returns what it did and the trace, one call per line.
 pub fn hermes_wasm_traced(dir: &Path, args: &[&str], calls: &str) -> (Output, String) {
     let trace = dir.join(format!("strace-{}.txt", std::process::id()));
-    let mut command = command(dir, args);
-    let program = command.get_program().to_owned();
-    let mut traced = Command::new("strace");
-    traced
-        .args(["-f", "-y", "-qq", "-e", &format!("trace={calls}"), "-o"])
-        .arg(&trace)
-        .arg(program)
-        .args(command.get_args())
-        .current_dir(dir)
-        .env("HERMES_WASM_CACHE", component_cache())
-        .env_remove("HERMES_WASM_LOG")
-        .stdin(Stdio::null());
-    command = traced;
-    let output = command
+    let mut under: Vec<OsString> = ["strace", "-f", "-y", "-qq", "-e"]
+        .map(OsString::from)
+        .into();
+    under.push(format!("trace={calls}").into());
+    under.push("-o".into());
+    under.push(trace.clone().into());
+    let output = command_under(&under, dir, args)
         .output()
         .expect("strace runs (tests/install-deps.sh installs it)");
     let text = std::fs::read_to_string(&trace).unwrap_or_default();

@@ -8,6 +8,7 @@ use std::time::Duration;
 use hermes_event::{Category, Event, EventType, Value};
 use hermes_host::Offset;
 use hermes_jobs::Stop;
+use hermes_jobs::client::dead_letter::Quarantined;
 use hermes_jobs::client::{Client, Status};
 use hermes_wasm_tests::{Bus, engine, init_start, init_stop, user_added, users_schema};
 
@@ -440,8 +441,15 @@ async fn an_event_the_target_keeps_refusing_is_quarantined_with_its_object_and_t
         "{:?}",
         status.state.error_queue
     );
-    let quarantined: Vec<_> = status
+    let queued: Vec<_> = status
         .dead_letter
+        .iter()
+        .map(|q| match q {
+            Quarantined::Event(queued) => queued,
+            other => panic!("an event the target refused: {other:?}"),
+        })
+        .collect();
+    let quarantined: Vec<_> = queued
         .iter()
         .map(|q| (q.offset.clone(), q.event.eventtype, q.attempts))
         .collect();
@@ -454,7 +462,7 @@ async fn an_event_the_target_keeps_refusing_is_quarantined_with_its_object_and_t
         ]
     );
     assert!(
-        status.dead_letter[0]
+        queued[0]
             .error
             .as_deref()
             .is_some_and(|e| e.contains("user 2 refused")),
@@ -463,4 +471,99 @@ async fn an_event_the_target_keeps_refusing_is_quarantined_with_its_object_and_t
     );
     let shown = status.to_string();
     assert!(shown.contains("dead letter:     3 events"), "{shown}");
+}
+
+/// A client whose plugin gets 16 MiB, and a bus holding an event of 24 MiB
+/// between two small ones: the producer's plugin (128 MiB) writes it, the
+/// client's cannot read it, and fails each time it meets it.
+async fn unreadable_record(extra: &str) -> (Setup, Vec<Offset>, Event) {
+    let setup = Setup::jsonlines(extra).await;
+    let text = std::fs::read_to_string(&setup.config).expect("config");
+    let text = text.replacen("        dirs:", "        memory_mib: 16\n        dirs:", 1);
+    std::fs::write(&setup.config, text).expect("config");
+    let mut huge = user_added(Category::Base, 2);
+    huge.objattrs = Value::Object(vec![("photo".into(), Value::from("x".repeat(24 << 20)))]);
+    let offsets = setup
+        .send(&[
+            init_start(),
+            user_added(Category::Initsync, 1),
+            init_stop(),
+            modified(1, "ada.l"),
+            huge.clone(),
+            modified(1, "ada.n"),
+        ])
+        .await;
+    (setup, offsets, huge)
+}
+
+#[tokio::test]
+async fn a_record_the_plugin_cannot_read_is_quarantined_by_its_offset_and_the_rest_goes_on() {
+    let (setup, offsets, _) = unreadable_record("  errorQueue_maxAttempts: 2\n").await;
+    let report = setup.run_once().await;
+    assert_eq!((report.applied, report.quarantined), (3, 1), "{report}");
+    assert_eq!(
+        setup.applied(),
+        [
+            user_added(Category::Initsync, 1),
+            modified(1, "ada.l"),
+            modified(1, "ada.n")
+        ]
+    );
+
+    let status = Status::read(&setup.config, &engine(), 1000)
+        .await
+        .expect("status");
+    assert_eq!(status.state.lastoffset.as_ref(), offsets.last());
+    match &status.dead_letter[..] {
+        [
+            Quarantined::Unreadable {
+                offset,
+                reason,
+                attempts: 2,
+            },
+        ] => {
+            assert_eq!(offset, &offsets[4]);
+            assert!(reason.contains("memory_mib"), "{reason}");
+        }
+        other => panic!("the record at offset 4, unread: {other:?}"),
+    }
+    let shown = status.to_string();
+    assert!(shown.contains("offset 4 (unreadable)"), "{shown}");
+
+    // The next run starts after it.
+    setup.send(&[modified(1, "ada.m")]).await;
+    let report = setup.run_once().await;
+    assert_eq!((report.applied, report.quarantined), (1, 0), "{report}");
+}
+
+#[tokio::test]
+async fn without_max_attempts_a_record_the_plugin_cannot_read_stops_the_client_there() {
+    let (setup, offsets, _) = unreadable_record("").await;
+    for _ in 0..2 {
+        let mut client = Client::start(&setup.config, &engine())
+            .await
+            .expect("client starts");
+        let error = client
+            .run(true, &Stop::new())
+            .await
+            .expect_err("stops at the record");
+        let message = format!("{error:#}");
+        assert!(
+            message.contains("after offset 3")
+                && message.contains("3 attempts")
+                && message.contains("errorQueue_maxAttempts")
+                && message.contains("memory_mib"),
+            "{message}"
+        );
+        assert_eq!(client.state().lastoffset.as_ref(), Some(&offsets[3]));
+    }
+    assert_eq!(
+        setup.applied(),
+        [user_added(Category::Initsync, 1), modified(1, "ada.l")]
+    );
+    let status = Status::read(&setup.config, &engine(), 1000)
+        .await
+        .expect("status reads past the record");
+    assert!(status.dead_letter.is_empty());
+    assert_eq!(status.behind, 2, "the record and the event after it");
 }

@@ -106,3 +106,33 @@ async fn after_a_trap_a_fresh_instance_resumes_after_the_last_event_delivered() 
     let expected: Vec<_> = (0..5).map(hermes_event::Value::from).collect();
     assert_eq!(keys, expected, "nothing skipped, nothing repeated");
 }
+
+#[tokio::test]
+async fn skip_steps_over_a_record_that_traps_every_time() {
+    let plugin = load(guests::OFFSET_KINDS, &[], Grants::default()).await;
+    let settings = serde_json::json!({ "kind": "str", "count": 5, "panic_at": 2 });
+    let mut consumer = Consumer::create(plugin, &settings).await.expect("create");
+    consumer.open().await.expect("open");
+    consumer.set_timeout(Some(Duration::from_millis(100)));
+    let batch = consumer.next_batch(2).await.expect("events 0 and 1");
+    assert_eq!(batch.len(), 2);
+    for _ in 0..3 {
+        let error = consumer.next().await.expect_err("event 2 traps");
+        assert!(
+            matches!(error, hermes_host::Error::Trapped { .. }),
+            "{error}"
+        );
+    }
+    // The instance that trapped is gone; the fresh one stands after event 1.
+    assert_eq!(
+        consumer.skip().await.expect("skip"),
+        Some(Offset::Str("id-2".into()))
+    );
+    let rest = consumer.next_batch(10).await.expect("the rest");
+    let offsets: Vec<_> = rest.iter().map(|c| c.offset.clone()).collect();
+    assert_eq!(
+        offsets,
+        [Offset::Str("id-3".into()), Offset::Str("id-4".into())]
+    );
+    assert_eq!(consumer.skip().await.expect("skip at the end"), None);
+}

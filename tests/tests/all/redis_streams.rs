@@ -197,6 +197,84 @@ async fn a_consumer_rides_out_redis_going_away_and_resumes_where_it_was() {
     assert_eq!(rest, second, "nothing skipped, nothing read twice");
 }
 
+/// A command to the bus's server, outside the plugin.
+fn redis_command(bus: &Bus, args: &[&str]) -> redis::Value {
+    let server = bus.redis.as_ref().expect("a Redis bus");
+    let mut redis = redis::Client::open(server.url())
+        .and_then(|client| client.get_connection())
+        .expect("connect");
+    let mut command = redis::cmd(args[0]);
+    for arg in &args[1..] {
+        command.arg(*arg);
+    }
+    command.query(&mut redis).expect("the command runs")
+}
+
+#[tokio::test]
+async fn a_full_redis_refuses_a_batch_whole_with_a_clear_error_and_takes_it_once_room_is_back() {
+    let bus = Bus::on_redis(RedisServer::start()).await;
+    let mut producer = bus.producer().await;
+    let mut acknowledged = users(Category::Base, 0, 100);
+    producer.send_batch(&acknowledged).await.expect("send");
+
+    // Room for a few more batches, then Redis refuses writes.
+    let info = match redis_command(&bus, &["INFO", "memory"]) {
+        redis::Value::BulkString(text) => String::from_utf8(text).expect("UTF-8"),
+        other => panic!("INFO answered {other:?}"),
+    };
+    let used: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("used_memory");
+    let limit = (used + 256 * 1024).to_string();
+    redis_command(&bus, &["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    redis_command(&bus, &["CONFIG", "SET", "maxmemory", &limit]);
+
+    let mut refused = None;
+    for round in 1..1000 {
+        let batch = users(Category::Base, round * 100, 100);
+        match producer.send_batch(&batch).await {
+            Ok(offsets) => {
+                assert_eq!(offsets.len(), batch.len());
+                acknowledged.extend(batch);
+            }
+            Err(error) => {
+                refused = Some((batch, error));
+                break;
+            }
+        }
+    }
+    let (batch, error) = refused.expect("Redis fills up");
+    let message = error.to_string();
+    assert!(
+        message.contains("OOM") && message.contains("maxmemory"),
+        "the error says Redis is full: {message}"
+    );
+    assert_eq!(
+        entries(&bus).len(),
+        acknowledged.len(),
+        "nothing of the refused batch is stored"
+    );
+    assert_eq!(
+        events_on(&bus).await,
+        acknowledged,
+        "a full Redis still reads"
+    );
+
+    redis_command(&bus, &["CONFIG", "SET", "maxmemory", "0"]);
+    producer
+        .send_batch(&batch)
+        .await
+        .expect("the same producer sends once there is room");
+    acknowledged.extend(batch);
+    assert_eq!(
+        events_on(&bus).await,
+        acknowledged,
+        "each event once, in order"
+    );
+}
+
 #[tokio::test]
 async fn a_server_the_operator_did_not_allow_is_refused_at_open() {
     let server = RedisServer::start();

@@ -18,6 +18,10 @@ pub struct Settings {
     /// Trap on this read (1-based) of each instance.
     #[serde(default)]
     panic_on_read: Option<u32>,
+    /// Trap on every read of the event with this index: a record the plugin
+    /// can never read, which `skip` steps over.
+    #[serde(default)]
+    panic_at: Option<u8>,
 }
 
 #[derive(Clone, Copy, Deserialize, JsonSchema)]
@@ -35,6 +39,7 @@ pub struct OffsetKinds {
     next: u8,
     reads: u32,
     panic_on_read: Option<u32>,
+    panic_at: Option<u8>,
 }
 
 impl OffsetKinds {
@@ -71,6 +76,7 @@ impl Consumer for OffsetKinds {
             next: 0,
             reads: 0,
             panic_on_read: settings.panic_on_read,
+            panic_at: settings.panic_at,
         })
     }
 
@@ -97,6 +103,14 @@ impl Consumer for OffsetKinds {
         Ok(())
     }
 
+    fn skip(&mut self) -> Result<Option<Offset>, BusError> {
+        if self.next >= self.count {
+            return Ok(None);
+        }
+        self.next += 1;
+        Ok(Some(self.offset(self.next - 1)))
+    }
+
     fn read(&mut self) -> Result<Option<ConsumedEvent>, BusError> {
         if self.next >= self.count {
             return Ok(None);
@@ -106,6 +120,9 @@ impl Consumer for OffsetKinds {
             panic!("read {} traps, as the settings asked", self.reads);
         }
         let index = self.next;
+        if self.panic_at == Some(index) {
+            panic!("event {index} traps, as the settings asked");
+        }
         self.next += 1;
         let event = Event::from(&codec::Event::new(
             codec::Category::Base,

@@ -111,6 +111,10 @@ impl GuestConsumer for OverfillConsumer {
     fn next_batch(&self, max: u32) -> Result<Vec<ConsumedEvent>, BusError> {
         Ok((0..=max).map(|_| self.event()).collect())
     }
+
+    fn skip(&self) -> Result<Option<Offset>, BusError> {
+        Ok(Some(self.event().offset))
+    }
 }
 
 // Native builds (`cargo test --workspace`) have nothing to export to.
