@@ -112,9 +112,18 @@ pub struct CacheSection {
 /// Reads a YAML configuration file into `T`; an error names the file and the
 /// key at fault, on one line.
 pub fn read<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the configuration {}", path.display()))?;
-    let document = serde_yaml_ng::Deserializer::from_str(&text);
+    parse(&read_text(path)?, path)
+}
+
+/// The text of the configuration file at `path`.
+pub fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the configuration {}", path.display()))
+}
+
+/// Parses YAML `text` into `T`, as [`read`] does for the file at `path`.
+pub fn parse<T: DeserializeOwned>(text: &str, path: &Path) -> Result<T> {
+    let document = serde_yaml_ng::Deserializer::from_str(text);
     serde_path_to_error::deserialize(document).map_err(|e| {
         let at = e.path().to_string();
         let inner = e.into_inner().to_string();

@@ -97,7 +97,13 @@ fn default_command_timeout() -> u64 {
 impl ClientConfig {
     /// Reads and checks a client configuration file.
     pub fn read(path: &Path) -> Result<ClientConfig> {
-        let config: ClientConfig = config::read(path)?;
+        ClientConfig::parse(&config::read_text(path)?, path)
+    }
+
+    /// Parses and checks a configuration's text, read from `path` (which
+    /// errors name, and against which relative paths resolve).
+    pub fn parse(text: &str, path: &Path) -> Result<ClientConfig> {
+        let config: ClientConfig = config::parse(text, path)?;
         config
             .check()
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;

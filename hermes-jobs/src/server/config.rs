@@ -137,7 +137,13 @@ pub struct QuerySpec {
 impl ServerConfig {
     /// Reads and checks a server configuration file.
     pub fn read(path: &Path) -> Result<ServerConfig> {
-        let config: ServerConfig = config::read(path)?;
+        ServerConfig::parse(&config::read_text(path)?, path)
+    }
+
+    /// Parses and checks a configuration's text, read from `path` (which
+    /// errors name, and against which relative paths resolve).
+    pub fn parse(text: &str, path: &Path) -> Result<ServerConfig> {
+        let config: ServerConfig = config::parse(text, path)?;
         config
             .check(&config::base_dir(path))
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
