@@ -6,11 +6,11 @@
 
 mod support;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use hermes_event::{Category, Event};
+use hermes_event::{Category, Event, Value};
 use hermes_host::{Consumer, DirGrant, Grants, Offset, RedisAllow};
 use hermes_wasm_tests::{Bus, RedisServer, engine, guests, init_start, init_stop, user_added};
 use support::{harness, hermes_wasm_traced, stderr};
@@ -164,6 +164,28 @@ impl Target {
         }
     }
 
+    /// After a writer was killed: a SQLite writer killed mid-transaction
+    /// leaves a journal only a writer can roll back (readers wait for it,
+    /// `unavailable`), so a producer is opened, before the bus is read.
+    fn recover(&self, dir: &Path, scenario: &str) {
+        if !matches!(self, Target::Sqlite(_)) {
+            return;
+        }
+        let empty = dir.join("empty.jsonl");
+        std::fs::write(&empty, "").expect("write");
+        let mut args: Vec<String> = vec!["produce".into()];
+        args.extend(self.produce_flags(dir));
+        args.extend(["--input".into(), empty.display().to_string()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let restart =
+            harness::run_killed(dir, &args, harness::Kill::After(Duration::from_secs(60)));
+        assert!(
+            restart.exited.is_some_and(|s| s.success()),
+            "{scenario}: the restart recovers the bus: {}",
+            restart.stderr
+        );
+    }
+
     /// Everything on the bus, in order, read by a fresh consumer.
     async fn read(&self, dir: &Path) -> Vec<(Offset, Event)> {
         let granted = || Grants {
@@ -303,23 +325,8 @@ async fn produce_survives_kill_9(kind: &str) {
                 .unwrap_or(0);
             let mid_work = acknowledged > 0 && confirmed + acknowledged < per_round as usize;
             tally.record(&scenario, &run, began, &mut undisturbed, mid_work);
-            if run.exited.is_none() && kind == "sqlite" {
-                // A writer killed mid-transaction leaves a journal only a
-                // writer can roll back (readers wait for it, `unavailable`):
-                // the producer's restart does, before the bus is read.
-                let empty = dir.join("empty.jsonl");
-                std::fs::write(&empty, "").expect("write");
-                let mut args: Vec<String> = vec!["produce".into()];
-                args.extend(target.produce_flags(&dir));
-                args.extend(["--input".into(), empty.display().to_string()]);
-                let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                let restart =
-                    harness::run_killed(&dir, &args, harness::Kill::After(Duration::from_secs(60)));
-                assert!(
-                    restart.exited.is_some_and(|s| s.success()),
-                    "{scenario}: the restart recovers the bus: {}",
-                    restart.stderr
-                );
+            if run.exited.is_none() {
+                target.recover(&dir, &scenario);
             }
             let held = target.read(&dir).await;
             assert!(
@@ -492,4 +499,230 @@ async fn the_client_survives_kill_9() {
         tally.events += expected.len();
     }
     tally.print(scenario, started);
+}
+
+/// The server's configuration: one type from the datasource's `users`
+/// table, sent on `target` (the plugin granted `dir`), its cache in `cache`.
+fn server_config(dir: &Path, target: &Target, cache: &Path) -> PathBuf {
+    let root = dir.display();
+    let bus = match target {
+        Target::FileLog(path) => format!(
+            "file-log:\n        settings: {{\"path\": \"{}\"}}\n        dirs: [\"{root}\"]",
+            path.display()
+        ),
+        Target::Sqlite(path) => format!(
+            "sqlite:\n        settings: {{\"uri\": \"{}\", \"retention_in_days\": 30}}\n        dirs: [\"{root}\"]",
+            path.display()
+        ),
+        Target::Redis(server) => {
+            let url = server.url();
+            format!(
+                "redis-streams:\n        settings: {{\"url\": \"{url}\", \"stream\": \"hermes\"}}\n        allow_redis: [\"{url}\"]"
+            )
+        }
+    };
+    let config = dir.join("server.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "hermes:\n  cache:\n    dirpath: {}\n  plugins:\n    datasources:\n      db:\n        type: sqlite\n        settings:\n          uri: source.sqlite\n    messagebus:\n      {bus}\nhermes-server:\n  datamodel:\n    SRVUsers:\n      primarykeyattr: id\n      foreignkeys: {{}}\n      sources:\n        db:\n          fetch:\n            type: fetch\n            query: \"SELECT {{{{ REMOTE_ATTRIBUTES | join(', ') }}}} FROM users\"\n          attrsmapping:\n            id: uid\n            login: login\n            mail: mail\n",
+            cache.display()
+        ),
+    )
+    .expect("server.yml");
+    config
+}
+
+/// The users as a client of the bus knows them, by id, from every event on
+/// it; panics on an event that repeats what the bus already said (an object
+/// added twice, a change to one it does not hold, an empty change, a second
+/// init-start or init-stop).
+fn users_told(scenario: &str, events: &[(Offset, Event)]) -> BTreeMap<i64, Vec<(String, Value)>> {
+    use hermes_event::EventType;
+    let mut users: BTreeMap<i64, Vec<(String, Value)>> = BTreeMap::new();
+    let (mut starts, mut stops) = (0, 0);
+    for (offset, event) in events {
+        let at = format!(
+            "{scenario}: event at {offset:?}: {}",
+            event.to_json_compact()
+        );
+        let id = || match &event.objpkey {
+            Value::Integer(id) => id.as_i64().unwrap_or_else(|| panic!("{at}: a small key")),
+            _ => panic!("{at}: an integer key"),
+        };
+        let attrs = |v: &Value| match v {
+            Value::Object(pairs) => pairs.clone(),
+            _ => panic!("{at}: attributes"),
+        };
+        match event.eventtype {
+            EventType::InitStart => {
+                starts += 1;
+                assert!(starts == 1 && users.is_empty(), "{at}: one initsync, first");
+            }
+            EventType::InitStop => {
+                stops += 1;
+                assert_eq!(stops, 1, "{at}: one init-stop");
+            }
+            EventType::Added => {
+                assert!(
+                    event.evcategory == Category::Base || stops == 0,
+                    "{at}: initsync objects before init-stop"
+                );
+                let previous = users.insert(id(), attrs(&event.objattrs));
+                assert!(previous.is_none(), "{at}: added twice");
+            }
+            EventType::Modified => {
+                let user = users
+                    .get_mut(&id())
+                    .unwrap_or_else(|| panic!("{at}: unknown"));
+                let part = |name: &str| match &event.objattrs {
+                    Value::Object(parts) => parts
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, v)| attrs(v))
+                        .unwrap_or_default(),
+                    _ => panic!("{at}: a diff"),
+                };
+                let (added, modified, removed) = (part("added"), part("modified"), part("removed"));
+                assert!(
+                    !(added.is_empty() && modified.is_empty() && removed.is_empty()),
+                    "{at}: a change that changes nothing"
+                );
+                for (name, value) in added.into_iter().chain(modified) {
+                    match user.iter_mut().find(|(n, _)| *n == name) {
+                        Some(slot) => {
+                            assert_ne!(slot.1, value, "{at}: {name} already had that value");
+                            slot.1 = value;
+                        }
+                        None => user.push((name, value)),
+                    }
+                }
+                user.retain(|(n, _)| !removed.iter().any(|(r, _)| r == n));
+            }
+            EventType::Removed => {
+                assert!(users.remove(&id()).is_some(), "{at}: removed twice");
+            }
+            EventType::Dataschema => {}
+        }
+    }
+    users
+}
+
+/// The users the datasource holds, as the server maps them.
+fn users_held(source: &Path) -> BTreeMap<i64, Vec<(String, Value)>> {
+    let db = rusqlite::Connection::open(source).expect("datasource");
+    let mut statement = db
+        .prepare("SELECT uid, login, mail FROM users")
+        .expect("select");
+    statement
+        .query_map([], |row| {
+            let id: i64 = row.get(0)?;
+            Ok((
+                id,
+                vec![
+                    ("id".to_owned(), Value::from(id)),
+                    ("login".to_owned(), Value::from(row.get::<_, String>(1)?)),
+                    ("mail".to_owned(), Value::from(row.get::<_, String>(2)?)),
+                ],
+            ))
+        })
+        .expect("rows")
+        .map(|r| r.expect("row"))
+        .collect()
+}
+
+/// `server --once` killed at random, through a first initsync and three
+/// rounds of changes: after every kill the bus holds no event twice (no
+/// object added twice, no change repeated, one initsync sequence, resumed
+/// where a kill cut it), and once a run finishes after the last change, what
+/// the bus told is what the datasource holds: nothing lost.
+async fn server_survives_kill_9(kind: &str) {
+    let started = Instant::now();
+    let scenario = format!("server, {kind}");
+    let mut rng = harness::rng(&scenario);
+    let mut tally = harness::Tally::default();
+    let users = 3_000i64;
+    let mut undisturbed: Option<Duration> = None;
+    while tally.kills < harness::kills() {
+        tally.rounds += 1;
+        let work = tempfile::tempdir().expect("tempdir");
+        let dir = std::fs::canonicalize(work.path()).expect("canonical");
+        let target = Target::new(kind, &dir);
+        let cache = tempfile::tempdir().expect("tempdir");
+        let config = server_config(&dir, &target, cache.path())
+            .display()
+            .to_string();
+        let source = dir.join("source.sqlite");
+        let db = rusqlite::Connection::open(&source).expect("datasource");
+        db.execute_batch(
+            "CREATE TABLE users (uid INTEGER PRIMARY KEY, login TEXT NOT NULL, mail TEXT NOT NULL)",
+        )
+        .expect("create");
+        db.execute(
+            &format!(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {users}) \
+                 INSERT INTO users SELECT i, 'user' || i, 'user' || i || '@example.com' FROM n"
+            ),
+            [],
+        )
+        .expect("users");
+        for round in 0..4 {
+            if round > 0 {
+                // A tenth renamed, a twentieth gone, as many new.
+                let seed = rng.u32(..);
+                db.execute_batch(&format!(
+                    "UPDATE users SET login = login || '-{round}' WHERE (uid * {seed}) % 10 = 0;
+                     DELETE FROM users WHERE (uid * {seed} + 7) % 20 = 0;
+                     INSERT INTO users SELECT uid + 1000000 * {round}, 'new' || uid, 'new' || uid || '@example.com'
+                         FROM users WHERE (uid * {seed} + 3) % 20 = 0;"
+                ))
+                .expect("changes");
+            }
+            loop {
+                let before = target.read(&dir).await.len();
+                let began = Instant::now();
+                let run = harness::run_killed(
+                    &dir,
+                    &["server", "--config", &config, "--once"],
+                    harness::Kill::After(match undisturbed {
+                        Some(undisturbed) => harness::kill_at(&mut rng, undisturbed),
+                        None => Duration::from_secs(600),
+                    }),
+                );
+                if run.exited.is_none() {
+                    target.recover(&dir, &scenario);
+                }
+                let held = target.read(&dir).await;
+                users_told(&scenario, &held);
+                check_offsets(kind, &held.iter().map(|(o, _)| o).collect::<Vec<_>>());
+                let mid_work = held.len() > before && run.exited.is_none();
+                tally.record(&scenario, &run, began, &mut undisturbed, mid_work);
+                tally.events += held.len() - before;
+                if run.exited.is_some() {
+                    break;
+                }
+            }
+            assert_eq!(
+                users_told(&scenario, &target.read(&dir).await),
+                users_held(&source),
+                "{scenario}: the bus told what the datasource holds, round {round}"
+            );
+        }
+    }
+    tally.print(&scenario, started);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_on_file_log_survives_kill_9() {
+    server_survives_kill_9("file-log").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_on_sqlite_survives_kill_9() {
+    server_survives_kill_9("sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_on_redis_streams_survives_kill_9() {
+    server_survives_kill_9("redis-streams").await;
 }

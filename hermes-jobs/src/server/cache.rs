@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use hermes_event::Value;
+use hermes_host::{Offset, offset};
 use indexmap::IndexMap;
 use sha2::{Digest, Sha256};
 
@@ -32,6 +33,11 @@ pub type Objects = IndexMap<String, BTreeMap<String, Cached>>;
 pub struct ServerCache {
     /// Whether an initsync sequence went out whole.
     pub initsync_done: bool,
+    /// Whether the first initsync sequence began and was cut short (the
+    /// server was killed): the next poll goes on with it.
+    pub initsync_started: bool,
+    /// The offset of the last event the bus took.
+    pub lastoffset: Option<Offset>,
     /// The dataschema clients last received.
     pub dataschema: Option<Value>,
     /// The objects clients know.
@@ -69,6 +75,12 @@ impl ServerCache {
         for (name, value) in entries {
             match (name.as_str(), value) {
                 ("initsync_done", value) => cache.initsync_done = value == Value::Bool(true),
+                ("initsync_started", value) => cache.initsync_started = value == Value::Bool(true),
+                ("lastoffset", Value::String(text)) => {
+                    cache.lastoffset = Some(
+                        offset::parse(&text).map_err(|e| damaged(format!("lastoffset: {e}")))?,
+                    )
+                }
                 ("dataschema", Value::Null) => cache.dataschema = None,
                 ("dataschema", schema) => cache.dataschema = Some(schema),
                 ("objects", Value::Object(types)) => {
@@ -104,6 +116,13 @@ impl ServerCache {
         let mut piece = String::with_capacity(4096);
         piece.push_str("{\n    \"initsync_done\": ");
         Value::Bool(self.initsync_done).append_json(&mut piece, 1);
+        if self.initsync_started {
+            piece.push_str(",\n    \"initsync_started\": true");
+        }
+        if let Some(last) = &self.lastoffset {
+            piece.push_str(",\n    \"lastoffset\": ");
+            Value::from(offset::to_json(last).to_string()).append_json(&mut piece, 1);
+        }
         piece.push_str(",\n    \"dataschema\": ");
         match &self.dataschema {
             Some(schema) => schema.append_json(&mut piece, 1),
@@ -120,11 +139,7 @@ impl ServerCache {
                 } else {
                     ",\n            "
                 });
-                let entry = Value::Object(vec![
-                    ("pkey".into(), cached.pkey.clone()),
-                    ("attrs".into(), Value::Object(cached.attrs.clone())),
-                ]);
-                entry.append_json(&mut piece, 3);
+                entry_value(cached).append_json(&mut piece, 3);
                 out.write_all(piece.as_bytes())?;
                 piece.clear();
             }
@@ -143,8 +158,16 @@ impl ServerCache {
     }
 }
 
+/// One cached object as it is written, `{"pkey": .., "attrs": {..}}`.
+pub(super) fn entry_value(cached: &Cached) -> Value {
+    Value::Object(vec![
+        ("pkey".into(), cached.pkey.clone()),
+        ("attrs".into(), Value::Object(cached.attrs.clone())),
+    ])
+}
+
 /// One cached object read back, `{"pkey": .., "attrs": {..}}`.
-fn cached_entry(entry: Value) -> Option<Cached> {
+pub(super) fn cached_entry(entry: Value) -> Option<Cached> {
     let Value::Object(fields) = entry else {
         return None;
     };
@@ -210,6 +233,8 @@ mod tests {
         objects.insert("SRVPairs".into(), pairs);
         ServerCache {
             initsync_done: true,
+            initsync_started: false,
+            lastoffset: Some(Offset::Str("1700000000000-3".into())),
             dataschema: Some(Value::Object(vec![(
                 "SRVUsers".into(),
                 Value::Object(vec![("HERMES_ATTRIBUTES".into(), Value::List(vec![]))]),
@@ -236,14 +261,22 @@ mod tests {
                 (objtype.clone(), Value::List(list))
             })
             .collect();
-        Value::Object(vec![
-            ("initsync_done".into(), Value::Bool(cache.initsync_done)),
-            (
-                "dataschema".into(),
-                cache.dataschema.clone().unwrap_or(Value::Null),
-            ),
-            ("objects".into(), Value::Object(objects)),
-        ])
+        let mut fields = vec![("initsync_done".into(), Value::Bool(cache.initsync_done))];
+        if cache.initsync_started {
+            fields.push(("initsync_started".into(), Value::Bool(true)));
+        }
+        if let Some(last) = &cache.lastoffset {
+            fields.push((
+                "lastoffset".into(),
+                Value::from(offset::to_json(last).to_string()),
+            ));
+        }
+        fields.push((
+            "dataschema".into(),
+            cache.dataschema.clone().unwrap_or(Value::Null),
+        ));
+        fields.push(("objects".into(), Value::Object(objects)));
+        Value::Object(fields)
     }
 
     #[test]

@@ -8,12 +8,17 @@
 //! type, then every `modified`, then every `removed` in reverse type order,
 //! and a `dataschema` event first when the schema changed. The cache takes a
 //! change only once its event is stored on the bus, so a failed send leaves
-//! the rest for the next poll: nothing is lost.
+//! the rest for the next poll: nothing is lost. Each batch is written in the
+//! journal before it is sent (see `journal`), so a server killed in the
+//! middle of a poll sends no event twice either: its next start finds out
+//! what the bus took, and a first initsync sequence cut short goes on where
+//! it stopped.
 
 pub mod cache;
 pub mod config;
 mod datasource;
 mod diff;
+pub mod journal;
 pub mod mapping;
 pub mod model;
 
@@ -27,9 +32,10 @@ use indexmap::IndexMap;
 use self::cache::ServerCache;
 use self::config::ServerConfig;
 use self::diff::{Change, Current, cache_form, object_event, sent};
+use self::journal::{Batch, Journal, Step};
 use self::model::Model;
 use crate::Stop;
-use hermes_host::{Engine, EventText, Offset, Producer};
+use hermes_host::{Consumer, Engine, EventText, Offset, Plugin, Producer, Role};
 
 /// Events sent in one `send-batch`.
 const BATCH: usize = 100;
@@ -74,11 +80,19 @@ impl std::fmt::Display for PollReport {
 /// A running server: its model, its producer, its cache.
 pub struct Server {
     model: Model,
+    plugin: Arc<Plugin>,
     producer: Producer,
+    /// The settings that read the bus back, if the plugin has a consumer
+    /// role: the producer's, those the consumer takes.
+    read_back: Option<serde_json::Value>,
     cache: ServerCache,
     cache_path: PathBuf,
+    journal: Journal,
     /// Whether the cache changed since it was last saved.
     unsaved: bool,
+    /// Whether the cache must be rebuilt from its file and the journal
+    /// before the next poll (a poll failed, and so did its recovery).
+    recover_first: bool,
     update_interval: std::time::Duration,
 }
 
@@ -89,21 +103,119 @@ impl Server {
         let base = crate::config::base_dir(config_path);
         let model = Model::new(&config, &base)
             .map_err(|e| anyhow::anyhow!("{}: {e:#}", config_path.display()))?;
-        let cache_path = ServerCache::path(&config.hermes.cache_dir(&base)?);
+        let cache_dir = config.hermes.cache_dir(&base)?;
+        let cache_path = ServerCache::path(&cache_dir);
         let cache = ServerCache::load(&cache_path)?;
-        let names: Vec<&str> = model.types.iter().map(|t| t.name.as_str()).collect();
-        cache::check_types(&cache, &names)?;
         let (plugin, spec) = config.hermes.load_bus(engine, &base).await?;
         let mut producer = Producer::create(Arc::clone(&plugin), &spec.settings).await?;
         producer.open().await?;
-        Ok(Server {
+        let mut server = Server {
             model,
+            read_back: consumer_settings(&plugin, &spec.settings),
+            plugin,
             producer,
             cache,
             cache_path,
+            journal: Journal::new(Journal::path(&cache_dir)),
             unsaved: false,
+            recover_first: false,
             update_interval: std::time::Duration::from_secs(config.server.update_interval),
-        })
+        };
+        server.recover().await?;
+        let names: Vec<&str> = server.model.types.iter().map(|t| t.name.as_str()).collect();
+        cache::check_types(&server.cache, &names)?;
+        Ok(server)
+    }
+
+    /// Rebuilds the cache from its file and the journal: every batch the
+    /// journal tells of is in the cache, as far as the bus took it; then
+    /// saves the cache and empties the journal. Nothing to do after a poll
+    /// that ended well.
+    async fn recover(&mut self) -> Result<()> {
+        let batches = self.journal.read()?;
+        if batches.is_empty() {
+            return Ok(());
+        }
+        let mut cache = ServerCache::load(&self.cache_path)?;
+        let mut events = 0;
+        for batch in batches {
+            let (stored, last) = match &batch.sent {
+                Some(last) => (batch.steps.len(), Some(last.clone())),
+                None => self.read_back(&batch).await?,
+            };
+            events += stored;
+            for step in batch.steps.into_iter().take(stored).flatten() {
+                step.apply(&mut cache);
+            }
+            if last.is_some() {
+                cache.lastoffset = last;
+            }
+        }
+        cache.save(&self.cache_path)?;
+        self.journal.clear()?;
+        self.cache = cache;
+        self.unsaved = false;
+        tracing::info!(
+            "the cache now holds the {events} events an interrupted poll sent (from the journal)"
+        );
+        Ok(())
+    }
+
+    /// How much of a batch sent without an answer the bus holds: the events
+    /// read back after the offset before it that are the batch's, in order.
+    async fn read_back(&self, batch: &Batch) -> Result<(usize, Option<Offset>)> {
+        let Some(settings) = &self.read_back else {
+            tracing::warn!(
+                "plugin `{}` cannot read the bus back: a batch whose send was cut short \
+                 counts as not sent, and is sent again",
+                self.plugin.name()
+            );
+            return Ok((0, None));
+        };
+        let mut consumer = Consumer::create(Arc::clone(&self.plugin), settings).await?;
+        consumer.open().await?;
+        consumer.set_timeout(Some(std::time::Duration::ZERO));
+        match &batch.after {
+            Some(after) => consumer.seek_after(after).await?,
+            None => consumer.seek_to_beginning().await?,
+        }
+        let (mut stored, mut last) = (0, None);
+        'read: while stored < batch.digests.len() {
+            let events = match consumer
+                .next_batch((batch.digests.len() - stored) as u32)
+                .await
+            {
+                // Retention went past: what it removed cannot be told, and
+                // counts as not sent.
+                Err(e) if e.gap().is_some() => continue,
+                events => events?,
+            };
+            if events.is_empty() {
+                break;
+            }
+            for consumed in events {
+                if journal::digest(&consumed.json) != batch.digests[stored] {
+                    break 'read;
+                }
+                stored += 1;
+                last = Some(consumed.offset);
+            }
+        }
+        consumer.close().await?;
+        Ok((stored, last))
+    }
+
+    /// Sends a batch, journaled (see [`send_journaled`]).
+    async fn send(&mut self, batch: &[EventText], steps: &[Option<Step>]) -> Result<Vec<Offset>> {
+        self.unsaved = true;
+        send_journaled(
+            &mut self.producer,
+            &mut self.journal,
+            &mut self.cache.lastoffset,
+            batch,
+            steps,
+        )
+        .await
     }
 
     /// Seconds between two polls, from the configuration.
@@ -150,17 +262,31 @@ impl Server {
 
     /// One poll; with `initsync`, an initsync sequence follows the changes.
     pub async fn poll(&mut self, initsync: bool) -> Result<PollReport> {
+        if self.recover_first {
+            self.recover().await?;
+            self.recover_first = false;
+        }
         let current = self.fetch().await?;
         let mut report = PollReport::default();
         let schema = self.model.dataschema();
-        let outcome = self
+        if let Err(e) = self
             .send_changes(current, &schema, initsync, &mut report)
-            .await;
+            .await
+        {
+            // What the bus took of the poll is in the journal: the cache
+            // is rebuilt from it, now or before the next poll.
+            if let Err(not_recovered) = self.recover().await {
+                tracing::warn!("{not_recovered:#}; the next poll recovers first");
+                self.recover_first = true;
+            }
+            return Err(e);
+        }
         if self.unsaved {
             self.cache.save(&self.cache_path)?;
             self.unsaved = false;
         }
-        outcome.map(|()| report)
+        self.journal.clear()?;
+        Ok(report)
     }
 
     async fn fetch(&self) -> Result<Current> {
@@ -199,24 +325,23 @@ impl Server {
         report: &mut PollReport,
     ) -> Result<()> {
         if !self.cache.initsync_done {
-            // A first run: the initsync sequence is the whole state.
+            // A first run: the initsync sequence is the whole state. One cut
+            // short goes on with the objects it did not send yet.
             self.send_initsync(&current, schema, report).await?;
-            // The objects move into the cache: the state is never held twice.
-            self.cache.objects = self
-                .model
-                .types
-                .iter()
-                .zip(current)
-                .map(|(t, objects)| {
-                    let cached = objects
-                        .into_iter()
-                        .map(|(key, (pkey, attrs))| (key, cache_form(t, pkey, attrs)))
-                        .collect();
-                    (t.name.clone(), cached)
-                })
-                .collect();
+            // The objects move into the cache: the state is never held
+            // twice. Those an interrupted sequence sent keep the values it
+            // sent: the next poll sends what changed since.
+            for (t, objects) in self.model.types.iter().zip(current) {
+                let cached = self.cache.objects.entry(t.name.clone()).or_default();
+                for (key, (pkey, attrs)) in objects {
+                    cached
+                        .entry(key)
+                        .or_insert_with(|| cache_form(t, pkey, attrs));
+                }
+            }
             self.cache.dataschema = Some(schema.clone());
             self.cache.initsync_done = true;
+            self.cache.initsync_started = false;
             self.unsaved = true;
             return Ok(());
         }
@@ -228,7 +353,13 @@ impl Server {
                 Value::Null,
                 schema.clone(),
             );
-            report.last_offset = Some(self.producer.send(&event).await?);
+            let offsets = self
+                .send(
+                    &[EventText::render(&event)],
+                    &[Some(Step::Dataschema(schema.clone()))],
+                )
+                .await?;
+            report.last_offset = offsets.last().cloned();
             report.dataschema = true;
             self.cache.dataschema = Some(schema.clone());
             self.unsaved = true;
@@ -242,7 +373,11 @@ impl Server {
                 .iter()
                 .map(|(event, _)| EventText::render(event))
                 .collect();
-            let offsets = self.producer.send_texts(&batch).await?;
+            let steps: Vec<Option<Step>> = chunk
+                .iter()
+                .map(|(_, change)| Some(self.step(change)))
+                .collect();
+            let offsets = self.send(&batch, &steps).await?;
             report.last_offset = offsets.last().cloned().or(report.last_offset.take());
             for (event, change) in chunk {
                 match event.eventtype {
@@ -257,6 +392,21 @@ impl Server {
             self.send_initsync(&current, schema, report).await?;
         }
         Ok(())
+    }
+
+    /// What `change` does to the cache, as the journal keeps it.
+    fn step(&self, change: &Change) -> Step {
+        match change {
+            Change::Put(t, key, cached) => Step::Put {
+                objtype: self.model.types[*t].name.clone(),
+                key: key.clone(),
+                cached: cached.clone(),
+            },
+            Change::Remove(t, key) => Step::Remove {
+                objtype: self.model.types[*t].name.clone(),
+                key: key.clone(),
+            },
+        }
     }
 
     fn apply(&mut self, change: Change) {
@@ -280,13 +430,18 @@ impl Server {
     }
 
     /// Sends the initsync sequence of `current`, rendering one batch at a
-    /// time: the sequence is never held whole.
+    /// time: the sequence is never held whole. The first sequence journals
+    /// each object as the cache will hold it; one an interrupted run began
+    /// goes on after what it sent (its init-start and the objects the cache
+    /// now holds).
     async fn send_initsync(
         &mut self,
         current: &Current,
         schema: &Value,
         report: &mut PollReport,
     ) -> Result<()> {
+        let first = !self.cache.initsync_done;
+        let resume = first && self.cache.initsync_started;
         let start = Event::new(
             Category::Initsync,
             EventType::InitStart,
@@ -301,41 +456,105 @@ impl Server {
             Value::Null,
             Value::empty_object(),
         );
+        let sent_before = &self.cache.objects;
         let objects = self
             .model
             .types
             .iter()
             .zip(current)
             .flat_map(|(datatype, objects)| {
-                objects.values().map(move |(pkey, attrs)| {
-                    let objattrs = Value::Object(sent(datatype, attrs));
-                    object_event(
-                        Category::Initsync,
-                        EventType::Added,
-                        datatype,
-                        pkey,
-                        objattrs,
-                    )
-                })
+                let sent_before = sent_before.get(&datatype.name);
+                objects
+                    .iter()
+                    .filter(move |(key, _)| {
+                        !resume || !sent_before.is_some_and(|s| s.contains_key(*key))
+                    })
+                    .map(move |(key, (pkey, attrs))| {
+                        let objattrs = Value::Object(sent(datatype, attrs));
+                        let event = object_event(
+                            Category::Initsync,
+                            EventType::Added,
+                            datatype,
+                            pkey,
+                            objattrs,
+                        );
+                        let step = first.then(|| Step::Put {
+                            objtype: datatype.name.clone(),
+                            key: key.clone(),
+                            cached: cache_form(datatype, pkey.clone(), attrs.clone()),
+                        });
+                        (event, step)
+                    })
             });
-        let mut events = std::iter::once(start)
-            .chain(objects)
-            .chain(std::iter::once(stop));
-        let mut sent_events = 0;
+        let start = (!resume).then_some((start, Some(Step::InitStart)));
+        let mut events = start.into_iter().chain(objects).chain(std::iter::once((
+            stop,
+            Some(Step::InitStop(schema.clone())),
+        )));
+        let mut sent_objects = 0;
         loop {
-            let batch: Vec<EventText> = events
+            let (batch, steps): (Vec<EventText>, Vec<Option<Step>>) = events
                 .by_ref()
                 .take(BATCH)
-                .map(|event| EventText::render(&event))
-                .collect();
+                .map(|(event, step)| {
+                    if event.eventtype == EventType::Added {
+                        sent_objects += 1;
+                    }
+                    (EventText::render(&event), step)
+                })
+                .unzip();
             if batch.is_empty() {
                 break;
             }
-            sent_events += batch.len();
-            let offsets = self.producer.send_texts(&batch).await?;
+            self.unsaved = true;
+            let offsets = send_journaled(
+                &mut self.producer,
+                &mut self.journal,
+                &mut self.cache.lastoffset,
+                &batch,
+                &steps,
+            )
+            .await?;
             report.last_offset = offsets.last().cloned().or(report.last_offset.take());
         }
-        report.initsync = Some(sent_events - 2);
+        report.initsync = Some(sent_objects);
         Ok(())
     }
+}
+
+/// Sends a batch, journaled: its steps are written down before it goes,
+/// its last offset once the bus took it whole, and kept as `lastoffset`.
+async fn send_journaled(
+    producer: &mut Producer,
+    journal: &mut Journal,
+    lastoffset: &mut Option<Offset>,
+    batch: &[EventText],
+    steps: &[Option<Step>],
+) -> Result<Vec<Offset>> {
+    let texts: Vec<&str> = batch.iter().map(|e| e.json.as_str()).collect();
+    journal.intend(lastoffset.as_ref(), &texts, steps)?;
+    let offsets = producer.send_texts(batch).await?;
+    if let Some(last) = offsets.last() {
+        journal.sent(last)?;
+        *lastoffset = Some(last.clone());
+    }
+    Ok(offsets)
+}
+
+/// The producer's settings that the plugin's consumer role takes, to read
+/// the bus back; none if the plugin has no consumer role.
+fn consumer_settings(plugin: &Plugin, settings: &serde_json::Value) -> Option<serde_json::Value> {
+    let role = plugin
+        .metadata()
+        .roles
+        .iter()
+        .find(|r| r.role == Role::Consumer)?;
+    let known = role.settings_schema.get("properties")?.as_object()?;
+    let kept = settings
+        .as_object()?
+        .iter()
+        .filter(|(name, _)| known.contains_key(*name))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    Some(serde_json::Value::Object(kept))
 }

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hermes_event::{Category, Event, EventType, Value};
+use hermes_jobs::server::cache::ServerCache;
+use hermes_jobs::server::journal::{Journal, Step};
 use hermes_jobs::server::{PollReport, Server};
 use hermes_wasm_tests::{Bus, RedisServer, engine, read_all};
 
@@ -626,4 +628,121 @@ async fn a_bad_configuration_is_one_clear_error() {
         .map(|e| format!("{e:#}"))
         .unwrap_or_default();
     assert!(error.contains("fsync"), "{error}");
+}
+
+#[tokio::test]
+async fn a_batch_the_bus_took_before_the_journal_heard_back_is_not_sent_again() {
+    let setup = Setup::new().await;
+    setup.poll(false).await;
+    let cache_dir = setup.bus.dir.path().join("cache");
+    let cache_path = ServerCache::path(&cache_dir);
+    let before = std::fs::read(&cache_path).expect("the cache");
+    let initsync_end = ServerCache::load(&cache_path)
+        .expect("cache")
+        .lastoffset
+        .expect("the last offset the bus gave");
+    sql(
+        &setup.db,
+        "UPDATE users SET login = 'ada.l' WHERE uid = 1; DELETE FROM roles WHERE uid = 2;",
+    );
+    let report = setup.poll(false).await;
+    assert_eq!((report.modified, report.removed), (1, 1), "{report}");
+    let sent = ServerCache::load(&cache_path).expect("cache");
+
+    // A kill after the bus took the batch and before the journal heard
+    // back: the journal says what was sent (and one more event the bus
+    // never got), the cache is the one before.
+    let mut consumer = setup.bus.consumer(DRAINED).await;
+    let on_bus = read_all(&mut consumer).await;
+    let batch: Vec<_> = on_bus
+        .iter()
+        .skip_while(|c| c.offset != initsync_end)
+        .skip(1)
+        .collect();
+    assert_eq!(batch.len(), 2);
+    let mut steps: Vec<Option<Step>> = batch
+        .iter()
+        .map(|consumed| {
+            let event = consumed.event().expect("a hermes event");
+            let objtype = event.objtype.expect("an object");
+            let key = event.objpkey.to_json_compact();
+            Some(match sent.objects[&objtype].get(&key) {
+                Some(cached) => Step::Put {
+                    objtype,
+                    key,
+                    cached: cached.clone(),
+                },
+                None => Step::Remove { objtype, key },
+            })
+        })
+        .collect();
+    steps.push(Some(Step::Remove {
+        objtype: "SRVUsers".into(),
+        key: "2".into(),
+    }));
+    let mut texts: Vec<&str> = batch.iter().map(|c| c.json.as_str()).collect();
+    texts.push("an event the bus never got");
+    std::fs::write(&cache_path, before).expect("the cache before");
+    let journal_path = Journal::path(&cache_dir);
+    Journal::new(journal_path.clone())
+        .intend(Some(&initsync_end), &texts, &steps)
+        .expect("journal");
+
+    // The next start reads the bus back: the cache takes the two events the
+    // bus holds, not the third, and nothing is sent again.
+    let report = setup.poll(false).await;
+    assert_eq!(report, PollReport::default(), "{report}");
+    assert_eq!(setup.events().await.len(), on_bus.len());
+    assert_eq!(ServerCache::load(&cache_path).expect("cache"), sent);
+    assert!(!journal_path.exists(), "the journal is emptied");
+}
+
+#[tokio::test]
+async fn a_first_initsync_cut_short_goes_on_where_it_stopped() {
+    let setup = Setup::new().await;
+    let expected = initsync_sequence();
+    // A server killed after the bus took the init-start and group 10, the
+    // journal saying so, the cache never saved.
+    let mut producer = setup.bus.producer().await;
+    let offsets = producer.send_batch(&expected[..2]).await.expect("send");
+    producer.close().await.expect("close");
+    let cache_dir = setup.bus.dir.path().join("cache");
+    std::fs::create_dir_all(&cache_dir).expect("cache dir");
+    let mut journal = Journal::new(Journal::path(&cache_dir));
+    let texts: Vec<String> = expected[..2].iter().map(Event::to_json).collect();
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let group = Step::Put {
+        objtype: "SRVGroups".into(),
+        key: "10".into(),
+        cached: hermes_jobs::server::cache::Cached {
+            pkey: Value::from(10),
+            attrs: vec![
+                ("id".into(), Value::from(10)),
+                ("name".into(), Value::from("staff")),
+            ],
+        },
+    };
+    journal
+        .intend(None, &texts, &[Some(Step::InitStart), Some(group)])
+        .expect("intend");
+    journal.sent(&offsets[1]).expect("sent");
+
+    let report = setup.poll(false).await;
+    assert_eq!(
+        report.initsync,
+        Some(5),
+        "the objects not sent yet: {report}"
+    );
+    assert_eq!(
+        setup.events().await,
+        expected,
+        "one sequence, each object once"
+    );
+    let cache = ServerCache::load(&ServerCache::path(&cache_dir)).expect("cache");
+    assert!(cache.initsync_done && !cache.initsync_started);
+    assert_eq!(
+        setup.poll(false).await,
+        PollReport::default(),
+        "and nothing is left to send"
+    );
 }

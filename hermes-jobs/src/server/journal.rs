@@ -1,0 +1,399 @@
+//! The server's journal (`hermes-server.journal` in the cache directory):
+//! what the poll in progress sent since the cache was last saved, so that a
+//! server killed in the middle of a poll neither sends an event again nor
+//! forgets one it sent.
+//!
+//! Before a batch goes to the bus, one line says what it holds (a digest of
+//! each event's text), what the cache takes once each event is stored, and
+//! the offset of the last event stored before it; once the bus took it, a
+//! second line gives the offset of its last event. The cache is saved at the
+//! end of each poll, then the journal is emptied.
+//!
+//! When the server starts, and after a poll failed, the cache file is read
+//! again and the journal replayed on top of it: a batch with its second line
+//! was stored whole; a batch without one is looked for on the bus, read back
+//! after the offset before it, and the events found there, in order, count
+//! as stored (`send-batch` stores a leading part of a batch, or all of it).
+//!
+//! The lines are written, not synced: they survive the process, not a power
+//! loss, after which the batches of the poll in progress may be sent again.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow};
+use hermes_event::Value;
+use hermes_host::{Offset, offset};
+use sha2::{Digest, Sha256};
+
+use super::cache::{Cached, ServerCache, cached_entry, entry_value};
+
+/// What storing one event changes in the cache.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// The object is cached as this.
+    Put {
+        objtype: String,
+        key: String,
+        cached: Cached,
+    },
+    /// The object is gone.
+    Remove { objtype: String, key: String },
+    /// Clients now have this dataschema.
+    Dataschema(Value),
+    /// An initsync sequence began.
+    InitStart,
+    /// An initsync sequence went out whole, with this dataschema.
+    InitStop(Value),
+}
+
+/// One batch sent, as the journal tells it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// The offset of the last event stored before it, if any was.
+    pub after: Option<Offset>,
+    /// The digest of each event's text, in order.
+    pub digests: Vec<String>,
+    /// What each event changes in the cache (none for some: an init-stop
+    /// of an initsync asked for again, say), in order.
+    pub steps: Vec<Option<Step>>,
+    /// The offset of its last event, once the bus took it whole.
+    pub sent: Option<Offset>,
+}
+
+/// The digest of an event's text: what identifies it on the bus.
+pub fn digest(text: &str) -> String {
+    Sha256::digest(text.as_bytes())[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Step {
+    /// Makes the change in `cache`.
+    pub fn apply(self, cache: &mut ServerCache) {
+        match self {
+            Step::Put {
+                objtype,
+                key,
+                cached,
+            } => {
+                cache
+                    .objects
+                    .entry(objtype)
+                    .or_default()
+                    .insert(key, cached);
+            }
+            Step::Remove { objtype, key } => {
+                if let Some(objects) = cache.objects.get_mut(&objtype) {
+                    objects.remove(&key);
+                }
+            }
+            Step::Dataschema(schema) => cache.dataschema = Some(schema),
+            Step::InitStart => {
+                if !cache.initsync_done {
+                    cache.initsync_started = true;
+                }
+            }
+            Step::InitStop(schema) => {
+                cache.initsync_done = true;
+                cache.initsync_started = false;
+                cache.dataschema = Some(schema);
+            }
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        let pair = |name: &str, value: Value| Value::Object(vec![(name.into(), value)]);
+        match self {
+            Step::Put {
+                objtype,
+                key,
+                cached,
+            } => pair(
+                "put",
+                Value::List(vec![
+                    Value::from(objtype.as_str()),
+                    Value::from(key.as_str()),
+                    entry_value(cached),
+                ]),
+            ),
+            Step::Remove { objtype, key } => pair(
+                "remove",
+                Value::List(vec![
+                    Value::from(objtype.as_str()),
+                    Value::from(key.as_str()),
+                ]),
+            ),
+            Step::Dataschema(schema) => pair("dataschema", schema.clone()),
+            Step::InitStart => pair("init-start", Value::Null),
+            Step::InitStop(schema) => pair("init-stop", schema.clone()),
+        }
+    }
+
+    fn from_value(value: Value) -> Option<Step> {
+        let Value::Object(mut fields) = value else {
+            return None;
+        };
+        let (name, value) = fields.pop()?;
+        let text = |v: &Value| match v {
+            Value::String(s) => Some(s.clone()),
+            _ => None,
+        };
+        Some(match (name.as_str(), value) {
+            ("put", Value::List(mut parts)) if parts.len() == 3 => {
+                let cached = cached_entry(parts.pop()?)?;
+                Step::Put {
+                    key: text(&parts[1])?,
+                    objtype: text(&parts[0])?,
+                    cached,
+                }
+            }
+            ("remove", Value::List(parts)) if parts.len() == 2 => Step::Remove {
+                objtype: text(&parts[0])?,
+                key: text(&parts[1])?,
+            },
+            ("dataschema", schema) => Step::Dataschema(schema),
+            ("init-start", _) => Step::InitStart,
+            ("init-stop", schema) => Step::InitStop(schema),
+            _ => return None,
+        })
+    }
+}
+
+/// The journal file, opened for appending on the first line written.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl Journal {
+    /// The journal in the cache directory `dir`.
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join("hermes-server.journal")
+    }
+
+    /// The journal at `path`.
+    pub fn new(path: PathBuf) -> Journal {
+        Journal { path, file: None }
+    }
+
+    /// Every batch the journal tells of, oldest first; a missing file is
+    /// none. A last line left unfinished by a crash is not one: its batch
+    /// was not sent yet.
+    pub fn read(&self) -> Result<Vec<Batch>> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("{}", self.path.display())),
+        };
+        let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+        let mut batches: Vec<Batch> = Vec::new();
+        for (i, line) in whole.lines().enumerate() {
+            let damaged = || anyhow!("{}: line {} is damaged", self.path.display(), i + 1);
+            let Value::Object(fields) = Value::from_json(line).map_err(|_| damaged())? else {
+                return Err(damaged());
+            };
+            let field = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+            let offset_at = |name: &str| -> Result<Option<Offset>> {
+                match field(name) {
+                    Some(Value::String(text)) => {
+                        offset::parse(text).map(Some).map_err(|_| damaged())
+                    }
+                    _ => Ok(None),
+                }
+            };
+            if let Some(sent) = offset_at("sent")? {
+                let batch = batches.last_mut().ok_or_else(damaged)?;
+                batch.sent = Some(sent);
+                continue;
+            }
+            let list = |name: &str| match field(name) {
+                Some(Value::List(items)) => Ok(items.clone()),
+                _ => Err(damaged()),
+            };
+            let digests = list("digests")?
+                .iter()
+                .map(|d| match d {
+                    Value::String(d) => Ok(d.clone()),
+                    _ => Err(damaged()),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let steps = list("steps")?
+                .into_iter()
+                .map(|s| match s {
+                    Value::Null => Ok(None),
+                    s => Step::from_value(s).map(Some).ok_or_else(damaged),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            if steps.len() != digests.len() {
+                return Err(damaged());
+            }
+            batches.push(Batch {
+                after: offset_at("after")?,
+                digests,
+                steps,
+                sent: None,
+            });
+        }
+        Ok(batches)
+    }
+
+    /// Says what a batch holds, before it is sent.
+    pub fn intend(
+        &mut self,
+        after: Option<&Offset>,
+        texts: &[&str],
+        steps: &[Option<Step>],
+    ) -> Result<()> {
+        let mut fields = Vec::with_capacity(3);
+        if let Some(after) = after {
+            fields.push((
+                "after".into(),
+                Value::from(offset::to_json(after).to_string()),
+            ));
+        }
+        fields.push((
+            "digests".into(),
+            Value::List(texts.iter().map(|t| Value::from(digest(t))).collect()),
+        ));
+        fields.push((
+            "steps".into(),
+            Value::List(
+                steps
+                    .iter()
+                    .map(|s| s.as_ref().map_or(Value::Null, Step::to_value))
+                    .collect(),
+            ),
+        ));
+        self.append(&Value::Object(fields))
+    }
+
+    /// Says that the bus took the batch last intended whole.
+    pub fn sent(&mut self, last: &Offset) -> Result<()> {
+        let line = Value::Object(vec![(
+            "sent".into(),
+            Value::from(offset::to_json(last).to_string()),
+        )]);
+        self.append(&line)
+    }
+
+    /// Empties the journal, once the cache holds all it told.
+    pub fn clear(&mut self) -> Result<()> {
+        self.file = None;
+        match std::fs::remove_file(&self.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("cannot empty {}", self.path.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn append(&mut self, line: &Value) -> Result<()> {
+        if self.file.is_none() {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .with_context(|| format!("cannot open {}", self.path.display()))?;
+            self.file = Some(file);
+        }
+        let mut text = line.to_json_compact();
+        text.push('\n');
+        self.file
+            .as_mut()
+            .map_or(Ok(()), |file| file.write_all(text.as_bytes()))
+            .with_context(|| format!("cannot write {}", self.path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(id: i64) -> Step {
+        Step::Put {
+            objtype: "SRVUsers".into(),
+            key: id.to_string(),
+            cached: Cached {
+                pkey: Value::from(id),
+                attrs: vec![("login".into(), Value::from(format!("user{id}")))],
+            },
+        }
+    }
+
+    #[test]
+    fn batches_read_back_as_written_and_a_torn_last_line_is_no_batch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut journal = Journal::new(Journal::path(dir.path()));
+        assert_eq!(journal.read().expect("none"), []);
+        let schema = Value::Object(vec![("SRVUsers".into(), Value::empty_object())]);
+        let first = [Some(Step::InitStart), Some(put(1)), None];
+        journal
+            .intend(None, &["a", "b", "c"], &first)
+            .expect("intend");
+        journal.sent(&Offset::Int(2)).expect("sent");
+        let second = [
+            Some(Step::Remove {
+                objtype: "SRVUsers".into(),
+                key: "1".into(),
+            }),
+            Some(Step::Dataschema(schema.clone())),
+            Some(Step::InitStop(schema)),
+        ];
+        journal
+            .intend(Some(&Offset::Int(2)), &["d", "e", "f"], &second)
+            .expect("intend");
+        let batches = journal.read().expect("read");
+        assert_eq!(batches.len(), 2);
+        assert_eq!(
+            (batches[0].after.clone(), batches[0].sent.clone()),
+            (None, Some(Offset::Int(2)))
+        );
+        assert_eq!(batches[0].steps, first);
+        assert_eq!(batches[0].digests[1], digest("b"));
+        assert_eq!(
+            (batches[1].after.clone(), batches[1].sent.clone()),
+            (Some(Offset::Int(2)), None)
+        );
+        assert_eq!(batches[1].steps, second);
+
+        // A crash in the middle of a line: that batch was never sent.
+        let path = Journal::path(dir.path());
+        let mut text = std::fs::read_to_string(&path).expect("read");
+        text.push_str("{\"digests\": [\"ab");
+        std::fs::write(&path, text).expect("write");
+        assert_eq!(journal.read().expect("read").len(), 2);
+
+        journal.clear().expect("clear");
+        assert_eq!(journal.read().expect("empty"), []);
+        std::fs::write(&path, "{\"sent\": 3}\nnot json\n").expect("write");
+        let error = journal.read().expect_err("damaged").to_string();
+        assert!(error.contains("line 1 is damaged"), "{error}");
+    }
+
+    #[test]
+    fn steps_change_the_cache_as_their_events_tell() {
+        let mut cache = ServerCache::default();
+        let schema = Value::from("schema");
+        Step::InitStart.apply(&mut cache);
+        assert!(cache.initsync_started && !cache.initsync_done);
+        put(1).apply(&mut cache);
+        put(2).apply(&mut cache);
+        Step::InitStop(schema.clone()).apply(&mut cache);
+        assert!(!cache.initsync_started && cache.initsync_done);
+        assert_eq!(cache.dataschema, Some(schema));
+        Step::Remove {
+            objtype: "SRVUsers".into(),
+            key: "1".into(),
+        }
+        .apply(&mut cache);
+        let keys: Vec<_> = cache.objects["SRVUsers"].keys().cloned().collect();
+        assert_eq!(keys, ["2"]);
+        // An initsync asked for again does not reopen the first one.
+        Step::InitStart.apply(&mut cache);
+        assert!(!cache.initsync_started);
+    }
+}
