@@ -39,6 +39,17 @@ pub(crate) fn append_nested(out: &mut String, value: &Value, depth: usize) {
     .value(value, depth);
 }
 
+/// Appends `value` to `out` on one line with no spaces, as [`write`]
+/// without indent writes it.
+pub(crate) fn append_compact(out: &mut String, value: &Value) {
+    Writer { out, indent: None }.value(value, 0);
+}
+
+/// Appends `text` to `out` as a JSON string, in hermes' encoding.
+pub(crate) fn append_string(out: &mut String, text: &str) {
+    write_string(out, text);
+}
+
 /// One top-level attribute of an event, borrowed from it.
 pub(crate) enum Field<'a> {
     Null,

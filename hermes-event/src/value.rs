@@ -79,6 +79,19 @@ impl Value {
     pub fn to_json_compact(&self) -> String {
         crate::json::write(self, None)
     }
+
+    /// Appends the value to `out` as [`Value::to_json_compact`] writes it,
+    /// without building a larger value around it.
+    pub fn append_json_compact(&self, out: &mut String) {
+        crate::json::append_compact(out, self)
+    }
+
+    /// Appends `text` to `out` as a JSON string in hermes' encoding: what
+    /// [`Value::append_json_compact`] writes for `Value::String(text)`,
+    /// without the copy.
+    pub fn append_json_str(out: &mut String, text: &str) {
+        crate::json::append_string(out, text)
+    }
 }
 
 impl From<i64> for Value {

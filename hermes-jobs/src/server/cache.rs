@@ -159,7 +159,7 @@ impl ServerCache {
 }
 
 /// One cached object as it is written, `{"pkey": .., "attrs": {..}}`.
-pub(super) fn entry_value(cached: &Cached) -> Value {
+fn entry_value(cached: &Cached) -> Value {
     Value::Object(vec![
         ("pkey".into(), cached.pkey.clone()),
         ("attrs".into(), Value::Object(cached.attrs.clone())),

@@ -27,7 +27,7 @@ use hermes_event::Value;
 use hermes_host::{Offset, offset};
 use sha2::{Digest, Sha256};
 
-use super::cache::{Cached, ServerCache, cached_entry, entry_value};
+use super::cache::{Cached, ServerCache, cached_entry};
 
 /// What storing one event changes in the cache.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,12 +62,17 @@ pub struct Batch {
     pub sent: Option<Offset>,
 }
 
-/// The digest of an event's text: what identifies it on the bus.
+/// The digest of an event's text: what identifies it on the bus (the first
+/// 16 bytes of its SHA-256, in hex).
 pub fn digest(text: &str) -> String {
-    Sha256::digest(text.as_bytes())[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let hash = Sha256::digest(text.as_bytes());
+    let mut out = String::with_capacity(32);
+    for byte in &hash[..16] {
+        out.push(HEX[usize::from(byte >> 4)] as char);
+        out.push(HEX[usize::from(byte & 15)] as char);
+    }
+    out
 }
 
 impl Step {
@@ -104,31 +109,51 @@ impl Step {
         }
     }
 
-    fn to_value(&self) -> Value {
-        let pair = |name: &str, value: Value| Value::Object(vec![(name.into(), value)]);
+    /// Appends the step as the journal writes it: one JSON object, on one
+    /// line, written from the borrowed parts.
+    fn append_json(&self, out: &mut String) {
+        let text = Value::append_json_str;
         match self {
             Step::Put {
                 objtype,
                 key,
                 cached,
-            } => pair(
-                "put",
-                Value::List(vec![
-                    Value::from(objtype.as_str()),
-                    Value::from(key.as_str()),
-                    entry_value(cached),
-                ]),
-            ),
-            Step::Remove { objtype, key } => pair(
-                "remove",
-                Value::List(vec![
-                    Value::from(objtype.as_str()),
-                    Value::from(key.as_str()),
-                ]),
-            ),
-            Step::Dataschema(schema) => pair("dataschema", schema.clone()),
-            Step::InitStart => pair("init-start", Value::Null),
-            Step::InitStop(schema) => pair("init-stop", schema.clone()),
+            } => {
+                out.push_str("{\"put\":[");
+                text(out, objtype);
+                out.push(',');
+                text(out, key);
+                out.push_str(",{\"pkey\":");
+                cached.pkey.append_json_compact(out);
+                out.push_str(",\"attrs\":{");
+                for (i, (name, value)) in cached.attrs.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    text(out, name);
+                    out.push(':');
+                    value.append_json_compact(out);
+                }
+                out.push_str("}}]}");
+            }
+            Step::Remove { objtype, key } => {
+                out.push_str("{\"remove\":[");
+                text(out, objtype);
+                out.push(',');
+                text(out, key);
+                out.push_str("]}");
+            }
+            Step::Dataschema(schema) => {
+                out.push_str("{\"dataschema\":");
+                schema.append_json_compact(out);
+                out.push('}');
+            }
+            Step::InitStart => out.push_str("{\"init-start\":null}"),
+            Step::InitStop(schema) => {
+                out.push_str("{\"init-stop\":");
+                schema.append_json_compact(out);
+                out.push('}');
+            }
         }
     }
 
@@ -248,36 +273,42 @@ impl Journal {
         texts: &[&str],
         steps: &[Option<Step>],
     ) -> Result<()> {
-        let mut fields = Vec::with_capacity(3);
+        let mut line = String::with_capacity(64 + texts.len() * 64);
+        line.push('{');
         if let Some(after) = after {
-            fields.push((
-                "after".into(),
-                Value::from(offset::to_json(after).to_string()),
-            ));
+            line.push_str("\"after\":");
+            Value::append_json_str(&mut line, &offset::to_json(after).to_string());
+            line.push(',');
         }
-        fields.push((
-            "digests".into(),
-            Value::List(texts.iter().map(|t| Value::from(digest(t))).collect()),
-        ));
-        fields.push((
-            "steps".into(),
-            Value::List(
-                steps
-                    .iter()
-                    .map(|s| s.as_ref().map_or(Value::Null, Step::to_value))
-                    .collect(),
-            ),
-        ));
-        self.append(&Value::Object(fields))
+        line.push_str("\"digests\":[");
+        for (i, text) in texts.iter().enumerate() {
+            if i > 0 {
+                line.push(',');
+            }
+            line.push('"');
+            line.push_str(&digest(text));
+            line.push('"');
+        }
+        line.push_str("],\"steps\":[");
+        for (i, step) in steps.iter().enumerate() {
+            if i > 0 {
+                line.push(',');
+            }
+            match step {
+                Some(step) => step.append_json(&mut line),
+                None => line.push_str("null"),
+            }
+        }
+        line.push_str("]}");
+        self.append(line)
     }
 
     /// Says that the bus took the batch last intended whole.
     pub fn sent(&mut self, last: &Offset) -> Result<()> {
-        let line = Value::Object(vec![(
-            "sent".into(),
-            Value::from(offset::to_json(last).to_string()),
-        )]);
-        self.append(&line)
+        let mut line = String::from("{\"sent\":");
+        Value::append_json_str(&mut line, &offset::to_json(last).to_string());
+        line.push('}');
+        self.append(line)
     }
 
     /// Empties the journal, once the cache holds all it told.
@@ -291,7 +322,7 @@ impl Journal {
         }
     }
 
-    fn append(&mut self, line: &Value) -> Result<()> {
+    fn append(&mut self, mut line: String) -> Result<()> {
         if self.file.is_none() {
             let file = std::fs::OpenOptions::new()
                 .create(true)
@@ -300,11 +331,10 @@ impl Journal {
                 .with_context(|| format!("cannot open {}", self.path.display()))?;
             self.file = Some(file);
         }
-        let mut text = line.to_json_compact();
-        text.push('\n');
+        line.push('\n');
         self.file
             .as_mut()
-            .map_or(Ok(()), |file| file.write_all(text.as_bytes()))
+            .map_or(Ok(()), |file| file.write_all(line.as_bytes()))
             .with_context(|| format!("cannot write {}", self.path.display()))
     }
 }
@@ -319,7 +349,14 @@ mod tests {
             key: id.to_string(),
             cached: Cached {
                 pkey: Value::from(id),
-                attrs: vec![("login".into(), Value::from(format!("user{id}")))],
+                attrs: vec![
+                    ("login".into(), Value::from(format!("user{id} \"é\"\n"))),
+                    ("quota".into(), Value::Float(2.5)),
+                    (
+                        "tags".into(),
+                        Value::List(vec![Value::Null, Value::from(true)]),
+                    ),
+                ],
             },
         }
     }
@@ -372,6 +409,12 @@ mod tests {
         std::fs::write(&path, "{\"sent\": 3}\nnot json\n").expect("write");
         let error = journal.read().expect_err("damaged").to_string();
         assert!(error.contains("line 1 is damaged"), "{error}");
+    }
+
+    #[test]
+    fn a_digest_is_the_first_half_of_the_sha256_in_hex() {
+        assert_eq!(digest(""), "e3b0c44298fc1c149afbf4c8996fb924");
+        assert_eq!(digest("abc"), "ba7816bf8f01cfea414140de5dae2223");
     }
 
     #[test]

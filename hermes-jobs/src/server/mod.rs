@@ -332,11 +332,24 @@ impl Server {
             // twice. Those an interrupted sequence sent keep the values it
             // sent: the next poll sends what changed since.
             for (t, objects) in self.model.types.iter().zip(current) {
-                let cached = self.cache.objects.entry(t.name.clone()).or_default();
-                for (key, (pkey, attrs)) in objects {
-                    cached
-                        .entry(key)
-                        .or_insert_with(|| cache_form(t, pkey, attrs));
+                let forms = objects
+                    .into_iter()
+                    .map(|(key, (pkey, attrs))| (key, (t, pkey, attrs)));
+                match self.cache.objects.get_mut(&t.name) {
+                    // Built in one go, its nodes packed.
+                    None => {
+                        let cached = forms
+                            .map(|(key, (t, pkey, attrs))| (key, cache_form(t, pkey, attrs)))
+                            .collect();
+                        self.cache.objects.insert(t.name.clone(), cached);
+                    }
+                    Some(cached) => {
+                        for (key, (t, pkey, attrs)) in forms {
+                            cached
+                                .entry(key)
+                                .or_insert_with(|| cache_form(t, pkey, attrs));
+                        }
+                    }
                 }
             }
             self.cache.dataschema = Some(schema.clone());
