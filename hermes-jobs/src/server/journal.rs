@@ -406,9 +406,23 @@ mod tests {
 
         journal.clear().expect("clear");
         assert_eq!(journal.read().expect("empty"), []);
-        std::fs::write(&path, "{\"sent\": 3}\nnot json\n").expect("write");
-        let error = journal.read().expect_err("damaged").to_string();
-        assert!(error.contains("line 1 is damaged"), "{error}");
+        journal.clear().expect("clearing an empty journal");
+        for damaged in [
+            "{\"sent\": 3}\nnot json\n",
+            "{\"digests\": [\"a\"], \"steps\": [{\"put\": [\"T\", {\"pkey\": 1, \"attrs\": {}}]}]}\n",
+            "{\"digests\": [\"a\"], \"steps\": [{\"remove\": [\"T\", \"1\", \"2\"]}]}\n",
+            "{\"digests\": [\"a\", \"b\"], \"steps\": [null]}\n",
+        ] {
+            std::fs::write(&path, damaged).expect("write");
+            let error = journal.read().expect_err(damaged).to_string();
+            assert!(error.contains("line 1 is damaged"), "{error}");
+        }
+
+        // A journal that cannot be read or removed is an error, not empty.
+        std::fs::remove_file(&path).expect("remove");
+        std::fs::create_dir(&path).expect("a directory in its place");
+        assert!(journal.read().is_err());
+        assert!(journal.clear().is_err());
     }
 
     #[test]
