@@ -498,7 +498,7 @@ async fn unreadable_record(extra: &str) -> (Setup, Vec<Offset>, Event) {
 
 #[tokio::test]
 async fn a_record_the_plugin_cannot_read_is_quarantined_by_its_offset_and_the_rest_goes_on() {
-    let (setup, offsets, _) = unreadable_record("  errorQueue_maxAttempts: 2\n").await;
+    let (setup, offsets, huge) = unreadable_record("  errorQueue_maxAttempts: 2\n").await;
     let report = setup.run_once().await;
     assert_eq!((report.applied, report.quarantined), (3, 1), "{report}");
     assert_eq!(
@@ -534,6 +534,19 @@ async fn a_record_the_plugin_cannot_read_is_quarantined_by_its_offset_and_the_re
     setup.send(&[modified(1, "ada.m")]).await;
     let report = setup.run_once().await;
     assert_eq!((report.applied, report.quarantined), (1, 0), "{report}");
+
+    // The last record on the bus: the cache stands after it, so the run
+    // after that meets it no more.
+    let last = setup.send(&[huge]).await;
+    let report = setup.run_once().await;
+    assert_eq!(report.quarantined, 1, "{report}");
+    let status = Status::read(&setup.config, &engine(), 1000)
+        .await
+        .expect("status");
+    assert_eq!(status.state.lastoffset.as_ref(), last.last());
+    assert_eq!(status.behind, 0);
+    let report = setup.run_once().await;
+    assert_eq!(report.quarantined, 0, "{report}");
 }
 
 #[tokio::test]
