@@ -20,13 +20,12 @@ use super::{BATCH, Client, RunReport};
 /// `errorQueue_maxAttempts`, the run stops.
 const STOP_AFTER: u32 = 3;
 
-/// The record the plugin failed to read: after which offset, how many times
-/// in a row, and why.
+/// The record the plugin failed to read: after which offset, and how many
+/// times in a row.
 #[derive(Debug)]
 pub(super) struct Unreadable {
     after: Option<Offset>,
     attempts: u32,
-    reason: String,
 }
 
 impl Client {
@@ -76,7 +75,6 @@ impl Client {
         self.unreadable = Some(Unreadable {
             after: after.clone(),
             attempts,
-            reason: reason.clone(),
         });
         match self.max_attempts {
             Some(max) if attempts >= max => {}
@@ -93,7 +91,7 @@ impl Client {
         let Some(skipped) = self.consumer.skip().await? else {
             return Ok(None);
         };
-        let reason = self.unreadable.take().map(|u| u.reason).unwrap_or_default();
+        self.unreadable = None;
         self.dead_letter
             .add_unreadable(&skipped, &reason, attempts)?;
         report.quarantined += 1;
