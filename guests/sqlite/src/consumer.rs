@@ -7,8 +7,13 @@ use hermes_guest::{BusError, Category, ConsumedEvent, Consumer, Offset, Timestam
 use crate::settings::ConsumerSettings;
 use crate::table;
 
-/// Rows read from the database at a time.
+/// The most rows read from the database at a time.
 const PAGE: i64 = 256;
+
+/// The most bytes of events a page holds, unless its first row alone is
+/// larger: a row the plugin cannot read is then read by itself, and the
+/// rows before it are delivered first.
+const PAGE_BYTES: i64 = 8 << 20;
 
 /// How often a waiting consumer looks for new rows (hermes' own plugin
 /// looks every 0.5 s).
@@ -29,6 +34,12 @@ pub struct SqliteConsumer {
     exact: bool,
     /// Rows read ahead, all at or after `next`.
     ahead: VecDeque<ConsumedEvent>,
+    /// How many rows the next page may hold: one when the instance is made,
+    /// doubling with each page read, up to [`PAGE`]. A
+    /// row that makes the plugin trap then fails a page of its own, so the
+    /// host's fresh instance delivers every row before it and the client's
+    /// `skip` steps over that row, not an earlier one.
+    page: i64,
     /// Whether the table was seen: it is never dropped once created.
     table: bool,
 }
@@ -81,15 +92,34 @@ impl SqliteConsumer {
         self.ahead.clear();
     }
 
+    /// Reads the next page, and doubles the page for the next.
     fn fill(&mut self) -> Result<(), BusError> {
+        let filled = self.fill_page();
+        self.page = (self.page * 2).min(PAGE);
+        filled
+    }
+
+    fn fill_page(&mut self) -> Result<(), BusError> {
         let uri = self.settings.uri.clone();
-        let next = self.next;
+        let (next, page) = (self.next, self.page);
         let Some(db) = self.db()? else {
             return Ok(());
         };
-        let rows = db
-            .query(table::PAGE, &[Value::Integer(next), Value::Integer(PAGE)])
+        let sizes = db
+            .query(table::SIZES, &[Value::Integer(next), Value::Integer(page)])
             .map_err(|e| table::bus_error(&uri, e))?;
+        let Some((first, last)) = page_bounds(&sizes.rows) else {
+            return Ok(());
+        };
+        let rows = db
+            .query(table::PAGE, &[Value::Integer(next), Value::Integer(last)])
+            .map_err(|e| match table::bus_error(&uri, e) {
+                // A page of one row failed: that row is the cause.
+                BusError::Other(m) if first == last => {
+                    BusError::Other(format!("msgid {first}: {m}"))
+                }
+                other => other,
+            })?;
         let first = rows.rows.first().and_then(|row| match row.first() {
             Some(Value::Integer(msgid)) => Some(*msgid),
             _ => None,
@@ -107,18 +137,47 @@ impl SqliteConsumer {
             Some(first) if self.exact && first > next => {
                 // The rows read stay ahead: the next read delivers them.
                 self.next = first;
-                let missed = if first - next == 1 {
-                    format!("msgid {next} was")
-                } else {
-                    format!("msgid {next} to {} were", first - 1)
-                };
-                Err(BusError::Gap(format!(
-                    "{uri}: {missed} deleted by retention before this consumer read them"
-                )))
+                Err(gap(&uri, next, first))
             }
             _ => Ok(()),
         }
     }
+}
+
+/// The first and last msgid of the next page, from [`table::SIZES`]' rows:
+/// as many rows as fit in [`PAGE_BYTES`], one at least.
+fn page_bounds(sizes: &[Vec<Value>]) -> Option<(i64, i64)> {
+    let mut bounds: Option<(i64, i64)> = None;
+    let mut total = 0i64;
+    for row in sizes {
+        let Some(Value::Integer(msgid)) = row.first() else {
+            break;
+        };
+        let size = match row.get(1) {
+            Some(Value::Integer(n)) => *n,
+            _ => 0,
+        };
+        total = total.saturating_add(size);
+        match &mut bounds {
+            None => bounds = Some((*msgid, *msgid)),
+            Some(_) if total > PAGE_BYTES => break,
+            Some((_, last)) => *last = *msgid,
+        }
+    }
+    bounds
+}
+
+/// The gap a consumer meets when the row after `next` it expected is gone
+/// and the first still held is `first`.
+fn gap(uri: &str, next: i64, first: i64) -> BusError {
+    let missed = if first - next == 1 {
+        format!("msgid {next} was")
+    } else {
+        format!("msgid {next} to {} were", first - 1)
+    };
+    BusError::Gap(format!(
+        "{uri}: {missed} deleted by retention before this consumer read them"
+    ))
 }
 
 fn int_offset(offset: &Offset) -> Result<i64, BusError> {
@@ -202,6 +261,7 @@ impl Consumer for SqliteConsumer {
             exact: false,
             ahead: VecDeque::new(),
             table: false,
+            page: 1,
         })
     }
 
@@ -281,6 +341,60 @@ impl Consumer for SqliteConsumer {
         Ok(Some(consumed))
     }
 
+    /// Steps over the row at the position reading only its msgid and the
+    /// types of its columns, never its text: a row too large for the plugin
+    /// is stepped over as easily as any. A row whose columns have the wrong
+    /// types is `corrupted`; whether its text is a hermes event is not
+    /// checked (reading it is what failed).
+    fn skip(&mut self) -> Result<Option<Offset>, BusError> {
+        if !self.open {
+            return Err(BusError::NotOpen);
+        }
+        if let Some(consumed) = self.ahead.pop_front() {
+            if let Offset::Int(msgid) = consumed.offset {
+                self.next = msgid.saturating_add(1);
+                self.exact = true;
+            }
+            return Ok(Some(consumed.offset));
+        }
+        let uri = self.settings.uri.clone();
+        let next = self.next;
+        let Some(db) = self.db()? else {
+            return Ok(None);
+        };
+        let rows = db
+            .query(table::STEP, &[Value::Integer(next)])
+            .map_err(|e| table::bus_error(&uri, e))?;
+        let Some(row) = rows.rows.into_iter().next() else {
+            return Ok(None);
+        };
+        let corrupted = |what: String| BusError::Corrupted(format!("{uri}: {what}"));
+        let [
+            Value::Integer(msgid),
+            Value::Text(data),
+            Value::Text(timestamp),
+        ] = <[Value; 3]>::try_from(row)
+            .map_err(|_| corrupted("a row without its columns".into()))?
+        else {
+            return Err(corrupted("a msgid that is not an integer".into()));
+        };
+        if self.exact && msgid > next {
+            self.next = msgid;
+            return Err(gap(&uri, next, msgid));
+        }
+        if data != "text" {
+            return Err(corrupted(format!("msgid {msgid}: data is not text")));
+        }
+        if timestamp != "real" && timestamp != "integer" {
+            return Err(corrupted(format!(
+                "msgid {msgid}: timestamp is not a number"
+            )));
+        }
+        self.next = msgid.saturating_add(1);
+        self.exact = true;
+        Ok(Some(Offset::Int(msgid)))
+    }
+
     fn wait(&mut self, at_most: Duration) -> Result<(), BusError> {
         std::thread::sleep(at_most.min(POLL));
         Ok(())
@@ -290,6 +404,40 @@ impl Consumer for SqliteConsumer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sizes(rows: &[(i64, i64)]) -> Vec<Vec<Value>> {
+        rows.iter()
+            .map(|&(msgid, size)| vec![Value::Integer(msgid), Value::Integer(size)])
+            .collect()
+    }
+
+    #[test]
+    fn a_page_holds_what_fits_in_its_bytes_and_one_row_at_least() {
+        assert_eq!(page_bounds(&[]), None);
+        assert_eq!(
+            page_bounds(&sizes(&[(3, 10), (4, 10), (7, 10)])),
+            Some((3, 7))
+        );
+        let half = PAGE_BYTES / 2;
+        assert_eq!(
+            page_bounds(&sizes(&[(1, half), (2, half), (3, 1)])),
+            Some((1, 2)),
+            "exactly the budget"
+        );
+        assert_eq!(
+            page_bounds(&sizes(&[(1, 10), (2, PAGE_BYTES), (3, 10)])),
+            Some((1, 1)),
+            "the rows before a large one first"
+        );
+        assert_eq!(
+            page_bounds(&sizes(&[(2, 3 * PAGE_BYTES), (3, 10)])),
+            Some((2, 2)),
+            "a large row by itself"
+        );
+        // octet_length of a NULL is NULL.
+        let null = vec![vec![Value::Integer(5), Value::Null]];
+        assert_eq!(page_bounds(&null), Some((5, 5)));
+    }
 
     #[test]
     fn float_timestamps_keep_their_microseconds() {

@@ -24,14 +24,25 @@ pub const EXISTS: &str =
 pub const BOUNDS: &str = "SELECT (SELECT min(msgid) FROM hermesmessages), \
     (SELECT seq FROM sqlite_sequence WHERE name = 'hermesmessages')";
 
-/// The next rows from a msgid on, in order, each with its category. hermes
+/// The msgids from one on, in order, with the size of each row's `data` in
+/// bytes: SQLite knows it without reading the text, so a page can be cut to
+/// a size before any of it is read.
+pub const SIZES: &str = "SELECT msgid, octet_length(data) FROM hermesmessages \
+    WHERE msgid >= ?1 ORDER BY msgid LIMIT ?2";
+
+/// The first row from a msgid on, with the types of its columns: what `skip`
+/// needs to step over a row without reading its text.
+pub const STEP: &str = "SELECT msgid, typeof(data), typeof(timestamp) FROM hermesmessages \
+    WHERE msgid >= ?1 ORDER BY msgid LIMIT 1";
+
+/// The rows from one msgid to another, in order, each with its category. hermes
 /// keeps the category only inside `data`: SQLite's own JSON reader (in the
 /// host, native) picks it out, so the event's text is never parsed in the
 /// plugin. It is NULL where `data` is not JSON (JSON5 is accepted, for
 /// hermes' `NaN` and `Infinity`).
 pub const PAGE: &str = "SELECT msgid, data, timestamp, \
     CASE WHEN json_valid(data, 2) THEN data ->> '$.evcategory' END \
-    FROM hermesmessages WHERE msgid >= ?1 ORDER BY msgid LIMIT ?2";
+    FROM hermesmessages WHERE msgid BETWEEN ?1 AND ?2 ORDER BY msgid";
 
 /// Unix time now, in seconds, as hermes stores it.
 pub fn now() -> f64 {

@@ -349,3 +349,153 @@ async fn a_row_that_is_not_a_hermes_event_is_reported_not_skipped() {
         "{error}"
     );
 }
+
+/// hermes' text for user `id` with a `photo` of `bytes` bytes.
+fn user_with_photo(id: i64, bytes: usize) -> String {
+    let mut event = user_added(Category::Base, id);
+    event.objattrs = Value::Object(vec![("photo".into(), Value::from("x".repeat(bytes)))]);
+    event.to_json()
+}
+
+/// `(user id, msgid)` of what was read.
+fn users(consumed: &[hermes_host::consumer::Consumed]) -> Vec<(i64, Offset)> {
+    consumed
+        .iter()
+        .map(|c| {
+            let event = c.event().expect("a hermes event");
+            let Value::Integer(id) = event.objpkey else {
+                panic!("a user's key: {:?}", event.objpkey)
+            };
+            let id = id.as_i64().expect("a small key");
+            (id, c.offset.clone())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn rows_larger_together_than_one_result_are_read_in_pages_cut_to_a_size() {
+    // 70 rows of 1 MiB: more than the 64 MiB one query may return, and all
+    // within the 256 rows a page may hold.
+    let bus = Bus::sqlite().await;
+    let rows: Vec<String> = (1..=70).map(|id| user_with_photo(id, 1 << 20)).collect();
+    let rows: Vec<(&str, f64)> = rows.iter().map(|r| (r.as_str(), 1.0)).collect();
+    hermes_database(&file(&bus), &rows);
+    let mut consumer = bus.consumer(DRAINED).await;
+    let read = users(&read_all(&mut consumer).await);
+    let expected: Vec<_> = (1..=70).map(|id| (id, Offset::Int(id))).collect();
+    assert_eq!(read, expected);
+}
+
+#[tokio::test]
+async fn skip_steps_over_a_row_too_large_to_read_without_reading_it() {
+    // hermes has no size limit; a plugin reads values of 16 MiB at most.
+    let bus = Bus::sqlite().await;
+    let huge = user_with_photo(3, 20 << 20);
+    let small: Vec<String> = [1, 2, 4]
+        .iter()
+        .map(|&id| user_with_photo(id, 10))
+        .collect();
+    hermes_database(
+        &file(&bus),
+        &[
+            (&small[0], 1.0),
+            (&small[1], 2.0),
+            (&huge, 3.0),
+            (&small[2], 4.0),
+        ],
+    );
+    let mut consumer = bus.consumer(DRAINED).await;
+    // The rows before it are delivered.
+    let mut read = Vec::new();
+    for _ in 0..2 {
+        read.push(consumer.next().await.expect("a small row").expect("held"));
+    }
+    assert_eq!(users(&read), [(1, Offset::Int(1)), (2, Offset::Int(2))]);
+    // It fails the same way every time, naming its msgid.
+    for _ in 0..2 {
+        let error = consumer.next().await.expect_err("too large");
+        assert!(
+            matches!(error.bus_error(), Some(BusError::Other(m)) if m.contains("msgid 3")),
+            "{error}"
+        );
+    }
+    assert_eq!(consumer.skip().await.expect("skip"), Some(Offset::Int(3)));
+    let next = consumer.next().await.expect("next").expect("held");
+    assert_eq!(users(&[next]), [(4, Offset::Int(4))]);
+    assert_eq!(consumer.skip().await.expect("skip"), None, "drained");
+}
+
+#[tokio::test]
+async fn skip_reports_what_retention_deleted_and_refuses_a_damaged_row() {
+    let bus = Bus::sqlite().await;
+    let rows: Vec<String> = (1..=5).map(|id| user_with_photo(id, 10)).collect();
+    let rows: Vec<(&str, f64)> = rows.iter().map(|r| (r.as_str(), 1.0)).collect();
+    hermes_database(&file(&bus), &rows);
+    let mut consumer = bus.consumer(DRAINED).await;
+    assert_eq!(consumer.skip().await.expect("skip"), Some(Offset::Int(1)));
+    let db = rusqlite::Connection::open(file(&bus)).expect("open");
+    db.execute("DELETE FROM hermesmessages WHERE msgid IN (2, 3)", [])
+        .expect("delete");
+    db.execute(
+        "UPDATE hermesmessages SET data = x'00ff' WHERE msgid = 5",
+        [],
+    )
+    .expect("damage");
+    let error = consumer.skip().await.expect_err("a gap");
+    assert!(
+        matches!(error.bus_error(), Some(BusError::Gap(m)) if m.contains("msgid 2 to 3")),
+        "{error}"
+    );
+    assert_eq!(consumer.skip().await.expect("skip"), Some(Offset::Int(4)));
+    let error = consumer.skip().await.expect_err("damage");
+    assert!(
+        matches!(error.bus_error(), Some(BusError::Corrupted(m)) if m.contains("msgid 5: data is not text")),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_row_that_makes_the_plugin_trap_is_the_one_skip_steps_over() {
+    // A plugin of 8 MiB traps on a row of 7 MiB, small enough to share a
+    // page with the rows around it: the rows before it are still delivered,
+    // and `skip` steps over that row, not an earlier one.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let grants = Grants {
+        memory_limit: 8 << 20,
+        ..Grants::default()
+    };
+    let plugin = load(guests::SQLITE, &[dir.path()], grants).await;
+    let uri = dir.path().join("bus.sqlite");
+    let rows: Vec<String> = (1..=12)
+        .map(|id| user_with_photo(id, if id == 9 { 7 << 20 } else { 10 }))
+        .collect();
+    let rows: Vec<(&str, f64)> = rows.iter().map(|r| (r.as_str(), 1.0)).collect();
+    hermes_database(&uri, &rows);
+    let mut consumer = Consumer::create(plugin, &serde_json::json!({ "uri": uri }))
+        .await
+        .expect("consumer builds");
+    consumer.open().await.expect("opens");
+    consumer.seek_to_beginning().await.expect("seeks");
+    consumer.set_timeout(Some(DRAINED));
+    let mut read = Vec::new();
+    let mut failures = 0;
+    while failures < 3 {
+        match consumer.next().await {
+            Ok(Some(consumed)) => {
+                read.push(consumed);
+                failures = 0;
+            }
+            Ok(None) => panic!("drained before the large row"),
+            Err(e) => {
+                assert!(matches!(e, Error::Trapped { .. }), "{e}");
+                failures += 1;
+            }
+        }
+    }
+    let expected: Vec<_> = (1..=8).map(|id| (id, Offset::Int(id))).collect();
+    assert_eq!(users(&read), expected);
+    assert_eq!(consumer.skip().await.expect("skip"), Some(Offset::Int(9)));
+    let rest = users(&read_all(&mut consumer).await);
+    let expected: Vec<_> = (10..=12).map(|id| (id, Offset::Int(id))).collect();
+    assert_eq!(rest, expected);
+}
