@@ -96,6 +96,9 @@ pub fn build_guests(packages: &[&str]) {
         "cargo:rerun-if-changed={}",
         root.join("guests/build-support.rs").display()
     );
+    // The contract, named as a directory: the dep-info above lists its files
+    // only once a build has read them, and a new file would go unseen.
+    println!("cargo:rerun-if-changed={}", root.join("wit").display());
 }
 
 /// Fails early, with the fix, when the wasm target's standard library is missing.

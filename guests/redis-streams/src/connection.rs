@@ -12,6 +12,32 @@ use hermes_guest::redis::{Command, Connection, RedisError, Reply};
 /// the connection is gone.
 const IDLE: Duration = Duration::from_millis(100);
 
+/// A failed call.
+#[derive(Debug)]
+pub enum Failure {
+    /// The replies were larger than the plugin's memory cap: the host
+    /// stopped reading them and closed the connection. Asking for less at a
+    /// time may work.
+    TooLarge(String),
+    /// Any other failure.
+    Bus(BusError),
+}
+
+impl From<BusError> for Failure {
+    fn from(e: BusError) -> Failure {
+        Failure::Bus(e)
+    }
+}
+
+impl From<Failure> for BusError {
+    fn from(failure: Failure) -> BusError {
+        match failure {
+            Failure::TooLarge(m) => BusError::Other(format!("redis: {m}")),
+            Failure::Bus(e) => e,
+        }
+    }
+}
+
 /// Opened lazily, forgotten as soon as a call finds the server unreachable.
 pub struct Link {
     url: String,
@@ -46,38 +72,42 @@ impl Link {
     }
 
     /// Runs one command; a server error is `other`.
-    pub fn command(
-        &mut self,
-        args: &[&[u8]],
-        timeout: Option<Duration>,
-    ) -> Result<Reply, BusError> {
+    pub fn command(&mut self, args: &[&[u8]], timeout: Option<Duration>) -> Result<Reply, Failure> {
         let connection = self.connect()?;
         if let Some(timeout) = timeout {
             connection.set_response_timeout(timeout);
         }
         let reply = connection.command(args);
-        let reply = reply.map_err(|e| self.error(e))?;
+        let reply = reply.map_err(|e| self.failure(e))?;
         self.last_used = Instant::now();
-        reply.ok().map_err(BusError::Other)
+        Ok(reply.ok().map_err(BusError::Other)?)
     }
 
     /// Runs a pipeline.
-    pub fn pipeline(&mut self, commands: &[Command]) -> Result<Vec<Reply>, BusError> {
+    pub fn pipeline(&mut self, commands: &[Command]) -> Result<Vec<Reply>, Failure> {
         let replies = self.connect()?.pipeline(commands);
-        let replies = replies.map_err(|e| self.error(e))?;
+        let replies = replies.map_err(|e| self.failure(e))?;
         self.last_used = Instant::now();
         Ok(replies)
     }
 
     fn error(&mut self, e: RedisError) -> BusError {
-        match e {
+        self.failure(e).into()
+    }
+
+    fn failure(&mut self, e: RedisError) -> Failure {
+        Failure::Bus(match e {
             RedisError::Unavailable(m) => {
                 self.connection = None;
                 BusError::Unavailable(format!("redis: {m}"))
             }
+            RedisError::TooLarge(m) => {
+                self.connection = None;
+                return Failure::TooLarge(m);
+            }
             RedisError::InvalidUrl(m) => BusError::InvalidSettings(format!("url: {m}")),
             RedisError::Refused(m) => BusError::Other(m),
             RedisError::InvalidCall(m) => BusError::Other(format!("redis: {m}")),
-        }
+        })
     }
 }

@@ -4,12 +4,12 @@ use std::time::Duration;
 use hermes_guest::redis::command;
 use hermes_guest::{BusError, ConsumedEvent, Consumer, Offset};
 
-use crate::connection::Link;
+use crate::connection::{Failure, Link};
 use crate::entry::{self, Id};
 use crate::settings::Settings;
 
-/// Entries read from Redis at a time.
-const PAGE: &str = "256";
+/// The most entries read from Redis at a time.
+const PAGE: u32 = 256;
 
 /// Added to a blocking read's wait for the reply to come back.
 const REPLY_MARGIN: Duration = Duration::from_secs(5);
@@ -33,6 +33,15 @@ pub struct StreamConsumer {
     position: Position,
     /// Entries read ahead, in order, all at or after `position`.
     ahead: VecDeque<ConsumedEvent>,
+    /// How many entries the next page may hold: one when the instance is
+    /// made, doubling with each page read, up to `ceiling`. An entry that
+    /// makes the plugin trap then fails a page of its own, so the host's
+    /// fresh instance delivers every entry before it.
+    page: u32,
+    /// [`PAGE`], or less once a page was larger than the plugin's memory
+    /// cap: halved each time, so that entries too large to come 256 at a
+    /// time still come, and one too large to come at all is named.
+    ceiling: u32,
 }
 
 impl StreamConsumer {
@@ -87,24 +96,55 @@ impl StreamConsumer {
         Ok(first_id(entry::from_range(reply)?))
     }
 
-    /// Reads the next page. After an entry, the stream's oldest entry comes
+    /// Reads the next page, halving it while its entries are larger
+    /// together than the plugin's memory cap.
+    fn fill(&mut self) -> Result<(), BusError> {
+        loop {
+            match self.fill_page() {
+                Ok(()) => {
+                    self.page = (self.page * 2).min(self.ceiling);
+                    return Ok(());
+                }
+                Err(Failure::TooLarge(_)) if self.page > 1 => {
+                    self.page /= 2;
+                    self.ceiling = self.page;
+                }
+                Err(Failure::TooLarge(why)) => {
+                    let entry = match self.position {
+                        Position::Beginning => "the oldest entry".to_string(),
+                        Position::At(id) => format!("entry {id}"),
+                        Position::After(id) => format!("the entry after {id}"),
+                    };
+                    return Err(BusError::Other(format!(
+                        "redis stream {}: {entry} is too large for this plugin ({why}); \
+                         give it more memory_mib",
+                        self.settings.stream
+                    )));
+                }
+                Err(Failure::Bus(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads one page. After an entry, the stream's oldest entry comes
     /// in the same round trip: if it is newer than the position, trimming
     /// passed the consumer, which is reported (once: the page is kept, and
     /// the next read goes on with it).
-    fn fill(&mut self) -> Result<(), BusError> {
+    fn fill_page(&mut self) -> Result<(), Failure> {
         let start = match self.position {
             Position::Beginning => "-".to_string(),
             Position::At(id) => id.to_string(),
             Position::After(id) => format!("({id}"),
         };
         let stream = self.stream();
+        let count = self.page.to_string();
         let page: [&[u8]; 6] = [
             b"XRANGE",
             &stream,
             start.as_bytes(),
             b"+",
             b"COUNT",
-            PAGE.as_bytes(),
+            count.as_bytes(),
         ];
         let Position::After(after) = self.position else {
             let reply = self.link()?.command(&page, None)?;
@@ -119,7 +159,8 @@ impl StreamConsumer {
         let (Some(page), Some(oldest)) = (replies.next(), replies.next()) else {
             return Err(BusError::Other(
                 "redis: a pipeline of two commands gave fewer replies".into(),
-            ));
+            )
+            .into());
         };
         self.ahead
             .extend(entry::from_range(page.ok().map_err(BusError::Other)?)?);
@@ -128,7 +169,8 @@ impl StreamConsumer {
                 "redis stream {}: the entries before {oldest} were trimmed away, and with \
                  them any after {after} this consumer had not read",
                 self.settings.stream
-            ))),
+            ))
+            .into()),
             _ => Ok(()),
         }
     }
@@ -150,6 +192,8 @@ impl Consumer for StreamConsumer {
             link: None,
             position: Position::Beginning,
             ahead: VecDeque::new(),
+            page: 1,
+            ceiling: PAGE,
         })
     }
 
@@ -226,11 +270,12 @@ impl Consumer for StreamConsumer {
             .clamp(1, u128::from(u32::MAX))
             .to_string();
         let stream = self.stream();
+        let count = self.page.to_string();
         let reply = self.link()?.command(
             &[
                 b"XREAD",
                 b"COUNT",
-                PAGE.as_bytes(),
+                count.as_bytes(),
                 b"BLOCK",
                 block.as_bytes(),
                 b"STREAMS",
@@ -238,7 +283,13 @@ impl Consumer for StreamConsumer {
                 after.as_bytes(),
             ],
             Some(at_most + REPLY_MARGIN),
-        )?;
+        );
+        let reply = match reply {
+            Ok(reply) => reply,
+            // Something came: the next read takes it a page at a time.
+            Err(Failure::TooLarge(_)) => return Ok(()),
+            Err(Failure::Bus(e)) => return Err(e),
+        };
         self.ahead.extend(entry::from_read(reply)?);
         Ok(())
     }

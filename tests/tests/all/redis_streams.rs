@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use hermes_event::{Category, Event};
-use hermes_host::{BusError, Error, Grants, Offset, Producer};
+use hermes_event::{Category, Event, Value};
+use hermes_host::{BusError, Consumer, Error, Grants, Offset, Producer, RedisAllow};
 use hermes_wasm_tests::{Bus, RedisServer, guests, load, read_all, user_added, users};
 
 const DRAINED: Duration = Duration::from_millis(200);
@@ -316,4 +316,113 @@ async fn a_blocking_read_holds_no_host_thread() {
             .map(|c| c.event().expect("a hermes event")),
         Some(event)
     );
+}
+
+/// A consumer of `bus` whose plugin gets `mib` MiB of memory, from the
+/// beginning, waiting `DRAINED` for new entries.
+async fn consumer_with_memory(bus: &Bus, mib: usize) -> Consumer {
+    let server = bus.redis.as_ref().expect("a Redis bus");
+    let grants = Grants {
+        redis: vec![RedisAllow::parse(&server.url()).expect("a valid URL")],
+        memory_limit: mib << 20,
+        ..Grants::default()
+    };
+    let plugin = load(guests::REDIS_STREAMS, &[], grants).await;
+    let mut consumer = Consumer::create(plugin, &bus.consumer_settings)
+        .await
+        .expect("consumer builds");
+    consumer.open().await.expect("opens");
+    consumer.seek_to_beginning().await.expect("seeks");
+    consumer.set_timeout(Some(DRAINED));
+    consumer
+}
+
+/// User `id` with a `photo` of `bytes` bytes.
+fn user_with_photo(id: i64, bytes: usize) -> Event {
+    let mut event = user_added(Category::Base, id);
+    event.objattrs = Value::Object(vec![("photo".into(), Value::from("x".repeat(bytes)))]);
+    event
+}
+
+#[tokio::test]
+async fn entries_larger_together_than_the_plugin_come_in_smaller_pages() {
+    // 40 entries of 1 MiB for a plugin of 16 MiB: one page of 256 would
+    // not fit in it.
+    let bus = Bus::redis_streams().await;
+    let events: Vec<Event> = (1..=40).map(|id| user_with_photo(id, 1 << 20)).collect();
+    let mut producer = bus.producer().await;
+    let offsets = producer.send_batch(&events).await.expect("send");
+    let mut consumer = consumer_with_memory(&bus, 16).await;
+    let read = read_all(&mut consumer).await;
+    let read: Vec<_> = read.iter().map(|c| c.offset.clone()).collect();
+    assert_eq!(read, offsets);
+}
+
+#[tokio::test]
+async fn an_entry_too_large_for_the_plugin_is_named_not_taken_for_redis_away() {
+    let bus = Bus::redis_streams().await;
+    let events = [
+        user_with_photo(1, 10),
+        user_with_photo(2, 20 << 20),
+        user_with_photo(3, 10),
+    ];
+    let mut producer = bus.producer().await;
+    let offsets = producer.send_batch(&events).await.expect("send");
+    let mut consumer = consumer_with_memory(&bus, 16).await;
+    let first = consumer
+        .next()
+        .await
+        .expect("next")
+        .expect("the first entry");
+    assert_eq!(first.offset, offsets[0]);
+    let Offset::Str(id) = &offsets[0] else {
+        panic!("an entry ID: {:?}", offsets[0])
+    };
+    for _ in 0..2 {
+        let error = consumer.next().await.expect_err("too large");
+        assert!(
+            matches!(error.bus_error(), Some(BusError::Other(m))
+                if m.contains(&format!("the entry after {id} is too large"))
+                    && m.contains("memory_mib")),
+            "{error}"
+        );
+    }
+    // A plugin with room for it reads on.
+    let mut roomy = consumer_with_memory(&bus, 128).await;
+    let read: Vec<_> = read_all(&mut roomy)
+        .await
+        .iter()
+        .map(|c| c.offset.clone())
+        .collect();
+    assert_eq!(read, offsets);
+}
+
+#[tokio::test]
+async fn the_entries_before_one_that_makes_the_plugin_trap_are_delivered() {
+    // A 7 MiB entry passes the host's 8 MiB bound on replies but not the
+    // plugin of 8 MiB: the host replaces the instance each time, and the
+    // fresh one's first pages are small enough to deliver what precedes it.
+    let bus = Bus::redis_streams().await;
+    let events: Vec<Event> = (1..=12)
+        .map(|id| user_with_photo(id, if id == 9 { 7 << 20 } else { 10 }))
+        .collect();
+    let mut producer = bus.producer().await;
+    let offsets = producer.send_batch(&events).await.expect("send");
+    let mut consumer = consumer_with_memory(&bus, 8).await;
+    let mut read = Vec::new();
+    let mut failures = 0;
+    while failures < 3 {
+        match consumer.next().await {
+            Ok(Some(consumed)) => {
+                read.push(consumed.offset);
+                failures = 0;
+            }
+            Ok(None) => panic!("drained before the large entry"),
+            Err(e) => {
+                assert!(matches!(e, Error::Trapped { .. }), "{e}");
+                failures += 1;
+            }
+        }
+    }
+    assert_eq!(read, offsets[..8]);
 }

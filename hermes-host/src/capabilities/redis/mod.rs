@@ -54,9 +54,7 @@ impl Connection {
         self.meter.start();
         match tokio::time::timeout(self.response_timeout, request).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(_)) if self.meter.exceeded() => {
-                Err(RedisError::Unavailable(self.meter.explain()))
-            }
+            Ok(Err(_)) if self.meter.exceeded() => Err(RedisError::TooLarge(self.meter.explain())),
             Ok(Err(e)) => Err(RedisError::Unavailable(e.to_string())),
             Err(_) => Err(RedisError::Unavailable(format!(
                 "no reply within {} ms",

@@ -48,7 +48,7 @@ impl Meter {
     pub(super) fn explain(&self) -> String {
         format!(
             "the reply is larger than {} MiB, the plugin's memory cap; the connection is closed \
-             (read in smaller pieces: COUNT, LIMIT, ranges)",
+             (read in smaller pieces: COUNT, ranges)",
             self.limit >> 20
         )
     }

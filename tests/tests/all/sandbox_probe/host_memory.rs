@@ -119,7 +119,7 @@ async fn a_reply_larger_than_the_memory_cap_is_cut_off_while_it_is_read() {
     );
     assert!(
         message.contains(&format!(
-            "Unavailable(\"the reply is larger than {CAP_MIB} MiB, the plugin's memory cap"
+            "TooLarge(\"the reply is larger than {CAP_MIB} MiB, the plugin's memory cap"
         )),
         "{message}"
     );
