@@ -200,6 +200,20 @@ fn escape_char(out: &mut String, c: char) {
     }
 }
 
+/// Python's `repr()` of a float, which `str()` also gives: `2048.0`,
+/// `1e+16`, `nan`, `inf`, `-inf`.
+pub fn python_float_repr(f: f64) -> String {
+    if f.is_nan() {
+        return "nan".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "inf" } else { "-inf" }.into();
+    }
+    let mut out = String::new();
+    write_python_float(&mut out, f);
+    out
+}
+
 /// Python's `float.__repr__`: the shortest digits that read back the same
 /// value, in fixed notation when the decimal exponent is in -4..16, otherwise
 /// scientific with a signed exponent of at least two digits.

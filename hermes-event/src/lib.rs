@@ -20,4 +20,5 @@ mod value;
 pub use error::CodecError;
 pub use event::{Category, Event, EventType};
 pub use head::{EventHead, compact_json};
+pub use json::python_float_repr;
 pub use value::{Integer, Value};

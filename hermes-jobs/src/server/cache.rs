@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use hermes_event::Value;
 use hermes_host::{Offset, offset};
 use indexmap::IndexMap;
@@ -42,6 +42,9 @@ pub struct ServerCache {
     pub dataschema: Option<Value>,
     /// The objects clients know.
     pub objects: Objects,
+    /// The data errors the last poll met (a primary key twice in the
+    /// datasource), as reported: a change is news.
+    pub data_errors: Vec<String>,
 }
 
 /// The value a secret is cached as.
@@ -80,6 +83,15 @@ impl ServerCache {
                     cache.lastoffset = Some(
                         offset::parse(&text).map_err(|e| damaged(format!("lastoffset: {e}")))?,
                     )
+                }
+                ("data_errors", Value::List(errors)) => {
+                    cache.data_errors = errors
+                        .into_iter()
+                        .filter_map(|e| match e {
+                            Value::String(text) => Some(text),
+                            _ => None,
+                        })
+                        .collect()
                 }
                 ("dataschema", Value::Null) => cache.dataschema = None,
                 ("dataschema", schema) => cache.dataschema = Some(schema),
@@ -122,6 +134,16 @@ impl ServerCache {
         if let Some(last) = &self.lastoffset {
             piece.push_str(",\n    \"lastoffset\": ");
             Value::from(offset::to_json(last).to_string()).append_json(&mut piece, 1);
+        }
+        if !self.data_errors.is_empty() {
+            piece.push_str(",\n    \"data_errors\": ");
+            Value::List(
+                self.data_errors
+                    .iter()
+                    .map(|e| Value::from(e.as_str()))
+                    .collect(),
+            )
+            .append_json(&mut piece, 1);
         }
         piece.push_str(",\n    \"dataschema\": ");
         match &self.dataschema {
@@ -185,17 +207,6 @@ pub(super) fn cached_entry(entry: Value) -> Option<Cached> {
     })
 }
 
-/// Refuses a cache holding a type the datamodel no longer has: what clients
-/// should do with its objects is the operator's call, not a guess.
-pub fn check_types(cache: &ServerCache, known: &[&str]) -> Result<()> {
-    for objtype in cache.objects.keys() {
-        if !known.contains(&objtype.as_str()) {
-            bail!("the cache holds type {objtype}, which the datamodel no longer has");
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +251,7 @@ mod tests {
                 Value::Object(vec![("HERMES_ATTRIBUTES".into(), Value::List(vec![]))]),
             )])),
             objects,
+            data_errors: vec!["SRVUsers: the primary key 3 appears twice".into()],
         }
     }
 
@@ -270,6 +282,10 @@ mod tests {
                 "lastoffset".into(),
                 Value::from(offset::to_json(last).to_string()),
             ));
+        }
+        if !cache.data_errors.is_empty() {
+            let errors = cache.data_errors.iter().map(|e| Value::from(e.as_str()));
+            fields.push(("data_errors".into(), Value::List(errors.collect())));
         }
         fields.push((
             "dataschema".into(),

@@ -54,6 +54,23 @@ pub struct TypeSpec {
     /// hermes' display template for an object; accepted, not used.
     #[serde(default, rename = "toString")]
     pub to_string: Option<String>,
+    /// hermes' choice between sources that disagree; with one source there
+    /// is nothing to choose: accepted, checked, not used.
+    #[serde(default)]
+    pub on_merge_conflict: Option<String>,
+    /// Jinja tests each object must pass to be sent: those that fail are
+    /// left out, as if the datasource did not hold them.
+    #[serde(default)]
+    pub integrity_constraints: Vec<String>,
+}
+
+/// Whether hermes accepts `name` as a type name: a letter, then a letter or
+/// a digit, then anything.
+fn valid_type_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && !name.contains('\n')
 }
 
 /// A primary key: one attribute or several.
@@ -94,8 +111,9 @@ pub struct ForeignKey {
 pub struct SourceSpec {
     /// The query that reads the objects.
     pub fetch: QuerySpec,
-    /// Local attribute: remote attribute, or a Jinja template.
-    pub attrsmapping: IndexMap<String, String>,
+    /// Local attribute: remote attribute, Jinja template, or a list of
+    /// remote attributes.
+    pub attrsmapping: IndexMap<String, AttrSource>,
     /// Attributes sent to clients but never logged nor cached in clear.
     #[serde(default)]
     pub secrets_attrs: Vec<String>,
@@ -117,6 +135,19 @@ pub struct SourceSpec {
     /// hermes' multi-source merging: not supported.
     #[serde(default)]
     pub merge_constraints: Option<serde_yaml_ng::Value>,
+}
+
+/// Where a local attribute's value comes from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a remote attribute, a Jinja template, or a list of remote attributes"
+)]
+pub enum AttrSource {
+    /// A remote attribute's name, or a template.
+    One(String),
+    /// Remote attributes' names: the list of their values that are not null.
+    List(Vec<String>),
 }
 
 /// `fetch`.
@@ -169,6 +200,20 @@ impl ServerConfig {
         }
         for (objtype, spec) in &self.server.datamodel {
             let at = format!("hermes-server.datamodel.{objtype}");
+            if !valid_type_name(objtype) {
+                bail!(
+                    "{at}: `{objtype}` is not a valid type name (a letter, then a letter \
+                     or a digit, then anything: hermes' `^[a-zA-Z][a-zA-Z0-9].*$`)"
+                );
+            }
+            if let Some(policy) = &spec.on_merge_conflict
+                && !["keep_first_value", "use_cached_entry"].contains(&policy.as_str())
+            {
+                bail!(
+                    "{at}.on_merge_conflict: `{policy}` is not one of keep_first_value, \
+                     use_cached_entry"
+                );
+            }
             let (source_name, source) = match spec.sources.len() {
                 1 => spec.sources.first().expect("one source"),
                 0 => bail!("{at}.sources: no source is defined"),
@@ -213,10 +258,23 @@ impl ServerConfig {
                     bail!("{at}.{list}: `{unknown}` is not in attrsmapping");
                 }
             }
+            // As in hermes, a foreign key links primary keys: it is (part
+            // of) this type's key, and is the other type's key.
             for (attr, fk) in &spec.foreignkeys {
                 let fk_at = format!("hermes-server.datamodel.{objtype}.foreignkeys.{attr}");
                 if !attrs.contains(attr.as_str()) {
                     bail!("{fk_at}: `{attr}` is not in attrsmapping");
+                }
+                match &spec.primarykeyattr {
+                    PrimaryKey::One(pkey) if pkey != attr => bail!(
+                        "{fk_at}: `{attr}` is not the primary key of {objtype} \
+                         (a foreign key must be the primary key, or part of it)"
+                    ),
+                    PrimaryKey::Composite(pkey) if !pkey.contains(attr) => bail!(
+                        "{fk_at}: `{attr}` is not part of the primary key of {objtype} \
+                         (a foreign key must be the primary key, or part of it)"
+                    ),
+                    _ => {}
                 }
                 let Some(other) = self.server.datamodel.get(&fk.from_objtype) else {
                     bail!("{fk_at}.from_objtype: unknown type `{}`", fk.from_objtype);
@@ -231,6 +289,19 @@ impl ServerConfig {
                         fk.from_attr,
                         fk.from_objtype
                     );
+                }
+                match &other.primarykeyattr {
+                    PrimaryKey::One(pkey) if *pkey == fk.from_attr => {}
+                    PrimaryKey::One(_) => bail!(
+                        "{fk_at}.from_attr: `{}` is not the primary key of {}",
+                        fk.from_attr,
+                        fk.from_objtype
+                    ),
+                    PrimaryKey::Composite(_) => bail!(
+                        "{fk_at}.from_objtype: {} has a composite primary key, which a \
+                         foreign key cannot point to",
+                        fk.from_objtype
+                    ),
                 }
             }
         }

@@ -9,8 +9,9 @@ use indexmap::IndexMap;
 use super::cache::{Cached, Objects, digest};
 use super::mapping::Row;
 use super::model::DataType;
+use super::order;
 
-/// The current objects of each type, by key, in fetch order.
+/// The current objects of each type, by key, sorted by primary key.
 pub(super) type Current = Vec<IndexMap<String, (Value, Row)>>;
 
 /// A change to apply to the cache once its event is stored.
@@ -20,13 +21,17 @@ pub(super) enum Change {
     Remove(usize, String),
 }
 
-/// The base events of a poll in hermes' order, each with its cache change,
+/// The base events of a poll in hermes' order (within a type, `added` and
+/// `removed` sorted by primary key as `current` is), each with its cache change,
 /// and the cache changes no client needs to hear of: `current` (the objects
 /// of each of `types`, fetched now) against `cache` (what clients know).
+/// The `held` keys of each type stay as clients know them (their data is
+/// in error): they are not removed.
 pub(super) fn diff(
     types: &[DataType],
     cache: &Objects,
     current: &Current,
+    held: &[BTreeSet<String>],
 ) -> (Vec<(Event, Change)>, Vec<Change>) {
     let mut added = Vec::new();
     let mut modified = Vec::new();
@@ -66,23 +71,33 @@ pub(super) fn diff(
         let Some(cached) = cache.get(&datatype.name) else {
             continue;
         };
-        for (key, before) in cached {
-            if !current[t].contains_key(key) {
-                let event = object_event(
-                    Category::Base,
-                    EventType::Removed,
-                    datatype,
-                    &before.pkey,
-                    Value::empty_object(),
-                );
-                removed.push((event, Change::Remove(t, key.clone())));
-            }
+        let mut gone: Vec<(&String, &Cached)> = cached
+            .iter()
+            .filter(|(key, _)| !current[t].contains_key(*key))
+            .filter(|(key, _)| !held.get(t).is_some_and(|h| h.contains(*key)))
+            .collect();
+        gone.sort_by(|(_, a), (_, b)| order::compare(&a.pkey, &b.pkey));
+        for (key, before) in gone {
+            let event = object_event(
+                Category::Base,
+                EventType::Removed,
+                datatype,
+                &before.pkey,
+                Value::empty_object(),
+            );
+            removed.push((event, Change::Remove(t, key.clone())));
         }
     }
     let mut events = added;
     events.extend(modified);
     events.extend(removed);
     (events, silent)
+}
+
+/// Sorts a type's objects by primary key, as hermes sorts them: the order
+/// of `added` events and of an initsync sequence.
+pub(super) fn sort(objects: &mut IndexMap<String, (Value, Row)>) {
+    objects.sort_by(|_, (a, _), _, (b, _)| order::compare(a, b));
 }
 
 pub(super) fn object_event(
@@ -235,7 +250,11 @@ hermes-server:
                         let pkey = attrs[0].1.clone();
                         (pkey.to_json_compact(), (pkey, attrs))
                     })
-                    .collect()
+                    .collect::<IndexMap<_, _>>()
+            })
+            .map(|mut objects| {
+                sort(&mut objects);
+                objects
             })
             .collect()
     }
@@ -272,28 +291,29 @@ hermes-server:
     }
 
     #[test]
-    fn an_empty_cache_hears_of_every_object_as_added_in_fetch_order() {
+    fn an_empty_cache_hears_of_every_object_as_added_in_key_order() {
         let model = model();
         let now = current(
-            vec![group(20, "b"), group(10, "a")],
+            vec![group(120, "c"), group(20, "b"), group(100, "a")],
             vec![user(1, "ada", None, "pw", 1)],
         );
-        let (events, silent) = diff(&model.types, &Objects::new(), &now);
+        let (events, silent) = diff(&model.types, &Objects::new(), &now, &[]);
         assert!(silent.is_empty());
         assert_eq!(
             summary(&events),
             [
                 (EventType::Added, "SRVGroups".into(), "20".into()),
-                (EventType::Added, "SRVGroups".into(), "10".into()),
+                (EventType::Added, "SRVGroups".into(), "100".into()),
+                (EventType::Added, "SRVGroups".into(), "120".into()),
                 (EventType::Added, "SRVUsers".into(), "1".into()),
             ]
         );
         // Clients get the secret in clear and never the cache-only attribute.
-        let sent = &events[2].0.objattrs;
+        let sent = &events[3].0.objattrs;
         assert_eq!(sent.get("password"), Some(&Value::from("pw")));
         assert_eq!(sent.get("seen"), None);
         // The cache gets the digest, and the cache-only attribute.
-        let Change::Put(_, _, cached) = &events[2].1 else {
+        let Change::Put(_, _, cached) = &events[3].1 else {
             panic!("an added object is put in the cache");
         };
         assert_eq!(cached.attrs[2].1, digest(&Value::from("pw")));
@@ -311,7 +331,7 @@ hermes-server:
             ],
         );
         let cache = cached(&model, &before);
-        let (events, silent) = diff(&model.types, &cache, &before);
+        let (events, silent) = diff(&model.types, &cache, &before, &[]);
         assert!(events.is_empty() && silent.is_empty(), "nothing changed");
 
         let now = current(
@@ -323,7 +343,7 @@ hermes-server:
                 user(2, "alan", None, "pw", 9),
             ],
         );
-        let (events, silent) = diff(&model.types, &cache, &now);
+        let (events, silent) = diff(&model.types, &cache, &now, &[]);
         assert_eq!(
             summary(&events),
             [
@@ -345,16 +365,21 @@ hermes-server:
     }
 
     #[test]
-    fn removals_of_later_types_come_first() {
+    fn removals_of_later_types_come_first_each_type_in_key_order() {
         let model = model();
-        let before = current(vec![group(10, "a")], vec![user(1, "ada", None, "pw", 1)]);
+        let before = current(
+            vec![group(120, "c"), group(30, "a"), group(31, "b")],
+            vec![user(1, "ada", None, "pw", 1)],
+        );
         let cache = cached(&model, &before);
-        let (events, _) = diff(&model.types, &cache, &current(vec![], vec![]));
+        let (events, _) = diff(&model.types, &cache, &current(vec![], vec![]), &[]);
         assert_eq!(
             summary(&events),
             [
                 (EventType::Removed, "SRVUsers".into(), "1".into()),
-                (EventType::Removed, "SRVGroups".into(), "10".into()),
+                (EventType::Removed, "SRVGroups".into(), "30".into()),
+                (EventType::Removed, "SRVGroups".into(), "31".into()),
+                (EventType::Removed, "SRVGroups".into(), "120".into()),
             ]
         );
     }

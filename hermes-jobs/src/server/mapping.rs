@@ -1,30 +1,35 @@
 //! `attrsmapping`: from a datasource's row (remote attributes) to an object's
-//! local attributes, each a remote attribute's value or a Jinja template.
+//! local attributes, as hermes maps them.
 //!
-//! A template that is one expression, `{{ ... }}`, keeps its value's type (a
-//! number stays a number, a list a list), as hermes' native templates do; a
-//! template with text around its expressions renders to a string.
+//! Each local attribute is a remote attribute's value, a list of remote
+//! attributes' values (`[a, b]`: those that are not null), or a template of
+//! `{{ }}` expressions only (see `jinja`: its value is read as hermes reads
+//! it). Text around or between expressions is refused, as hermes refuses
+//! it: it could not tell the remote attribute from it. A list loses its
+//! null items, and an attribute that comes out null, `[]` or `{}` is absent.
 
 use std::collections::BTreeSet;
 
 use anyhow::{Context, Result, anyhow};
 use hermes_event::Value;
 use indexmap::IndexMap;
-use minijinja::value::{Value as JinjaValue, ValueKind};
-use minijinja::{Environment, UndefinedBehavior};
+use minijinja::Environment;
+use minijinja::value::Value as JinjaValue;
+
+use super::config::AttrSource;
+use super::jinja::{self, Compiled, Part, Template};
 
 /// One row of a datasource: column name and value, in column order.
 pub type Row = Vec<(String, Value)>;
 
 /// How a local attribute gets its value.
-#[derive(Debug, Clone)]
 enum Rule {
     /// The remote attribute's value.
     Remote(String),
-    /// A single expression, whose value keeps its type.
-    Expression(String),
-    /// Text with expressions: a string.
-    Template(String),
+    /// The remote attributes' values that are not null.
+    Remotes(Vec<String>),
+    /// A template's value.
+    Template(Template),
 }
 
 /// The compiled `attrsmapping` of one source.
@@ -36,29 +41,52 @@ pub struct Mapping {
 
 impl Mapping {
     /// Compiles a mapping; an error names the attribute.
-    pub fn new(attrsmapping: &IndexMap<String, String>) -> Result<Mapping> {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
+    pub fn new(attrsmapping: &IndexMap<String, AttrSource>) -> Result<Mapping> {
+        let env = jinja::environment();
         let mut rules = Vec::with_capacity(attrsmapping.len());
         let mut remote = BTreeSet::new();
         for (local, source) in attrsmapping {
-            let rule = classify(source);
-            let variables = match &rule {
-                Rule::Remote(attr) => BTreeSet::from([attr.clone()]),
-                Rule::Expression(expr) => env
-                    .compile_expression(expr)
-                    .map_err(|e| anyhow!("attrsmapping.{local}: {e}"))?
-                    .undeclared_variables(false)
-                    .into_iter()
-                    .collect(),
-                Rule::Template(text) => env
-                    .template_from_str(text)
-                    .map_err(|e| anyhow!("attrsmapping.{local}: {e}"))?
-                    .undeclared_variables(false)
-                    .into_iter()
-                    .collect(),
+            let at = |e: anyhow::Error| anyhow!("attrsmapping.{local}: {e:#}");
+            let rule = match source {
+                AttrSource::List(names) => {
+                    if let Some(name) = names.iter().find(|n| jinja::is_template(n)) {
+                        return Err(at(anyhow!(
+                            "`{name}`: a list holds remote attribute names, not templates"
+                        )));
+                    }
+                    remote.extend(names.iter().cloned());
+                    Rule::Remotes(names.clone())
+                }
+                AttrSource::One(name) if !jinja::is_template(name) => {
+                    if name.is_empty() {
+                        return Err(at(anyhow!("the value is empty")));
+                    }
+                    remote.insert(name.clone());
+                    Rule::Remote(name.clone())
+                }
+                AttrSource::One(text) => {
+                    let parts = jinja::parts(text).map_err(at)?;
+                    if parts.iter().any(|p| matches!(p, Part::Text(_))) {
+                        return Err(at(anyhow!(
+                            "`{text}` mixes text with templates, so the remote attribute \
+                             cannot be told from it (write one expression, such as \
+                             `{{{{ a ~ ' ' ~ b }}}}`)"
+                        )));
+                    }
+                    let template = Template::new(&env, parts).map_err(at)?;
+                    let variables = template.variables().to_vec();
+                    if let Some(reserved) = variables
+                        .iter()
+                        .find(|v| jinja::RESERVED.contains(&v.as_str()))
+                    {
+                        return Err(at(anyhow!(
+                            "`{reserved}` is not supported by hermes-wasm in attrsmapping"
+                        )));
+                    }
+                    remote.extend(variables);
+                    Rule::Template(template)
+                }
             };
-            remote.extend(variables);
             rules.push((local.clone(), rule));
         }
         Ok(Mapping {
@@ -81,7 +109,7 @@ impl Mapping {
     ) -> Result<String> {
         let mut context: IndexMap<String, JinjaValue> = vars
             .iter()
-            .map(|(k, v)| (k.clone(), json_to_jinja(v)))
+            .map(|(k, v)| (k.clone(), jinja::json_to_jinja(v)))
             .collect();
         context.insert(
             "REMOTE_ATTRIBUTES".into(),
@@ -92,147 +120,67 @@ impl Mapping {
             .map_err(|e| anyhow!("fetch.query: {e}"))
     }
 
-    /// Maps every row to the object's local attributes, in mapping order.
+    /// Maps every row to the object's local attributes, in mapping order,
+    /// leaving out those that come out null, `[]` or `{}`.
     pub fn apply(&self, rows: Vec<Row>) -> Result<Vec<Row>> {
-        let expressions = self
+        let compiled = self
             .rules
             .iter()
             .map(|(_, rule)| match rule {
-                Rule::Expression(expr) => self.env.compile_expression(expr).map(Some),
+                Rule::Template(template) => template.compile(&self.env).map(Some),
                 _ => Ok(None),
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        let templates = self
-            .rules
-            .iter()
-            .map(|(_, rule)| match rule {
-                Rule::Template(text) => self.env.template_from_str(text).map(Some),
-                _ => Ok(None),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>>>()?;
         rows.into_iter()
-            .map(|row| {
-                let context =
-                    JinjaValue::from_pairs(row.iter().map(|(k, v)| (k.clone(), to_jinja(v))));
-                self.rules
-                    .iter()
-                    .zip(expressions.iter().zip(&templates))
-                    .map(|((local, rule), (expression, template))| {
-                        let value = match (rule, expression, template) {
-                            (Rule::Remote(attr), _, _) => row
-                                .iter()
-                                .find(|(column, _)| column == attr)
-                                .map(|(_, v)| v.clone())
-                                .ok_or_else(|| {
-                                    anyhow!("the query does not return the column `{attr}`")
-                                }),
-                            (_, Some(expression), _) => expression
-                                .eval(context.clone())
-                                .map(|v| from_jinja(&v))
-                                .map_err(Into::into),
-                            (_, _, Some(template)) => template
-                                .render(context.clone())
-                                .map(Value::String)
-                                .map_err(Into::into),
-                            _ => Err(anyhow!("a template did not compile")),
-                        };
-                        value
-                            .with_context(|| format!("attrsmapping.{local}"))
-                            .map(|value| (local.clone(), value))
-                    })
-                    .collect()
-            })
+            .map(|row| self.apply_one(&row, &compiled))
             .collect()
     }
-}
 
-fn classify(source: &str) -> Rule {
-    let trimmed = source.trim();
-    let single = trimmed.starts_with("{{")
-        && trimmed.ends_with("}}")
-        && trimmed.matches("{{").count() == 1
-        && !trimmed.contains("{%");
-    if single {
-        Rule::Expression(trimmed[2..trimmed.len() - 2].trim().to_owned())
-    } else if source.contains("{{") || source.contains("{%") {
-        Rule::Template(source.to_owned())
-    } else {
-        Rule::Remote(source.to_owned())
-    }
-}
-
-/// A value as templates see it.
-fn to_jinja(value: &Value) -> JinjaValue {
-    match value {
-        Value::Null => JinjaValue::from(()),
-        Value::Bool(b) => JinjaValue::from(*b),
-        Value::Integer(n) => match n.as_i64() {
-            Some(n) => JinjaValue::from(n),
-            None => JinjaValue::from(n.to_string()),
-        },
-        Value::Float(x) => JinjaValue::from(*x),
-        Value::String(s) => JinjaValue::from(s.as_str()),
-        Value::Bytes(bytes) => JinjaValue::from_bytes(bytes.clone()),
-        Value::Datetime(at) => JinjaValue::from(at.format("%Y-%m-%d %H:%M:%S").to_string()),
-        Value::List(items) => JinjaValue::from(items.iter().map(to_jinja).collect::<Vec<_>>()),
-        Value::Object(entries) => {
-            JinjaValue::from_pairs(entries.iter().map(|(k, v)| (k.clone(), to_jinja(v))))
+    fn apply_one(&self, row: &Row, compiled: &[Option<Compiled<'_>>]) -> Result<Row> {
+        let column = |name: &str| {
+            row.iter()
+                .find(|(column, _)| column == name)
+                .map(|(_, v)| v)
+                .ok_or_else(|| anyhow!("the query does not return the column `{name}`"))
+        };
+        let mut context = None;
+        let mut attrs = Vec::with_capacity(self.rules.len());
+        for ((local, rule), compiled) in self.rules.iter().zip(compiled) {
+            let value = match (rule, compiled) {
+                (Rule::Remote(name), _) => column(name).cloned(),
+                (Rule::Remotes(names), _) => names
+                    .iter()
+                    .map(|name| column(name).cloned())
+                    .collect::<Result<Vec<_>>>()
+                    .map(Value::List),
+                (Rule::Template(_), Some(template)) => {
+                    let context = context.get_or_insert_with(|| {
+                        JinjaValue::from_pairs(
+                            row.iter().map(|(k, v)| (k.clone(), jinja::to_jinja(v))),
+                        )
+                    });
+                    template.render(context)
+                }
+                (Rule::Template(_), None) => Err(anyhow!("a template did not compile")),
+            }
+            .with_context(|| format!("attrsmapping.{local}"))?;
+            let value = match value {
+                Value::List(items) => {
+                    Value::List(items.into_iter().filter(|v| *v != Value::Null).collect())
+                }
+                value => value,
+            };
+            let empty = match &value {
+                Value::Null => true,
+                Value::List(items) => items.is_empty(),
+                Value::Object(entries) => entries.is_empty(),
+                _ => false,
+            };
+            if !empty {
+                attrs.push((local.clone(), value));
+            }
         }
-    }
-}
-
-/// A `vars` value as templates see it.
-fn json_to_jinja(value: &serde_json::Value) -> JinjaValue {
-    match value {
-        serde_json::Value::Null => JinjaValue::from(()),
-        serde_json::Value::Bool(b) => JinjaValue::from(*b),
-        serde_json::Value::Number(n) => match (n.as_i64(), n.as_f64()) {
-            (Some(i), _) => JinjaValue::from(i),
-            (None, Some(x)) => JinjaValue::from(x),
-            _ => JinjaValue::from(n.to_string()),
-        },
-        serde_json::Value::String(s) => JinjaValue::from(s.as_str()),
-        serde_json::Value::Array(items) => {
-            JinjaValue::from(items.iter().map(json_to_jinja).collect::<Vec<_>>())
-        }
-        serde_json::Value::Object(entries) => {
-            JinjaValue::from_pairs(entries.iter().map(|(k, v)| (k.clone(), json_to_jinja(v))))
-        }
-    }
-}
-
-/// A template's value as an attribute value.
-fn from_jinja(value: &JinjaValue) -> Value {
-    match value.kind() {
-        ValueKind::Undefined | ValueKind::None => Value::Null,
-        ValueKind::Bool => Value::Bool(value.is_true()),
-        ValueKind::Number => match i64::try_from(value.clone()) {
-            Ok(n) => Value::from(n),
-            Err(_) => f64::try_from(value.clone())
-                .map(Value::Float)
-                .unwrap_or_else(|_| Value::String(value.to_string())),
-        },
-        ValueKind::String => Value::String(value.as_str().unwrap_or_default().to_owned()),
-        ValueKind::Bytes => Value::Bytes(value.as_bytes().unwrap_or_default().to_vec()),
-        ValueKind::Seq | ValueKind::Iterable => Value::List(
-            value
-                .try_iter()
-                .map(|items| items.map(|item| from_jinja(&item)).collect())
-                .unwrap_or_default(),
-        ),
-        ValueKind::Map => Value::Object(
-            value
-                .try_iter()
-                .map(|keys| {
-                    keys.map(|key| {
-                        let item = value.get_item(&key).unwrap_or_default();
-                        (key.to_string(), from_jinja(&item))
-                    })
-                    .collect()
-                })
-                .unwrap_or_default(),
-        ),
-        _ => Value::String(value.to_string()),
+        Ok(attrs)
     }
 }
 
@@ -240,12 +188,19 @@ fn from_jinja(value: &JinjaValue) -> Value {
 mod tests {
     use super::*;
 
-    fn mapping(pairs: &[(&str, &str)]) -> Mapping {
+    fn mapping(pairs: &[(&str, &str)]) -> Result<Mapping> {
         let map = pairs
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(k, v)| (k.to_string(), AttrSource::One(v.to_string())))
             .collect();
-        Mapping::new(&map).expect("compiles")
+        Mapping::new(&map)
+    }
+
+    fn row(pairs: &[(&str, Value)]) -> Row {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
     }
 
     #[test]
@@ -253,8 +208,9 @@ mod tests {
         let m = mapping(&[
             ("id", "uid"),
             ("mail", "{{ login ~ '@example.com' }}"),
-            ("name", "{{ first }} {{ last }}"),
-        ]);
+            ("name", "{{ first ~ ' ' ~ last }}"),
+        ])
+        .expect("compiles");
         assert_eq!(m.remote_attributes(), ["first", "last", "login", "uid"]);
         let query = m
             .render_query(
@@ -266,43 +222,109 @@ mod tests {
     }
 
     #[test]
-    fn templates_keep_types_and_text_templates_give_strings() {
+    fn values_are_hermes_values_and_empty_ones_are_absent() {
         let m = mapping(&[
             ("id", "uid"),
             ("double", "{{ uid * 2 }}"),
-            ("groups", "{{ [uid, 'x'] }}"),
-            ("label", "user {{ uid }}"),
+            ("quota", "{{ quota * 1024 }}"),
+            ("number", "{{ number | trim }}"),
+            ("phones", "{{ [phone, mobile] }}"),
             ("none", "{{ none }}"),
-        ]);
-        let rows = vec![vec![("uid".to_string(), Value::from(21))]];
+            ("nophone", "{{ [mobile, mobile] }}"),
+            ("nothing", "mobile"),
+        ])
+        .expect("compiles");
+        let rows = vec![row(&[
+            ("uid", Value::from(21)),
+            ("quota", Value::Float(2.0)),
+            ("number", Value::from(" 50037")),
+            ("phone", Value::from("+331")),
+            ("mobile", Value::Null),
+        ])];
         let objects = m.apply(rows).expect("maps");
         assert_eq!(
             objects[0],
-            vec![
-                ("id".to_string(), Value::from(21)),
-                ("double".to_string(), Value::from(42)),
-                (
-                    "groups".to_string(),
-                    Value::List(vec![Value::from(21), Value::from("x")])
-                ),
-                ("label".to_string(), Value::from("user 21")),
-                ("none".to_string(), Value::Null),
-            ]
+            row(&[
+                ("id", Value::from(21)),
+                ("double", Value::from(42)),
+                ("quota", Value::Float(2048.0)),
+                ("number", Value::from(50037)),
+                ("phones", Value::List(vec![Value::from("+331")])),
+            ])
         );
     }
 
     #[test]
+    fn a_list_of_remote_attributes_gives_those_not_null() {
+        let map = IndexMap::from([
+            ("id".to_string(), AttrSource::One("uid".into())),
+            (
+                "phones".to_string(),
+                AttrSource::List(vec!["phone".into(), "mobile".into()]),
+            ),
+        ]);
+        let m = Mapping::new(&map).expect("compiles");
+        assert_eq!(m.remote_attributes(), ["mobile", "phone", "uid"]);
+        let objects = m
+            .apply(vec![
+                row(&[
+                    ("uid", Value::from(1)),
+                    ("phone", Value::Null),
+                    ("mobile", Value::from("+336")),
+                ]),
+                row(&[
+                    ("uid", Value::from(2)),
+                    ("phone", Value::Null),
+                    ("mobile", Value::Null),
+                ]),
+            ])
+            .expect("maps");
+        assert_eq!(
+            objects,
+            [
+                row(&[
+                    ("id", Value::from(1)),
+                    ("phones", Value::List(vec![Value::from("+336")]))
+                ]),
+                row(&[("id", Value::from(2))]),
+            ]
+        );
+        let templated = IndexMap::from([(
+            "phones".to_string(),
+            AttrSource::List(vec!["{{ phone }}".into()]),
+        )]);
+        assert!(Mapping::new(&templated).is_err());
+    }
+
+    #[test]
+    fn text_mixed_with_templates_is_refused_as_hermes_refuses_it() {
+        for source in ["{{ first }} {{ last }}", "user {{ uid }}", "{{ uid }}!"] {
+            let error = mapping(&[("name", source)]).err().map(|e| e.to_string());
+            assert!(
+                error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("attrsmapping.name: ")
+                        && e.contains("mixes text with templates")),
+                "{source}: {error:?}"
+            );
+        }
+        assert!(mapping(&[("name", "{{ first }}{{ last }}")]).is_ok());
+        assert!(mapping(&[("name", "{% if a %}x{% endif %}")]).is_err());
+        assert!(mapping(&[("name", "")]).is_err());
+        assert!(mapping(&[("name", "{{ ITEM_CACHED_VALUES.x }}")]).is_err());
+    }
+
+    #[test]
     fn a_missing_column_or_bad_template_names_the_attribute() {
-        let m = mapping(&[("mail", "{{ login ~ '@x' }}")]);
+        let m = mapping(&[("mail", "{{ login ~ '@x' }}")]).expect("compiles");
         let error = m
-            .apply(vec![vec![("uid".to_string(), Value::from(1))]])
+            .apply(vec![row(&[("uid", Value::from(1))])])
             .expect_err("no login column");
         assert!(
             format!("{error:#}").contains("attrsmapping.mail"),
             "{error:#}"
         );
-        let bad = IndexMap::from([("x".to_string(), "{{ oops(".to_string())]);
-        let error = Mapping::new(&bad)
+        let error = mapping(&[("x", "{{ oops( }}")])
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();

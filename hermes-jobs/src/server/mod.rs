@@ -18,10 +18,14 @@ pub mod cache;
 pub mod config;
 mod datasource;
 mod diff;
+mod jinja;
 pub mod journal;
 pub mod mapping;
 pub mod model;
+mod order;
+mod pyliteral;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -55,6 +59,11 @@ pub struct PollReport {
     pub removed: usize,
     /// The offset of the last event sent.
     pub last_offset: Option<Offset>,
+    /// Objects of a type the datamodel no longer has, sent as removed.
+    pub removed_types: usize,
+    /// The data errors met (a primary key twice in the datasource): those
+    /// objects were left as clients know them.
+    pub data_errors: Vec<String>,
 }
 
 impl std::fmt::Display for PollReport {
@@ -70,8 +79,18 @@ impl std::fmt::Display for PollReport {
             "{} added, {} modified, {} removed",
             self.added, self.modified, self.removed
         )?;
+        if self.removed_types > 0 {
+            write!(
+                f,
+                " ({} of types no longer in the datamodel)",
+                self.removed_types
+            )?;
+        }
         if let Some(offset) = &self.last_offset {
             write!(f, "; last offset {}", hermes_host::offset::to_json(offset))?;
+        }
+        if !self.data_errors.is_empty() {
+            write!(f, "; data errors: {}", self.data_errors.join("; "))?;
         }
         Ok(())
     }
@@ -122,8 +141,6 @@ impl Server {
             update_interval: std::time::Duration::from_secs(config.server.update_interval),
         };
         server.recover().await?;
-        let names: Vec<&str> = server.model.types.iter().map(|t| t.name.as_str()).collect();
-        cache::check_types(&server.cache, &names)?;
         Ok(server)
     }
 
@@ -266,11 +283,15 @@ impl Server {
             self.recover().await?;
             self.recover_first = false;
         }
-        let current = self.fetch().await?;
-        let mut report = PollReport::default();
+        let (current, held, data_errors) = self.fetch().await?;
+        self.report_data_errors(&data_errors);
+        let mut report = PollReport {
+            data_errors,
+            ..PollReport::default()
+        };
         let schema = self.model.dataschema();
         if let Err(e) = self
-            .send_changes(current, &schema, initsync, &mut report)
+            .send_changes(current, &held, &schema, initsync, &mut report)
             .await
         {
             // What the bus took of the poll is in the journal: the cache
@@ -289,10 +310,16 @@ impl Server {
         Ok(report)
     }
 
-    async fn fetch(&self) -> Result<Current> {
+    /// The objects of each type as the datasource holds them now, sorted
+    /// by key; the keys held as clients know them, because the datasource
+    /// gives them twice (hermes' "inconsistencies"); and those data errors.
+    async fn fetch(&self) -> Result<(Current, Vec<BTreeSet<String>>, Vec<String>)> {
         let mut current = Vec::with_capacity(self.model.types.len());
+        let mut held = Vec::with_capacity(self.model.types.len());
+        let mut errors = Vec::new();
         for datatype in &self.model.types {
             let mut objects = IndexMap::new();
+            let mut twice: BTreeMap<String, usize> = BTreeMap::new();
             for attrs in datatype
                 .fetch()
                 .await
@@ -305,21 +332,62 @@ impl Server {
                     anyhow::bail!("{}: an object has a null primary key", datatype.name);
                 }
                 let key = pkey.to_json_compact();
-                if objects.insert(key.clone(), (pkey, attrs)).is_some() {
-                    anyhow::bail!(
-                        "{}: the primary key {key} appears twice in the data",
-                        datatype.name
-                    );
+                if let Some(count) = twice.get_mut(&key) {
+                    *count += 1;
+                } else if objects.shift_remove(&key).is_some() {
+                    twice.insert(key, 2);
+                } else {
+                    objects.insert(key, (pkey, attrs));
                 }
             }
+            let cached = self.cache.objects.get(&datatype.name);
+            for (key, count) in &twice {
+                let kept = if cached.is_some_and(|c| c.contains_key(key)) {
+                    "clients keep the object as they know it"
+                } else {
+                    "it is left out"
+                };
+                errors.push(format!(
+                    "{}: the primary key {key} appears {count} times in the datasource; {kept}",
+                    datatype.name
+                ));
+            }
+            diff::sort(&mut objects);
             current.push(objects);
+            held.push(twice.into_keys().collect());
         }
-        Ok(current)
+        let left_out = self.model.enforce_integrity(&mut current)?;
+        for (datatype, n) in self.model.types.iter().zip(left_out) {
+            if n > 0 {
+                tracing::debug!(
+                    "integrity constraints: {n} objects of {} left out",
+                    datatype.name
+                );
+            }
+        }
+        Ok((current, held, errors))
+    }
+
+    /// Logs the poll's data errors, every poll while there are some, and
+    /// tells when they change, as hermes does ("data errors met", "no more
+    /// data errors").
+    fn report_data_errors(&mut self, errors: &[String]) {
+        if !errors.is_empty() {
+            tracing::error!("data errors met: {}", errors.join("; "));
+        }
+        if errors != self.cache.data_errors {
+            if errors.is_empty() {
+                tracing::info!("no more data errors");
+            }
+            self.cache.data_errors = errors.to_vec();
+            self.unsaved = true;
+        }
     }
 
     async fn send_changes(
         &mut self,
         current: Current,
+        held: &[BTreeSet<String>],
         schema: &Value,
         initsync: bool,
         report: &mut PollReport,
@@ -358,6 +426,7 @@ impl Server {
             self.unsaved = true;
             return Ok(());
         }
+        self.send_removed_types(report).await?;
         if self.cache.dataschema.as_ref() != Some(schema) {
             let event = Event::new(
                 Category::Base,
@@ -377,7 +446,7 @@ impl Server {
             self.cache.dataschema = Some(schema.clone());
             self.unsaved = true;
         }
-        let (events, silent) = diff::diff(&self.model.types, &self.cache.objects, &current);
+        let (events, silent) = diff::diff(&self.model.types, &self.cache.objects, &current, held);
         for change in silent {
             self.apply(change);
         }
@@ -403,6 +472,66 @@ impl Server {
         }
         if initsync {
             self.send_initsync(&current, schema, report).await?;
+        }
+        Ok(())
+    }
+
+    /// Tells clients that the objects of the types the datamodel no longer
+    /// has are gone, as hermes does: a `removed` event for each, the last
+    /// types first, each in key order; the dataschema event follows.
+    async fn send_removed_types(&mut self, report: &mut PollReport) -> Result<()> {
+        let known: BTreeSet<&str> = self.model.types.iter().map(|t| t.name.as_str()).collect();
+        let gone: Vec<String> = self
+            .cache
+            .objects
+            .keys()
+            .filter(|name| !known.contains(name.as_str()))
+            .cloned()
+            .collect();
+        for objtype in gone.iter().rev() {
+            let mut objects: Vec<(String, Value)> = self.cache.objects[objtype]
+                .iter()
+                .map(|(key, cached)| (key.clone(), cached.pkey.clone()))
+                .collect();
+            objects.sort_by(|(_, a), (_, b)| order::compare(a, b));
+            tracing::info!(
+                "type {objtype} is no longer in the datamodel: its {} objects are sent as removed",
+                objects.len()
+            );
+            for chunk in objects.chunks(BATCH) {
+                let batch: Vec<EventText> = chunk
+                    .iter()
+                    .map(|(_, pkey)| {
+                        EventText::render(&Event::new(
+                            Category::Base,
+                            EventType::Removed,
+                            Some(objtype.clone()),
+                            pkey.clone(),
+                            Value::empty_object(),
+                        ))
+                    })
+                    .collect();
+                let steps: Vec<Option<Step>> = chunk
+                    .iter()
+                    .map(|(key, _)| {
+                        Some(Step::Remove {
+                            objtype: objtype.clone(),
+                            key: key.clone(),
+                        })
+                    })
+                    .collect();
+                let offsets = self.send(&batch, &steps).await?;
+                report.last_offset = offsets.last().cloned().or(report.last_offset.take());
+                report.removed += chunk.len();
+                report.removed_types += chunk.len();
+                if let Some(cached) = self.cache.objects.get_mut(objtype) {
+                    for (key, _) in chunk {
+                        cached.remove(key);
+                    }
+                }
+            }
+            self.cache.objects.shift_remove(objtype);
+            self.unsaved = true;
         }
         Ok(())
     }

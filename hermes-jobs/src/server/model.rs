@@ -4,11 +4,15 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use hermes_event::Value;
+use minijinja::Environment;
+use minijinja::value::Value as JinjaValue;
 
 use super::config::ServerConfig;
 use super::datasource::SqliteSource;
+use super::diff::Current;
+use super::jinja::{self, Template};
 use super::mapping::{Mapping, Row};
 
 /// One data type.
@@ -29,6 +33,8 @@ pub struct DataType {
     pub cacheonly: BTreeSet<String>,
     /// Attributes neither sent nor cached.
     pub local: BTreeSet<String>,
+    /// `integrity_constraints`: each object must pass them all.
+    constraints: Vec<Template>,
     source: SqliteSource,
     query: String,
     mapping: Mapping,
@@ -112,13 +118,41 @@ impl DataType {
 pub struct Model {
     /// The types, in the configuration's order.
     pub types: Vec<DataType>,
+    /// Where integrity constraints are rendered.
+    env: Environment<'static>,
+    /// The variables integrity constraints read.
+    constraint_vars: BTreeSet<String>,
 }
 
 impl Model {
     /// Builds the model from a checked configuration.
     pub fn new(config: &ServerConfig, base: &Path) -> Result<Model> {
+        let env = jinja::environment();
         let mut types = Vec::new();
+        let mut constraint_vars = BTreeSet::new();
         for (name, spec) in &config.server.datamodel {
+            let mut constraints = Vec::new();
+            for (i, source) in spec.integrity_constraints.iter().enumerate() {
+                let at = format!("hermes-server.datamodel.{name}.integrity_constraints[{i}]");
+                let template = jinja::parts(source)
+                    .and_then(|parts| Template::new(&env, parts))
+                    .map_err(|e| anyhow!("{at}: {e:#}"))?;
+                for var in template.variables() {
+                    let known =
+                        var == "_SELF"
+                            || config.server.datamodel.keys().any(|t| {
+                                var == t || var.strip_suffix("_pkeys") == Some(t.as_str())
+                            });
+                    if !known {
+                        bail!(
+                            "{at}: unknown variable `{var}` (known: _SELF, and each type's \
+                             name, and name_pkeys)"
+                        );
+                    }
+                    constraint_vars.insert(var.clone());
+                }
+                constraints.push(template);
+            }
             let (source_name, source) = spec.sources.first().expect("checked: one source");
             let at = format!("hermes-server.datamodel.{name}.sources.{source_name}");
             let mapping = Mapping::new(&source.attrsmapping).with_context(|| at.clone())?;
@@ -146,12 +180,94 @@ impl Model {
                 secrets: source.secrets_attrs.iter().cloned().collect(),
                 cacheonly,
                 local,
+                constraints,
                 source: SqliteSource::new(&config.datasource_file(base, source_name)?),
                 query,
                 mapping,
             });
         }
-        Ok(Model { types })
+        Ok(Model {
+            types,
+            env,
+            constraint_vars,
+        })
+    }
+
+    /// Leaves out the objects that fail their type's integrity
+    /// constraints, as hermes does: again and again while some are left
+    /// out, since a constraint may read other types' objects. Returns how
+    /// many were left out of each type.
+    pub fn enforce_integrity(&self, current: &mut Current) -> Result<Vec<usize>> {
+        let mut left_out = vec![0; self.types.len()];
+        if self.types.iter().all(|t| t.constraints.is_empty()) {
+            return Ok(left_out);
+        }
+        let compiled = self
+            .types
+            .iter()
+            .map(|t| {
+                t.constraints
+                    .iter()
+                    .map(|c| c.compile(&self.env))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let native = |attrs: &Row| {
+            JinjaValue::from_pairs(attrs.iter().map(|(k, v)| (k.clone(), jinja::to_jinja(v))))
+        };
+        loop {
+            // The other types' objects and keys, as the constraints read them.
+            let mut base = Vec::new();
+            for (datatype, objects) in self.types.iter().zip(current.iter()) {
+                let pkeys = format!("{}_pkeys", datatype.name);
+                if self.constraint_vars.contains(&pkeys) {
+                    let keys = objects
+                        .values()
+                        .map(|(pkey, _)| (jinja::to_jinja(pkey), JinjaValue::from(true)));
+                    base.push((pkeys, JinjaValue::from_pairs(keys)));
+                }
+                if self.constraint_vars.contains(&datatype.name) {
+                    let all: Vec<JinjaValue> = objects.values().map(|(_, a)| native(a)).collect();
+                    base.push((datatype.name.clone(), JinjaValue::from(all)));
+                }
+            }
+            let mut changed = false;
+            for (t, constraints) in compiled.iter().enumerate() {
+                if constraints.is_empty() {
+                    continue;
+                }
+                let mut failing = Vec::new();
+                for (key, (_, attrs)) in &current[t] {
+                    let context = JinjaValue::from_pairs(
+                        base.iter()
+                            .cloned()
+                            .chain(std::iter::once(("_SELF".to_string(), native(attrs)))),
+                    );
+                    for (i, constraint) in constraints.iter().enumerate() {
+                        let passes = constraint.render(&context).with_context(|| {
+                            format!(
+                                "hermes-server.datamodel.{}.integrity_constraints[{i}]",
+                                self.types[t].name
+                            )
+                        })?;
+                        if !truthy(&passes) {
+                            failing.push(key.clone());
+                            break;
+                        }
+                    }
+                }
+                if !failing.is_empty() {
+                    changed = true;
+                    left_out[t] += failing.len();
+                    for key in failing {
+                        current[t].shift_remove(&key);
+                    }
+                }
+            }
+            if !changed {
+                return Ok(left_out);
+            }
+        }
     }
 
     /// The dataschema: one entry per type, in order.
@@ -162,5 +278,20 @@ impl Model {
                 .map(|t| (t.name.clone(), t.schema()))
                 .collect(),
         )
+    }
+}
+
+/// Python's truth of a value: none, false, zero and empty are false.
+fn truthy(value: &Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Integer(n) => n.as_i64() != Some(0),
+        Value::Float(x) => *x != 0.0,
+        Value::String(s) => !s.is_empty(),
+        Value::Bytes(b) => !b.is_empty(),
+        Value::Datetime(_) => true,
+        Value::List(items) => !items.is_empty(),
+        Value::Object(entries) => !entries.is_empty(),
     }
 }

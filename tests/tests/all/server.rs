@@ -20,8 +20,9 @@ struct Setup {
     config: PathBuf,
 }
 
-/// The datamodel: groups; users, with a foreign key, a Jinja mapping, a
-/// secret, a cache-only and a local attribute; roles, with a composite key.
+/// The datamodel: groups; users, with a Jinja mapping, a secret, a
+/// cache-only and a local attribute; roles, with a composite key and a
+/// foreign key to users.
 const DATAMODEL: &str = r#"
 hermes-server:
   updateInterval: 1
@@ -39,8 +40,7 @@ hermes-server:
             name: name
     SRVUsers:
       primarykeyattr: id
-      foreignkeys:
-        group: {from_objtype: SRVGroups, from_attr: id}
+      foreignkeys: {}
       sources:
         db:
           fetch:
@@ -60,7 +60,8 @@ hermes-server:
           local_attrs: [first]
     SRVRoles:
       primarykeyattr: [user, role]
-      foreignkeys: {}
+      foreignkeys:
+        user: {from_objtype: SRVUsers, from_attr: id}
       sources:
         db:
           fetch:
@@ -182,7 +183,7 @@ fn dataschema() -> Value {
                 &["group", "id", "login", "mail", "password", "phone"],
                 &["password"],
                 Value::from("id"),
-                object(vec![("group", strings(&["SRVGroups", "id"]))]),
+                Value::empty_object(),
             ),
         ),
         (
@@ -191,7 +192,7 @@ fn dataschema() -> Value {
                 &["role", "user"],
                 &[],
                 strings(&["user", "role"]),
-                Value::empty_object(),
+                object(vec![("user", strings(&["SRVUsers", "id"]))]),
             ),
         ),
     ])
