@@ -124,7 +124,11 @@ pub fn read_text(path: &Path) -> Result<String> {
 /// Parses YAML `text` into `T`, as [`read`] does for the file at `path`.
 pub fn parse<T: DeserializeOwned>(text: &str, path: &Path) -> Result<T> {
     let document = serde_yaml_ng::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(document).map_err(|e| {
+    let parsed = serde_path_to_error::deserialize(document);
+    if parsed.is_ok() {
+        debug_ignored(text);
+    }
+    parsed.map_err(|e| {
         let at = e.path().to_string();
         let inner = e.into_inner().to_string();
         if at == "." || inner.starts_with(&at) {
@@ -138,6 +142,22 @@ pub fn parse<T: DeserializeOwned>(text: &str, path: &Path) -> Result<T> {
         };
         anyhow!("{}: {at}: {inner}", path.display())
     })
+}
+
+/// Names at debug level the keys of the `hermes` section that hermes-wasm
+/// has no use for (hermes' `logs`, `mail`, `cli_socket`): a configuration
+/// hermes reads is accepted as it is.
+fn debug_ignored(text: &str) {
+    let Ok(serde_yaml_ng::Value::Mapping(document)) = serde_yaml_ng::from_str(text) else {
+        return;
+    };
+    if let Some(serde_yaml_ng::Value::Mapping(hermes)) = document.get("hermes") {
+        for key in hermes.keys().filter_map(|k| k.as_str()) {
+            if !["plugins", "cache"].contains(&key) {
+                tracing::debug!("hermes.{key}: not used by hermes-wasm, ignored");
+            }
+        }
+    }
 }
 
 /// A configuration file's directory, against which its relative paths resolve.

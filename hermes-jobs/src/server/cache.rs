@@ -31,7 +31,9 @@ pub type Objects = IndexMap<String, BTreeMap<String, Cached>>;
 /// Everything the server remembers between polls.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ServerCache {
-    /// Whether an initsync sequence went out whole.
+    /// Whether the cache is the state changes are sent against: an
+    /// initsync sequence went out whole, or (waiting for an initsync, as
+    /// hermes does) the first poll filled it.
     pub initsync_done: bool,
     /// Whether the first initsync sequence began and was cut short (the
     /// server was killed): the next poll goes on with it.

@@ -64,10 +64,19 @@ pub struct PollReport {
     /// The data errors met (a primary key twice in the datasource): those
     /// objects were left as clients know them.
     pub data_errors: Vec<String>,
+    /// Objects the first poll put in the cache without sending anything,
+    /// waiting for an initsync as hermes does.
+    pub filled: Option<usize>,
 }
 
 impl std::fmt::Display for PollReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(n) = self.filled {
+            write!(
+                f,
+                "cache filled with {n} objects, nothing sent until an initsync; "
+            )?;
+        }
         if let Some(n) = self.initsync {
             write!(f, "initsync of {n} objects sent; ")?;
         }
@@ -113,6 +122,9 @@ pub struct Server {
     /// before the next poll (a poll failed, and so did its recovery).
     recover_first: bool,
     update_interval: std::time::Duration,
+    /// hermes' way: the first poll fills the cache and sends nothing; an
+    /// initsync goes out when asked for.
+    wait_for_initsync: bool,
 }
 
 impl Server {
@@ -139,6 +151,7 @@ impl Server {
             unsaved: false,
             recover_first: false,
             update_interval: std::time::Duration::from_secs(config.server.update_interval),
+            wait_for_initsync: false,
         };
         server.recover().await?;
         Ok(server)
@@ -235,6 +248,15 @@ impl Server {
         .await
     }
 
+    /// Makes the first poll of a new cache work as hermes' does: it fills
+    /// the cache and sends nothing; clients get their initsync sequence
+    /// when one is asked for (`poll(true)`), and changes as base events
+    /// from the next poll on. By default the first poll sends an initsync
+    /// sequence by itself.
+    pub fn wait_for_initsync(&mut self, wait: bool) {
+        self.wait_for_initsync = wait;
+    }
+
     /// Seconds between two polls, from the configuration.
     pub fn update_interval(&self) -> std::time::Duration {
         self.update_interval
@@ -315,7 +337,7 @@ impl Server {
     /// gives them twice (hermes' "inconsistencies"); and those data errors.
     async fn fetch(&self) -> Result<(Current, Vec<BTreeSet<String>>, Vec<String>)> {
         let mut current = Vec::with_capacity(self.model.types.len());
-        let mut held = Vec::with_capacity(self.model.types.len());
+        let mut held: Vec<BTreeSet<String>> = Vec::with_capacity(self.model.types.len());
         let mut errors = Vec::new();
         for datatype in &self.model.types {
             let mut objects = IndexMap::new();
@@ -342,10 +364,14 @@ impl Server {
             }
             let cached = self.cache.objects.get(&datatype.name);
             for (key, count) in &twice {
-                let kept = if cached.is_some_and(|c| c.contains_key(key)) {
-                    "clients keep the object as they know it"
-                } else {
-                    "it is left out"
+                // As in hermes, the cached object stands in for the fresh
+                // ones while integrity constraints are checked.
+                let kept = match cached.and_then(|c| c.get(key)) {
+                    Some(object) => {
+                        objects.insert(key.clone(), (object.pkey.clone(), object.attrs.clone()));
+                        "clients keep the object as they know it"
+                    }
+                    None => "it is left out",
                 };
                 errors.push(format!(
                     "{}: the primary key {key} appears {count} times in the datasource; {kept}",
@@ -357,6 +383,11 @@ impl Server {
             held.push(twice.into_keys().collect());
         }
         let left_out = self.model.enforce_integrity(&mut current)?;
+        // A held object is not diffed, unless a constraint left it out: then
+        // it is gone, as any object left out.
+        for (objects, held) in current.iter_mut().zip(held.iter_mut()) {
+            held.retain(|key| objects.shift_remove(key).is_some());
+        }
         for (datatype, n) in self.model.types.iter().zip(left_out) {
             if n > 0 {
                 tracing::debug!(
@@ -393,9 +424,18 @@ impl Server {
         report: &mut PollReport,
     ) -> Result<()> {
         if !self.cache.initsync_done {
-            // A first run: the initsync sequence is the whole state. One cut
-            // short goes on with the objects it did not send yet.
-            self.send_initsync(&current, schema, report).await?;
+            if self.wait_for_initsync && !initsync && !self.cache.initsync_started {
+                // hermes' way: the cache is filled, nothing is sent.
+                let n = current.iter().map(IndexMap::len).sum();
+                tracing::info!(
+                    "the cache now holds the datasource's {n} objects; nothing is sent until an initsync is asked for"
+                );
+                report.filled = Some(n);
+            } else {
+                // A first run: the initsync sequence is the whole state. One
+                // cut short goes on with the objects it did not send yet.
+                self.send_initsync(&current, schema, report).await?;
+            }
             // The objects move into the cache: the state is never held
             // twice. Those an interrupted sequence sent keep the values it
             // sent: the next poll sends what changed since.

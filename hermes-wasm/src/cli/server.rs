@@ -22,6 +22,12 @@ pub struct ServerArgs {
     #[arg(long)]
     initsync: bool,
 
+    /// Work as hermes-server does on a new cache: the first poll fills the
+    /// cache and sends nothing; clients get an initsync sequence when a run
+    /// is started with --initsync.
+    #[arg(long)]
+    wait_for_initsync: bool,
+
     #[command(flatten)]
     cache: CacheArgs,
 }
@@ -30,6 +36,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let stop = Stop::when(super::stop_signal());
     let engine = args.cache.engine()?;
     let mut server = Server::start(&args.config, &engine).await?;
+    server.wait_for_initsync(args.wait_for_initsync);
     let outcome = server
         .run(args.once, args.initsync, &stop, |report| {
             let mut out = std::io::stdout().lock();

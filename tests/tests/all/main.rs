@@ -9,6 +9,7 @@ mod overfill;
 mod redis_streams;
 mod sandbox_probe;
 mod server;
+mod server_parity;
 mod sqlite;
 
 /// Every guest the build script builds has a test module of its name.

@@ -1,0 +1,546 @@
+//! The server emits what hermes-server 1.0.9 emits for the same
+//! configuration: the values its templates give, the order of its events,
+//! what it does with data it cannot take whole, and the configurations it
+//! refuses. Each expectation below is what hermes sent for the same
+//! datasource (`reference.rs` runs hermes itself when it is installed).
+
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hermes_event::{Event, EventType, Value};
+use hermes_jobs::server::{PollReport, Server};
+use hermes_wasm_tests::{Bus, engine, read_all};
+
+const DRAINED: Duration = Duration::from_millis(200);
+
+/// A datasource, a datamodel and a file-log bus, in one directory.
+struct Fixture {
+    bus: Bus,
+    db: PathBuf,
+    config: PathBuf,
+    /// Events already returned by [`Fixture::poll`].
+    seen: Cell<usize>,
+}
+
+fn sql(db: &Path, statements: &str) {
+    rusqlite::Connection::open(db)
+        .and_then(|c| c.execute_batch(statements))
+        .expect("datasource SQL");
+}
+
+impl Fixture {
+    /// `setup` run on a new datasource; `datamodel` is the
+    /// `hermes-server.datamodel` section's body, indented by four spaces.
+    async fn new(setup: &str, datamodel: &str) -> Fixture {
+        let bus = Bus::file_log().await;
+        let db = bus.dir.path().join("source.sqlite");
+        sql(&db, setup);
+        let config = bus.dir.path().join("server.yml");
+        let fixture = Fixture {
+            bus,
+            db,
+            config,
+            seen: Cell::new(0),
+        };
+        fixture.write_datamodel(datamodel);
+        fixture
+    }
+
+    fn write_datamodel(&self, datamodel: &str) {
+        std::fs::write(&self.config, self.config_text(datamodel)).expect("write config");
+    }
+
+    fn config_text(&self, datamodel: &str) -> String {
+        let log = self.bus.dir.path().join("bus");
+        std::fs::create_dir_all(&log).expect("the log's directory");
+        format!(
+            "hermes:\n  cache:\n    dirpath: cache\n  plugins:\n    datasources:\n      db:\n        \
+             type: sqlite\n        settings:\n          uri: source.sqlite\n    messagebus:\n      \
+             file-log:\n        settings: {}\n        dirs: [\"{}\"]\n\
+             hermes-server:\n  updateInterval: 1\n  datamodel:\n{datamodel}",
+            self.bus.settings,
+            log.display()
+        )
+    }
+
+    fn sql(&self, statements: &str) {
+        sql(&self.db, statements);
+    }
+
+    /// One poll by a server started for it; the report and the events it
+    /// sent, each as [`line`] writes it.
+    async fn poll(&self) -> (PollReport, Vec<String>) {
+        self.poll_with(false, false).await
+    }
+
+    async fn poll_with(&self, initsync: bool, wait: bool) -> (PollReport, Vec<String>) {
+        let mut server = Server::start(&self.config, &engine())
+            .await
+            .expect("server starts");
+        server.wait_for_initsync(wait);
+        let report = server.poll(initsync).await.expect("poll");
+        server.stop().await.expect("stop");
+        let mut consumer = self.bus.consumer(DRAINED).await;
+        let events: Vec<String> = read_all(&mut consumer)
+            .await
+            .into_iter()
+            .skip(self.seen.get())
+            .map(|c| line(&c.event().expect("a hermes event")))
+            .collect();
+        self.seen.set(self.seen.get() + events.len());
+        (report, events)
+    }
+
+    /// The error a server started on this configuration fails with.
+    async fn refused(&self, datamodel: &str) -> String {
+        self.write_datamodel(datamodel);
+        let error = Server::start(&self.config, &engine())
+            .await
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert_eq!(error.lines().count(), 1, "one line: {error}");
+        error
+    }
+}
+
+/// An event on one line: category, type, object type and key, and the
+/// attributes as compact hermes JSON with their keys sorted (hermes and
+/// hermes-wasm build objects in different orders; clients read them by
+/// name). Init-start and dataschema events show their types' names.
+fn line(event: &Event) -> String {
+    let mut text = format!("{} {}", event.evcategory.as_str(), event.eventtype.as_str());
+    if let Some(objtype) = &event.objtype {
+        text.push(' ');
+        text.push_str(objtype);
+        text.push(' ');
+        text.push_str(&event.objpkey.to_json_compact());
+    }
+    match event.eventtype {
+        EventType::InitStart | EventType::Dataschema => {
+            let Value::Object(types) = &event.objattrs else {
+                panic!("a dataschema is an object: {event:?}");
+            };
+            let names: Vec<&str> = types.iter().map(|(name, _)| name.as_str()).collect();
+            text.push_str(&format!(" [{}]", names.join(", ")));
+        }
+        EventType::InitStop => {}
+        _ => {
+            text.push(' ');
+            text.push_str(&sorted(&event.objattrs).to_json_compact());
+        }
+    }
+    text
+}
+
+fn sorted(value: &Value) -> Value {
+    match value {
+        Value::Object(entries) => {
+            let mut entries: Vec<(String, Value)> = entries
+                .iter()
+                .map(|(k, v)| (k.clone(), sorted(v)))
+                .collect();
+            entries.sort_by(|(a, _), (b, _)| a.cmp(b));
+            Value::Object(entries)
+        }
+        Value::List(items) => Value::List(items.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
+}
+
+/// People with numbers, text, optional phones, a `;`-separated list and
+/// dates, mapped the way hermes' own example configuration maps them.
+const PEOPLE: &str = "
+    CREATE TABLE people (id INTEGER, quota REAL, big REAL, employee TEXT,
+        phone TEXT, mobile TEXT, affiliation TEXT, born DATETIME, hired date,
+        first TEXT, last TEXT);
+    INSERT INTO people VALUES
+        (1, 2, 1e15, ' 50037', '+33 1', NULL, 'staff;member',
+         '1975-08-15 05:15:25', '2001-02-03', 'ada', 'LOVELACE'),
+        (2, 0.5, 1, '007', NULL, NULL, 'student',
+         '1980-01-02T03:04:05.678+02:00', NULL, 'alan', 'turing'),
+        (3, 1.5, 3, 'E0042', NULL, '+33 6', ' affiliate ',
+         NULL, NULL, 'grace', 'hopper');";
+
+const PEOPLE_MODEL: &str = r#"    People:
+      primarykeyattr: id
+      foreignkeys: {}
+      sources:
+        db:
+          fetch:
+            type: fetch
+            query: "SELECT {{ REMOTE_ATTRIBUTES | join(', ') }} FROM people"
+          attrsmapping:
+            id: id
+            quota: "{{ quota * 1024 }}"
+            big: "{{ big * 1024 }}"
+            employee: "{{ employee | trim }}"
+            phones: "{{ [phone, mobile] }}"
+            contacts: [phone, mobile]
+            affiliations: "{{ affiliation.strip().split(';') }}"
+            born: born
+            hired: hired
+            name: "{{ first.capitalize() ~ ' ' ~ last.title() }}"
+            big_quota: "{{ quota > 1 }}"
+"#;
+
+#[tokio::test]
+async fn template_results_are_read_back_as_python_literals() {
+    let fixture = Fixture::new(PEOPLE, PEOPLE_MODEL).await;
+    let (_, events) = fixture.poll().await;
+    assert_eq!(
+        events,
+        [
+            "initsync init-start [People]",
+            // 2 * 1024 on a REAL column is the float 2048.0, written as
+            // Python writes it; " 50037" trimmed reads back as an integer;
+            // a DATETIME column is a datetime; the list form and a list
+            // template drop nulls. (A `date` column is a datetime at
+            // midnight: hermes 1.0.9 fails on it.)
+            r#"initsync added People 1 {"affiliations":["staff","member"],"big":1.024e+18,"big_quota":true,"born":"HermesDatetime(1975-08-15T05:15:25Z)","contacts":["+33 1"],"employee":50037,"hired":"HermesDatetime(2001-02-03T00:00:00Z)","id":1,"name":"Ada Lovelace","phones":["+33 1"],"quota":2048.0}"#,
+            // "007" is not a Python literal: it stays a string. The
+            // timezone is dropped without conversion, as hermes does; a list
+            // of nulls only is no attribute at all.
+            r#"initsync added People 2 {"affiliations":["student"],"big":1024.0,"big_quota":false,"born":"HermesDatetime(1980-01-02T03:04:05Z)","employee":"007","id":2,"name":"Alan Turing","quota":512.0}"#,
+            r#"initsync added People 3 {"affiliations":["affiliate"],"big":3072.0,"big_quota":true,"contacts":["+33 6"],"employee":"E0042","id":3,"name":"Grace Hopper","phones":["+33 6"],"quota":1536.0}"#,
+            "initsync init-stop",
+        ]
+    );
+
+    // A list that empties is a removed attribute.
+    fixture.sql("UPDATE people SET phone = NULL, employee = '50037.5' WHERE id = 1");
+    let (_, events) = fixture.poll().await;
+    assert_eq!(
+        events,
+        [
+            r#"base modified People 1 {"added":{},"modified":{"employee":50037.5},"removed":{"contacts":null,"phones":null}}"#
+        ]
+    );
+}
+
+#[tokio::test]
+async fn objects_go_out_in_primary_key_order() {
+    let fixture = Fixture::new(
+        "CREATE TABLE numbers (n INTEGER);
+         INSERT INTO numbers VALUES (200), (7), (31), (120), (32);
+         CREATE TABLE pairs (name TEXT, n INTEGER);
+         INSERT INTO pairs VALUES ('Beta', 120), ('beta', 1), ('Beta', 41), ('Alpha', 500), ('Été', 2);",
+        r#"    Numbers:
+      primarykeyattr: n
+      foreignkeys: {}
+      sources:
+        db:
+          fetch:
+            type: fetch
+            query: "SELECT n FROM numbers"
+          attrsmapping:
+            n: n
+    Pairs:
+      primarykeyattr: [name, n]
+      foreignkeys: {}
+      sources:
+        db:
+          fetch:
+            type: fetch
+            query: "SELECT name, n FROM pairs"
+          attrsmapping:
+            name: name
+            n: n
+"#,
+    )
+    .await;
+    let (_, events) = fixture.poll().await;
+    assert_eq!(
+        events,
+        [
+            "initsync init-start [Numbers, Pairs]",
+            // Integers in numeric order, not as text.
+            r#"initsync added Numbers 7 {"n":7}"#,
+            r#"initsync added Numbers 31 {"n":31}"#,
+            r#"initsync added Numbers 32 {"n":32}"#,
+            r#"initsync added Numbers 120 {"n":120}"#,
+            r#"initsync added Numbers 200 {"n":200}"#,
+            // Composite keys element by element; strings by code point.
+            r#"initsync added Pairs ["Alpha",500] {"n":500,"name":"Alpha"}"#,
+            r#"initsync added Pairs ["Beta",41] {"n":41,"name":"Beta"}"#,
+            r#"initsync added Pairs ["Beta",120] {"n":120,"name":"Beta"}"#,
+            r#"initsync added Pairs ["beta",1] {"n":1,"name":"beta"}"#,
+            r#"initsync added Pairs ["\u00c9t\u00e9",2] {"n":2,"name":"\u00c9t\u00e9"}"#,
+            "initsync init-stop",
+        ]
+    );
+
+    fixture.sql(
+        "INSERT INTO numbers VALUES (1000), (9), (100);
+         DELETE FROM numbers WHERE n IN (120, 7, 31);
+         DELETE FROM pairs WHERE n IN (120, 41);",
+    );
+    let (_, events) = fixture.poll().await;
+    assert_eq!(
+        events,
+        [
+            r#"base added Numbers 9 {"n":9}"#,
+            r#"base added Numbers 100 {"n":100}"#,
+            r#"base added Numbers 1000 {"n":1000}"#,
+            r#"base removed Pairs ["Beta",41] {}"#,
+            r#"base removed Pairs ["Beta",120] {}"#,
+            r#"base removed Numbers 7 {}"#,
+            r#"base removed Numbers 31 {}"#,
+            r#"base removed Numbers 120 {}"#,
+        ]
+    );
+}
+
+const GROUPS: &str = "
+    CREATE TABLE groups (gid INTEGER, name TEXT);
+    CREATE TABLE members (gid INTEGER, uid INTEGER);
+    INSERT INTO groups VALUES (1, 'staff'), (2, 'guests');
+    INSERT INTO members VALUES (1, 10), (2, 10), (999, 11), (2, 12), (1, 12);";
+
+const GROUPS_MODEL: &str = r#"    Groups:
+      primarykeyattr: id
+      foreignkeys: {}
+      sources:
+        db:
+          fetch:
+            type: fetch
+            query: "SELECT gid, name FROM groups"
+          attrsmapping:
+            id: gid
+            name: name
+    Members:
+      primarykeyattr: [group_id, user_id]
+      foreignkeys:
+        group_id: {from_objtype: Groups, from_attr: id}
+      integrity_constraints:
+        - "{{ _SELF.group_id in Groups_pkeys }}"
+        - "{{ _SELF.user_id != 12 or _SELF.group_id == 2 }}"
+      sources:
+        db:
+          fetch:
+            type: fetch
+            query: "SELECT gid, uid FROM members"
+          attrsmapping:
+            group_id: gid
+            user_id: uid
+"#;
+
+#[tokio::test]
+async fn objects_failing_integrity_constraints_are_left_out() {
+    let fixture = Fixture::new(GROUPS, GROUPS_MODEL).await;
+    let (_, events) = fixture.poll().await;
+    assert_eq!(
+        events,
+        [
+            "initsync init-start [Groups, Members]",
+            r#"initsync added Groups 1 {"id":1,"name":"staff"}"#,
+            r#"initsync added Groups 2 {"id":2,"name":"guests"}"#,
+            // [999, 11]: no group 999; [1, 12]: the second constraint.
+            r#"initsync added Members [1,10] {"group_id":1,"user_id":10}"#,
+            r#"initsync added Members [2,10] {"group_id":2,"user_id":10}"#,
+            r#"initsync added Members [2,12] {"group_id":2,"user_id":12}"#,
+            "initsync init-stop",
+        ]
+    );
+    // Group 999 appears: its member passes now. Group 2 goes: its members
+    // fail, and are removed.
+    fixture.sql("INSERT INTO groups VALUES (999, 'late'); DELETE FROM groups WHERE gid = 2;");
+    let (_, events) = fixture.poll().await;
+    assert_eq!(
+        events,
+        [
+            r#"base added Groups 999 {"id":999,"name":"late"}"#,
+            r#"base added Members [999,11] {"group_id":999,"user_id":11}"#,
+            r#"base removed Members [2,10] {}"#,
+            r#"base removed Members [2,12] {}"#,
+            r#"base removed Groups 2 {}"#,
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_primary_key_twice_is_a_data_error_and_the_rest_goes_on() {
+    let fixture = Fixture::new(GROUPS, GROUPS_MODEL).await;
+    fixture.poll().await;
+    let cache = fixture.bus.dir.path().join("cache/hermes-server.json");
+    fixture.sql(
+        "INSERT INTO groups VALUES (1, 'staff again'), (3, 'new'), (4, 'twice'), (4, 'twice');
+         UPDATE groups SET name = 'visitors' WHERE gid = 2;",
+    );
+    let (report, events) = fixture.poll().await;
+    // Group 1 stays as clients know it, group 4 is left out; the others go on.
+    assert_eq!(
+        events,
+        [
+            r#"base added Groups 3 {"id":3,"name":"new"}"#,
+            r#"base modified Groups 2 {"added":{},"modified":{"name":"visitors"},"removed":{}}"#,
+        ]
+    );
+    assert_eq!(
+        report.data_errors,
+        [
+            "Groups: the primary key 1 appears 2 times in the datasource; clients keep the object as they know it",
+            "Groups: the primary key 4 appears 2 times in the datasource; it is left out",
+        ]
+    );
+    assert!(report.to_string().contains(
+        "data errors: Groups: the primary key 1 appears 2 times in the datasource; clients keep"
+    ));
+    let saved = std::fs::read_to_string(&cache).expect("the cache");
+    assert!(saved.contains("\"data_errors\""), "{saved}");
+    assert!(
+        saved.contains("the primary key 4 appears 2 times"),
+        "{saved}"
+    );
+
+    // Still there: still reported, nothing sent again.
+    let (report, events) = fixture.poll().await;
+    assert_eq!((report.data_errors.len(), events.len()), (2, 0));
+
+    // Clean again: the held object is diffed as usual, the error is gone.
+    fixture.sql("DELETE FROM groups WHERE name IN ('staff', 'twice');");
+    let (report, events) = fixture.poll().await;
+    assert_eq!(
+        events,
+        [r#"base modified Groups 1 {"added":{},"modified":{"name":"staff again"},"removed":{}}"#]
+    );
+    assert!(report.data_errors.is_empty());
+    let saved = std::fs::read_to_string(&cache).expect("the cache");
+    assert!(!saved.contains("data_errors"), "{saved}");
+}
+
+#[tokio::test]
+async fn a_type_dropped_from_the_datamodel_is_sent_as_removed_then_the_schema() {
+    let setup = "CREATE TABLE t (id INTEGER);
+                 INSERT INTO t VALUES (3), (20), (1);";
+    let model = |names: &[&str]| -> String {
+        names
+            .iter()
+            .map(|name| {
+                format!(
+                    "    {name}:\n      primarykeyattr: id\n      foreignkeys: {{}}\n      sources:\n        db:\n          \
+                     fetch:\n            type: fetch\n            query: \"SELECT id FROM t\"\n          \
+                     attrsmapping:\n            id: id\n"
+                )
+            })
+            .collect()
+    };
+    let fixture = Fixture::new(setup, &model(&["One", "Two", "Three"])).await;
+    let (_, events) = fixture.poll().await;
+    assert_eq!(events.len(), 11);
+
+    fixture.write_datamodel(&model(&["One"]));
+    let (report, events) = fixture.poll().await;
+    assert_eq!(
+        events,
+        [
+            // The last types first, each in key order.
+            "base removed Three 1 {}",
+            "base removed Three 3 {}",
+            "base removed Three 20 {}",
+            "base removed Two 1 {}",
+            "base removed Two 3 {}",
+            "base removed Two 20 {}",
+            "base dataschema [One]",
+        ]
+    );
+    assert_eq!((report.removed, report.removed_types), (6, 6));
+    // The cache forgot them: nothing more is sent.
+    let (_, events) = fixture.poll().await;
+    assert!(events.is_empty(), "{events:?}");
+}
+
+#[tokio::test]
+async fn waiting_for_initsync_the_first_poll_only_fills_the_cache() {
+    let fixture = Fixture::new(GROUPS, GROUPS_MODEL).await;
+    let (report, events) = fixture.poll_with(false, true).await;
+    assert_eq!((report.filled, report.initsync), (Some(5), None));
+    assert!(events.is_empty(), "{events:?}");
+    assert!(report.to_string().contains("cache filled with 5 objects"));
+
+    // Changes go out as base events from the next poll on, initsync or not.
+    fixture.sql("INSERT INTO groups VALUES (3, 'new');");
+    let (_, events) = fixture.poll_with(false, true).await;
+    assert_eq!(events, [r#"base added Groups 3 {"id":3,"name":"new"}"#]);
+
+    // Asked for, an initsync sequence of the whole state.
+    let (report, events) = fixture.poll_with(true, true).await;
+    assert_eq!(report.initsync, Some(6));
+    assert_eq!(
+        events.first().map(String::as_str),
+        Some("initsync init-start [Groups, Members]")
+    );
+    assert_eq!(events.len(), 8);
+}
+
+#[tokio::test]
+async fn configurations_hermes_refuses_are_refused() {
+    let fixture = Fixture::new(GROUPS, GROUPS_MODEL).await;
+    let cases = [
+        // A type name: a letter, then a letter or a digit.
+        (
+            GROUPS_MODEL
+                .replace("    Groups:", "    G:")
+                .replace("from_objtype: Groups", "from_objtype: G"),
+            "hermes-server.datamodel.G: `G` is not a valid type name",
+        ),
+        (
+            GROUPS_MODEL.replace("    Members:", "    _Members:"),
+            "hermes-server.datamodel._Members: `_Members` is not a valid type name",
+        ),
+        (
+            GROUPS_MODEL.replace("    Members:", "    M-embers:"),
+            "`M-embers` is not a valid type name",
+        ),
+        // Text and templates mixed: hermes cannot tell the remote attribute.
+        (
+            GROUPS_MODEL.replace("name: name", "name: \"{{ name }} ({{ gid }})\""),
+            "attrsmapping.name: `{{ name }} ({{ gid }})` mixes text with templates",
+        ),
+        (
+            GROUPS_MODEL.replace("name: name", "name: \"group {{ name }}\""),
+            "mixes text with templates",
+        ),
+        // A foreign key from an attribute that is not the primary key.
+        (
+            GROUPS_MODEL.replace(
+                "primarykeyattr: [group_id, user_id]",
+                "primarykeyattr: user_id",
+            ),
+            "hermes-server.datamodel.Members.foreignkeys.group_id: `group_id` is not the primary key of Members",
+        ),
+        // ... or to one that is not the other type's.
+        (
+            GROUPS_MODEL.replace("from_attr: id", "from_attr: name"),
+            "hermes-server.datamodel.Members.foreignkeys.group_id.from_attr: `name` is not the primary key of Groups",
+        ),
+    ];
+    for (model, expected) in cases {
+        assert_ne!(model, GROUPS_MODEL, "{expected}");
+        let error = fixture.refused(&model).await;
+        assert!(
+            error.contains(expected),
+            "expected `{expected}` in: {error}"
+        );
+        assert!(
+            error.starts_with(&fixture.config.display().to_string()),
+            "{error}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn hermes_own_keys_are_accepted() {
+    let fixture = Fixture::new(GROUPS, GROUPS_MODEL).await;
+    let text = fixture.config_text(GROUPS_MODEL).replacen(
+        "hermes:\n",
+        "hermes:\n  logs:\n    logfile: null\n    backup_count: 7\n    verbosity: info\n  \
+         mail:\n    server: 127.0.0.1\n    from: hermes <hermes@example.com>\n    to: [admin@example.com]\n  \
+         cli_socket:\n    path: /tmp/hermes-server.sock\n",
+        1,
+    );
+    std::fs::write(&fixture.config, text).expect("write config");
+    let (report, _) = fixture.poll().await;
+    assert_eq!(report.initsync, Some(5));
+}
