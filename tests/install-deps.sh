@@ -17,3 +17,12 @@ if [ -n "$missing" ]; then
     # shellcheck disable=SC2086
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >/dev/null
 fi
+
+# The real hermes-server's Python requirements, in a virtual environment under
+# the target directory, for the tests that compare hermes-wasm's server with
+# it (they run it when they find hermes' source: $HERMES_SOURCE).
+venv="${CARGO_TARGET_DIR:-$(cd "$(dirname "$0")/.." && pwd)/target}/python/hermes"
+if ! "$venv/bin/python" -c 'import cerberus, jinja2, yaml' 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q Cerberus==1.3.8 Jinja2==3.1.6 PyYAML==6.0.3
+fi
