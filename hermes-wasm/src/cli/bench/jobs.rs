@@ -94,7 +94,7 @@ async fn client(bench: &mut Bench, report: &mut Report, engine: &Engine) -> Resu
 
 async fn server(bench: &mut Bench, report: &mut Report, engine: &Engine) -> Result<()> {
     let dir = bench.case_dir("server")?;
-    report.step("server: a datasource of N users");
+    report.step("server: a datasource of N users and their memberships");
     let config = example_server(&dir, bench.n)?;
 
     report.step("server: the first poll (an initsync sequence)");
@@ -107,7 +107,7 @@ async fn server(bench: &mut Bench, report: &mut Report, engine: &Engine) -> Resu
     report.figure(
         "server.first-poll",
         "jobs",
-        "server's first poll: fetch, map, send an initsync of N users, save the cache",
+        "server's first poll: fetch, map, send an initsync of N users and N memberships, save the cache",
         rate(objects, elapsed),
         Unit::PerSecond,
     );
@@ -123,7 +123,7 @@ async fn server(bench: &mut Bench, report: &mut Report, engine: &Engine) -> Resu
     report.figure(
         "server.idle-poll",
         "jobs",
-        "server's poll of N users that finds nothing changed",
+        "server's poll of N users and N memberships that finds nothing changed",
         elapsed.as_secs_f64() * 1e3,
         Unit::Millis,
     );
