@@ -281,6 +281,37 @@ fn the_job_runs_on_the_redis_streams_bus() {
 }
 
 #[test]
+fn waiting_for_initsync_the_job_runs_hermes_way() {
+    let p = Pipeline::new(BusKind::FileLog);
+    let wait = [
+        "server",
+        "--config",
+        "server.yml",
+        "--once",
+        "--wait-for-initsync",
+    ];
+    assert!(
+        p.run(&wait)
+            .starts_with("poll: cache filled with 4 objects, nothing sent until an initsync"),
+    );
+    // No initsync on the bus yet: the client has nothing to start from.
+    assert!(p.client().contains("0 events applied"));
+    p.sql("INSERT INTO users VALUES (3, 'grace');");
+    assert!(
+        p.run(&wait)
+            .starts_with("poll: 1 added, 0 modified, 0 removed")
+    );
+    let asked = p.run(&[&wait[..], &["--initsync"]].concat());
+    assert!(
+        asked.starts_with("poll: initsync of 5 objects sent"),
+        "{asked}"
+    );
+    // The client starts from that initsync sequence.
+    assert!(p.client().contains("5 events applied"));
+    assert_eq!(p.applied().len(), 5);
+}
+
+#[test]
 fn a_running_server_and_client_carry_changes_through_until_sigterm() {
     let p = Pipeline::new(BusKind::FileLog);
     let config = std::fs::read_to_string(p.path("server.yml")).expect("server.yml");
