@@ -312,6 +312,46 @@ fn waiting_for_initsync_the_job_runs_hermes_way() {
 }
 
 #[test]
+fn data_errors_are_logged_and_shown_until_the_data_is_clean() {
+    let p = Pipeline::new(BusKind::FileLog);
+    p.server();
+    p.sql("INSERT INTO members VALUES (1, 10), (1, 30);");
+    let output = hermes_wasm(
+        p.dir.path(),
+        &["server", "--config", "server.yml", "--once"],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let error = "SRVMembers: the primary key [1,10] appears 2 times in the datasource; \
+                 clients keep the object as they know it";
+    // The rest of the poll goes on.
+    assert_eq!(
+        stdout(&output).trim_end(),
+        format!("poll: 1 added, 0 modified, 0 removed; last offset 6; data errors: {error}")
+    );
+    let log = stderr(&output);
+    assert!(
+        log.contains("ERROR") && log.contains(&format!("data errors met: {error}")),
+        "{log}"
+    );
+
+    p.sql("DELETE FROM members WHERE rowid = (SELECT max(rowid) FROM members WHERE uid = 1 AND gid = 10);");
+    let output = hermes_wasm(
+        p.dir.path(),
+        &["-v", "server", "--config", "server.yml", "--once"],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output).trim_end(),
+        "poll: 0 added, 0 modified, 0 removed"
+    );
+    let log = stderr(&output);
+    assert!(
+        log.contains("no more data errors") && !log.contains("data errors met"),
+        "{log}"
+    );
+}
+
+#[test]
 fn a_running_server_and_client_carry_changes_through_until_sigterm() {
     let p = Pipeline::new(BusKind::FileLog);
     let config = std::fs::read_to_string(p.path("server.yml")).expect("server.yml");
