@@ -4,8 +4,9 @@
 default:
     @just --list
 
-# Install what building and testing need: the wasm32-wasip2 target, and
-# redis-server and strace for the tests (from Debian's packages).
+# Install what building and testing need: the wasm32-wasip2 target,
+# redis-server and strace for the tests (from Debian's packages), and the
+# Python environment the real hermes-server runs in for the parity tests.
 setup:
     tests/install-deps.sh
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing need, once per machine: the
-# wasm32-wasip2 target, and Debian's redis-server and strace for the tests.
+# wasm32-wasip2 target, Debian's redis-server and strace for the tests, and
+# a Python virtual environment for hermes-server (the parity tests).
 set -euo pipefail
 
 rustup target add wasm32-wasip2
