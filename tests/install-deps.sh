@@ -24,6 +24,13 @@ fi
 # it (they run it when they find hermes' source: $HERMES_SOURCE).
 venv="${CARGO_TARGET_DIR:-$(cd "$(dirname "$0")/.." && pwd)/target}/python/hermes"
 if ! "$venv/bin/python" -c 'import cerberus, jinja2, yaml' 2>/dev/null; then
-    python3 -m venv "$venv"
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+        # Debian's python3 keeps venv in a package of its own.
+        sudo=""
+        if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv >/dev/null
+        python3 -m venv "$venv"
+    fi
     "$venv/bin/pip" install -q Cerberus==1.3.8 Jinja2==3.1.6 PyYAML==6.0.3
 fi
