@@ -1,10 +1,14 @@
 //! hermes-server's job: poll the datasources, diff against the cache, and
 //! send hermes' events through the producer plugin.
 //!
-//! Each poll fetches every type in datamodel order, maps it, and compares it
-//! with the cache by primary key. The first poll (and `--initsync`) sends an
-//! initsync sequence: `init-start` with the dataschema, one `added` per
-//! object, `init-stop`. Later polls send base events: every `added` type by
+//! Each poll fetches every type in datamodel order, maps it, sorts it by
+//! primary key, leaves out what fails the integrity constraints, and
+//! compares it with the cache by primary key, as hermes does (a key the
+//! datasource gives twice is a data error: that object stays as cached).
+//! The first poll (and `--initsync`) sends an initsync sequence:
+//! `init-start` with the dataschema, one `added` per object, `init-stop`;
+//! waiting for an initsync, as hermes does, the first poll only fills the
+//! cache. Later polls send base events: every `added` type by
 //! type, then every `modified`, then every `removed` in reverse type order,
 //! and a `dataschema` event first when the schema changed. The cache takes a
 //! change only once its event is stored on the bus, so a failed send leaves
