@@ -1,0 +1,8 @@
+//! An Azure Event Hubs-compatible endpoint in front of any hermes bus: the
+//! Event Hubs SDKs send and receive through it, and a bus plugin stores each
+//! partition.
+//!
+//! `amqp` holds what the endpoint needs of AMQP 1.0 beyond the protocol
+//! library: the frames it writes, completed for the SDKs that read them.
+
+pub mod amqp;
