@@ -668,12 +668,14 @@ async fn server_survives_kill_9(kind: &str) {
         .expect("users");
         for round in 0..4 {
             if round > 0 {
-                // A tenth renamed, a twentieth gone, as many new.
+                // A tenth renamed, a twentieth gone, as many new (with
+                // keys above every key so far).
                 let seed = rng.u32(..);
                 db.execute_batch(&format!(
                     "UPDATE users SET login = login || '-{round}' WHERE (uid * {seed}) % 10 = 0;
                      DELETE FROM users WHERE (uid * {seed} + 7) % 20 = 0;
-                     INSERT INTO users SELECT uid + 1000000 * {round}, 'new' || uid, 'new' || uid || '@example.com'
+                     INSERT INTO users SELECT (SELECT max(uid) FROM users) + uid, 'new' || uid,
+                             'new' || uid || '@example.com'
                          FROM users WHERE (uid * {seed} + 3) % 20 = 0;"
                 ))
                 .expect("changes");
