@@ -3,6 +3,7 @@
 //! partition.
 //!
 //! `amqp` holds what the endpoint needs of AMQP 1.0 beyond the protocol
-//! library: the frames it writes, completed for the SDKs that read them.
+//! library: the frames it writes, completed for the SDKs that read them
+//! (`complete`), on every connection's stream (`stream`).
 
 pub mod amqp;

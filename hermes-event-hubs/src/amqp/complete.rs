@@ -110,6 +110,49 @@ const AMQP_FRAME: u8 = 0;
 /// complete; `None` when it already is, or is no performative (a heartbeat,
 /// a SASL frame).
 pub fn complete(frame: &[u8]) -> Result<Option<Vec<u8>>, FrameError> {
+    rewrite(frame, |performative, fields| {
+        let mut changed = fields.len() < performative.fields;
+        fields.resize(performative.fields, vec![NULL]);
+        for (code, index, default) in DEFAULTS {
+            if code == performative.code && fields[index] == [NULL] {
+                fields[index] = default.to_vec();
+                changed = true;
+            }
+        }
+        changed
+    })
+}
+
+/// The peer's `open` frame with its `max-frame-size` lowered by
+/// [`MAX_GROWTH`] (from 4294967295 when it sets none), as the endpoint's
+/// AMQP library is to read it: frames cut to that size stay within the
+/// peer's limit once complete. `None` for any other frame.
+pub fn make_room(frame: &[u8]) -> Result<Option<Vec<u8>>, FrameError> {
+    rewrite(frame, |performative, fields| {
+        if performative.code != 0x10 {
+            return false;
+        }
+        if fields.len() < 3 {
+            fields.resize(3, vec![NULL]);
+        }
+        let limit = match fields[2].as_slice() {
+            [0x70, a, b, c, d] => u32::from_be_bytes([*a, *b, *c, *d]),
+            [0x52, b] => u32::from(*b),
+            [0x43] => 0,
+            _ => u32::MAX,
+        };
+        let lowered = limit.saturating_sub(MAX_GROWTH as u32).to_be_bytes();
+        fields[2] = [&[0x70][..], &lowered].concat();
+        true
+    })
+}
+
+/// `frame` with its performative's fields edited by `edit` (which says
+/// whether it changed them); `None` when unchanged or no performative.
+fn rewrite(
+    frame: &[u8],
+    edit: impl FnOnce(&Performative, &mut Vec<Vec<u8>>) -> bool,
+) -> Result<Option<Vec<u8>>, FrameError> {
     let header = frame.get(..8).ok_or_else(|| {
         malformed(format!(
             "{} bytes, shorter than a frame header",
@@ -140,16 +183,8 @@ pub fn complete(frame: &[u8]) -> Result<Option<Vec<u8>>, FrameError> {
     };
     let list = List::read(body, list_at)
         .map_err(|e| malformed(format!("{}: {}", performative.name, e.0)))?;
-    let mut fields = list.fields.clone();
-    let mut changed = fields.len() < performative.fields;
-    fields.resize(performative.fields, &[NULL]);
-    for (code, index, default) in DEFAULTS {
-        if code == performative.code && fields[index] == [NULL] {
-            fields[index] = default;
-            changed = true;
-        }
-    }
-    if !changed {
+    let mut fields: Vec<Vec<u8>> = list.fields.iter().map(|f| f.to_vec()).collect();
+    if !edit(performative, &mut fields) {
         return Ok(None);
     }
     let mut out = Vec::with_capacity(frame.len() + MAX_GROWTH);
@@ -158,7 +193,7 @@ pub fn complete(frame: &[u8]) -> Result<Option<Vec<u8>>, FrameError> {
     out.extend_from_slice(&body[..list_at]);
     write_list(&mut out, &fields);
     out.extend_from_slice(&body[list.end..]);
-    let size = u32::try_from(out.len()).map_err(|_| malformed("too large once complete"))?;
+    let size = u32::try_from(out.len()).map_err(|_| malformed("too large once rewritten"))?;
     out[..4].copy_from_slice(&size.to_be_bytes());
     Ok(Some(out))
 }
@@ -265,8 +300,8 @@ fn skip(data: &[u8], at: usize, depth: usize) -> Result<usize, FrameError> {
 }
 
 /// Writes `fields` as a list: list8 when it fits, else list32.
-fn write_list(out: &mut Vec<u8>, fields: &[&[u8]]) {
-    let len: usize = fields.iter().map(|f| f.len()).sum();
+fn write_list<F: AsRef<[u8]>>(out: &mut Vec<u8>, fields: &[F]) {
+    let len: usize = fields.iter().map(|f| f.as_ref().len()).sum();
     match (u8::try_from(len + 1), u8::try_from(fields.len())) {
         (Ok(size), Ok(count)) => out.extend_from_slice(&[0xc0, size, count]),
         _ => {
@@ -276,7 +311,7 @@ fn write_list(out: &mut Vec<u8>, fields: &[&[u8]]) {
         }
     }
     for field in fields {
-        out.extend_from_slice(field);
+        out.extend_from_slice(field.as_ref());
     }
 }
 
@@ -386,6 +421,36 @@ mod tests {
         assert_eq!(done[18], 0xd0);
         let list = List::read(&done[8..], 10).expect("a list");
         assert_eq!(list.fields, [&long[..], &[NULL], &[NULL]]);
+    }
+
+    #[test]
+    fn the_peers_frame_limit_is_lowered_by_the_room_completion_takes() {
+        let limit = |frame: &[u8]| {
+            let list = List::read(&frame[8..], 3).expect("a list");
+            match list.fields[2] {
+                [0x70, a, b, c, d] => u32::from_be_bytes([*a, *b, *c, *d]),
+                other => panic!("not a uint: {other:?}"),
+            }
+        };
+        let room = MAX_GROWTH as u32;
+        let set = frame(
+            0,
+            0,
+            &performative(
+                0x10,
+                &list8(&[CONTAINER, &[NULL], &[0x70, 0, 1, 0, 0]]),
+                &[],
+            ),
+        );
+        let lowered = make_room(&set).expect("an open").expect("lowered");
+        assert_eq!(limit(&lowered), 65536 - room);
+        // None set: the default, 4294967295.
+        let unset = frame(0, 0, &performative(0x10, &list8(&[CONTAINER]), &[]));
+        let lowered = make_room(&unset).expect("an open").expect("lowered");
+        assert_eq!(limit(&lowered), u32::MAX - room);
+        // Other frames pass.
+        let begin = frame(0, 0, &performative(0x11, &[0x45], &[]));
+        assert_eq!(make_room(&begin), Ok(None));
     }
 
     #[test]
