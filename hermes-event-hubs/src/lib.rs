@@ -4,6 +4,8 @@
 //!
 //! `amqp` holds what the endpoint needs of AMQP 1.0 beyond the protocol
 //! library: the frames it writes, completed for the SDKs that read them
-//! (`complete`), on every connection's stream (`stream`).
+//! (`complete`), on every connection's stream (`stream`). `sas` checks the
+//! shared access signatures clients sign with a policy's key.
 
 pub mod amqp;
+pub mod sas;
