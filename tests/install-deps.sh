@@ -19,11 +19,17 @@ if [ -n "$missing" ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >/dev/null
 fi
 
-# The real hermes-server's Python requirements, in a virtual environment under
-# the target directory, for the tests that compare hermes-wasm's server with
-# it (they run it when they find hermes' source: $HERMES_SOURCE).
-venv="${CARGO_TARGET_DIR:-$(cd "$(dirname "$0")/.." && pwd)/target}/python/hermes"
-if ! "$venv/bin/python" -c 'import cerberus, jinja2, yaml' 2>/dev/null; then
+# Python virtual environments under the target directory, each made once:
+# the real hermes-server's requirements, for the tests that compare
+# hermes-wasm's server with it (they run it when they find hermes' source:
+# $HERMES_SOURCE); the Event Hubs SDK, for the endpoint's tests.
+target="${CARGO_TARGET_DIR:-$(cd "$(dirname "$0")/.." && pwd)/target}"
+python_env() {
+    local venv="$target/python/$1" module="$2"
+    shift 2
+    if "$venv/bin/python" -c "import $module" 2>/dev/null; then
+        return
+    fi
     if ! python3 -m venv "$venv" >/dev/null 2>&1; then
         # Debian's python3 keeps venv in a package of its own.
         sudo=""
@@ -32,5 +38,7 @@ if ! "$venv/bin/python" -c 'import cerberus, jinja2, yaml' 2>/dev/null; then
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv >/dev/null
         python3 -m venv "$venv"
     fi
-    "$venv/bin/pip" install -q Cerberus==1.3.8 Jinja2==3.1.6 PyYAML==6.0.3
-fi
+    "$venv/bin/pip" install -q "$@"
+}
+python_env hermes "cerberus, jinja2, yaml" Cerberus==1.3.8 Jinja2==3.1.6 PyYAML==6.0.3
+python_env event-hubs azure.eventhub azure-eventhub==5.15.1

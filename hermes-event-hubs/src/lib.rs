@@ -8,4 +8,5 @@
 //! shared access signatures clients sign with a policy's key.
 
 pub mod amqp;
+pub mod endpoint;
 pub mod sas;

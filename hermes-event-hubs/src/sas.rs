@@ -172,10 +172,16 @@ impl Policies {
 }
 
 impl Grant {
-    /// Whether the grant lets its holder use `right` on `audience` (a
-    /// resource URI as the SDKs name it: any scheme, the port optional):
-    /// the token's resource is the audience or a parent of it.
+    /// Whether the grant lets its holder use `right` on `audience`: see
+    /// [`Grant::covers`] and [`Grant::has`].
     pub fn allows(&self, audience: &str, right: Right) -> Result<(), Refusal> {
+        self.covers(audience)?;
+        self.has(right)
+    }
+
+    /// Whether the token's resource is `audience` (a resource URI as the
+    /// SDKs name it: any scheme, the port optional) or a parent of it.
+    pub fn covers(&self, audience: &str) -> Result<(), Refusal> {
         let (host, path) = split(&self.resource);
         let (their_host, their_path) = split(audience);
         let covered = host.eq_ignore_ascii_case(their_host)
@@ -184,17 +190,30 @@ impl Grant {
                 .iter()
                 .zip(&their_path)
                 .all(|(a, b)| a.eq_ignore_ascii_case(b));
-        if !covered {
-            return Err(Refusal::WrongAudience {
+        if covered {
+            Ok(())
+        } else {
+            Err(Refusal::WrongAudience {
                 token: self.resource.clone(),
                 audience: audience.to_owned(),
-            });
+            })
         }
+    }
+
+    /// Whether the policy has `right` (`Manage` has them all).
+    pub fn has(&self, right: Right) -> Result<(), Refusal> {
         if self.rights.contains(&right) || self.rights.contains(&Right::Manage) {
             Ok(())
         } else {
             Err(Refusal::Missing(right))
         }
+    }
+
+    /// The entity path `path` (`hub1`, `hub1/Partitions/0`) on the token's
+    /// own host, as an audience.
+    pub fn audience_of(&self, path: &str) -> String {
+        let (host, _) = split(&self.resource);
+        format!("sb://{host}/{}", path.trim_start_matches('/'))
     }
 }
 

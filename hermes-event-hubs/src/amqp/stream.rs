@@ -83,6 +83,15 @@ pub struct Completing<S> {
     opened: bool,
 }
 
+impl<S: std::fmt::Debug> std::fmt::Debug for Completing<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Completing")
+            .field("inner", &self.inner)
+            .field("opened", &self.opened)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<S> Completing<S> {
     /// Wraps a connection's stream, from its first byte.
     pub fn new(inner: S) -> Completing<S> {

@@ -1,0 +1,40 @@
+"""Reads a hub's properties through the real azure-eventhub SDK.
+
+usage: management.py CONNECTION_STRING HUB
+
+Prints one JSON object: the hub's properties and partition ids, or the
+error the SDK raised (its class and message), with exit status 3.
+"""
+
+import json
+import sys
+
+from azure.eventhub import EventHubProducerClient
+
+
+def main() -> int:
+    client = EventHubProducerClient.from_connection_string(
+        sys.argv[1], eventhub_name=sys.argv[2], retry_total=0
+    )
+    try:
+        with client:
+            properties = client.get_eventhub_properties()
+            ids = client.get_partition_ids()
+    except Exception as error:  # the SDK's own error is the result
+        print(json.dumps({"error": type(error).__name__, "message": str(error)}))
+        return 3
+    print(
+        json.dumps(
+            {
+                "name": properties["eventhub_name"],
+                "created_at": properties["created_at"].isoformat(),
+                "partition_ids": list(properties["partition_ids"]),
+                "ids": ids,
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
