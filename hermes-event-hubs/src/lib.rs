@@ -4,9 +4,12 @@
 //!
 //! `amqp` holds what the endpoint needs of AMQP 1.0 beyond the protocol
 //! library: the frames it writes, completed for the SDKs that read them
-//! (`complete`), on every connection's stream (`stream`). `sas` checks the
-//! shared access signatures clients sign with a policy's key.
+//! (`complete`), on every connection's stream (`stream`). `endpoint` accepts
+//! the SDKs' connections and answers their `$cbs` and `$management`
+//! requests; `sas` checks the shared access signatures clients sign with a
+//! policy's key; `position` reads where a receiver starts.
 
 pub mod amqp;
 pub mod endpoint;
+pub mod position;
 pub mod sas;
