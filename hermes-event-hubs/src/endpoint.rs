@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -22,8 +23,10 @@ use fe2o3_amqp::types::messaging::{ApplicationProperties, Body, Message, Propert
 use fe2o3_amqp::types::performatives::Attach;
 use fe2o3_amqp::types::primitives::{Array, OrderedMap, SimpleValue, Timestamp, Value};
 use fe2o3_amqp::{Receiver, Sender};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::Mutex;
+use tokio_rustls::TlsAcceptor;
 
 use crate::amqp::stream::Completing;
 use crate::sas::{Grant, Policies, Right};
@@ -46,6 +49,48 @@ pub struct Config {
     pub hubs: Vec<Hub>,
     /// The shared access policies clients sign their tokens with.
     pub policies: Policies,
+    /// TLS on every connection (`amqps`), or none: plain AMQP, what the
+    /// SDKs speak with `UseDevelopmentEmulator=true`.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A certificate chain and its private key, PEM files.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The certificate, then the chain up to a root the clients trust.
+    pub certificate: PathBuf,
+    /// The certificate's private key.
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    /// A TLS acceptor of these files; an error names the file at fault.
+    fn acceptor(&self) -> std::io::Result<TlsAcceptor> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let at = |path: &Path, e: &dyn std::fmt::Display| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{}: {e}", path.display()),
+            )
+        };
+        let chain = CertificateDer::pem_file_iter(&self.certificate)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| at(&self.certificate, &e))?;
+        if chain.is_empty() {
+            return Err(at(&self.certificate, &"no certificate in the file"));
+        }
+        let key = PrivateKeyDer::from_pem_file(&self.key).map_err(|e| at(&self.key, &e))?;
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| at(&self.certificate, &e))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| at(&self.key, &e))?;
+        Ok(TlsAcceptor::from(Arc::new(config)))
+    }
 }
 
 impl Config {
@@ -57,15 +102,18 @@ impl Config {
 /// A bound endpoint, ready to serve.
 pub struct Endpoint {
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     config: Arc<Config>,
 }
 
 impl Endpoint {
     /// Listens on `address`.
     pub async fn bind(address: SocketAddr, config: Config) -> std::io::Result<Endpoint> {
+        let tls = config.tls.as_ref().map(TlsFiles::acceptor).transpose()?;
         let listener = listen(address)?;
         Ok(Endpoint {
             listener,
+            tls,
             config: Arc::new(config),
         })
     }
@@ -80,9 +128,16 @@ impl Endpoint {
     pub async fn run(self) -> std::io::Result<()> {
         loop {
             let (stream, peer) = self.listener.accept().await?;
-            let config = Arc::clone(&self.config);
+            let (config, tls) = (Arc::clone(&self.config), self.tls.clone());
             tokio::spawn(async move {
-                if let Err(e) = connection(stream, config).await {
+                let served = async {
+                    stream.set_nodelay(true)?;
+                    match tls {
+                        Some(tls) => connection(tls.accept(stream).await?, config).await,
+                        None => connection(stream, config).await,
+                    }
+                };
+                if let Err(e) = served.await {
                     tracing::debug!("connection from {peer}: {e}");
                 }
             });
@@ -110,8 +165,10 @@ fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-async fn connection(stream: TcpStream, config: Arc<Config>) -> Result<(), Error> {
-    stream.set_nodelay(true)?;
+async fn connection<S>(stream: S, config: Arc<Config>) -> Result<(), Error>
+where
+    S: AsyncRead + AsyncWrite + std::fmt::Debug + Send + Unpin + 'static,
+{
     let acceptor = ConnectionAcceptor::builder()
         .container_id("hermes-wasm")
         .sasl_acceptor(SaslAnonymousMechanism::new())

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use hermes_event_hubs::endpoint::{Config, Endpoint, Hub};
+use hermes_event_hubs::endpoint::{Config, Endpoint, Hub, TlsFiles};
 use hermes_event_hubs::sas::{Policies, Policy, Right};
 
 /// The Python with the SDK.
@@ -27,6 +27,10 @@ const KEY: &str = "c2VuZC1rZXk=";
 /// An endpoint serving `hub1` (4 partitions) to the policies `both`
 /// (send and listen), `listen` and `manage`, all with [`KEY`]; its port.
 async fn endpoint() -> u16 {
+    endpoint_with(None).await
+}
+
+async fn endpoint_with(tls: Option<TlsFiles>) -> u16 {
     let policy = |rights: &[Right]| Policy {
         key: KEY.to_owned(),
         rights: rights.to_vec(),
@@ -45,6 +49,7 @@ async fn endpoint() -> u16 {
             ]
             .into(),
         ),
+        tls,
     };
     let endpoint = Endpoint::bind("127.0.0.1:0".parse().expect("address"), config)
         .await
@@ -137,4 +142,63 @@ async fn a_wrong_key_or_an_unknown_policy_is_refused_as_the_service_refuses_it()
             "{message}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_tls_the_sdk_connects_as_to_the_service() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("a certificate");
+    let (certificate, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&certificate, certified.cert.pem()).expect("write");
+    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write");
+    let port = endpoint_with(Some(TlsFiles {
+        certificate: certificate.clone(),
+        key,
+    }))
+    .await;
+    // No `UseDevelopmentEmulator`: the SDK speaks TLS, and checks the
+    // endpoint's certificate.
+    let connection =
+        format!("Endpoint=sb://127.0.0.1:{port};SharedAccessKeyName=both;SharedAccessKey={KEY}");
+    let endpoint = format!("sb://127.0.0.1:{port}");
+    let ca = certificate.display().to_string();
+    let (status, answer) = sdk("management.py", &[&connection, "hub1", &ca, &endpoint]).await;
+    assert_eq!(status, 0, "{answer}");
+    assert_eq!(answer["ids"], serde_json::json!(["0", "1", "2", "3"]));
+
+    // Plain AMQP to a TLS endpoint: that connection fails, the endpoint
+    // serves on.
+    let (status, answer) = sdk(
+        "management.py",
+        &[&connection_string(port, "both", KEY), "hub1"],
+    )
+    .await;
+    assert_eq!(status, 3, "{answer}");
+    let (status, _) = sdk("management.py", &[&connection, "hub1", &ca, &endpoint]).await;
+    assert_eq!(status, 0);
+}
+
+#[tokio::test]
+async fn unreadable_tls_files_are_one_clear_error_naming_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (certificate, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&certificate, "not a certificate").expect("write");
+    let config = Config {
+        tls: Some(TlsFiles {
+            certificate: certificate.clone(),
+            key,
+        }),
+        ..Config::default()
+    };
+    let error = Endpoint::bind("127.0.0.1:0".parse().expect("address"), config)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        error
+            .to_string()
+            .starts_with(&certificate.display().to_string()),
+        "{error}"
+    );
 }

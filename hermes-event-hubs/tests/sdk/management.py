@@ -1,6 +1,9 @@
 """Reads a hub's properties through the real azure-eventhub SDK.
 
-usage: management.py CONNECTION_STRING HUB
+usage: management.py CONNECTION_STRING HUB [CA_FILE ENDPOINT]
+
+With CA_FILE and ENDPOINT (`sb://127.0.0.1:PORT`), the connection is TLS
+to ENDPOINT, its certificate checked against CA_FILE.
 
 Prints one JSON object: the hub's properties and partition ids, or the
 error the SDK raised (its class and message), with exit status 3.
@@ -13,8 +16,11 @@ from azure.eventhub import EventHubProducerClient
 
 
 def main() -> int:
+    tls = {}
+    if len(sys.argv) > 4:
+        tls = {"connection_verify": sys.argv[3], "custom_endpoint_address": sys.argv[4]}
     client = EventHubProducerClient.from_connection_string(
-        sys.argv[1], eventhub_name=sys.argv[2], retry_total=0
+        sys.argv[1], eventhub_name=sys.argv[2], retry_total=0, **tls
     )
     try:
         with client:
