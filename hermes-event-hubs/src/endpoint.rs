@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -19,6 +20,8 @@ use fe2o3_amqp::acceptor::{
 };
 use fe2o3_amqp::link::delivery::Sendable;
 use fe2o3_amqp::types::definitions::{ReceiverSettleMode, SenderSettleMode};
+use fe2o3_amqp::types::messaging::annotations::OwnedKey;
+use fe2o3_amqp::types::messaging::message::__private::Serializable;
 use fe2o3_amqp::types::messaging::{ApplicationProperties, Body, Message, Properties};
 use fe2o3_amqp::types::performatives::Attach;
 use fe2o3_amqp::types::primitives::{Array, OrderedMap, SimpleValue, Timestamp, Value};
@@ -29,7 +32,12 @@ use tokio::sync::Mutex;
 use tokio_rustls::TlsAcceptor;
 
 use crate::amqp::stream::Completing;
-use crate::sas::{Grant, Policies, Right};
+use crate::partition::{BusTemplate, Incoming, Partition};
+use crate::sas::{Grant, Policies, Refusal, Right};
+
+/// The message format of an Event Hubs batch: data sections, each one
+/// whole encoded message.
+const BATCH_FORMAT: u32 = 0x8001_3700;
 
 /// One hub the endpoint serves.
 #[derive(Debug, Clone)]
@@ -43,7 +51,7 @@ pub struct Hub {
 }
 
 /// What the endpoint serves, and to whom.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// The hubs, by name.
     pub hubs: Vec<Hub>,
@@ -52,7 +60,15 @@ pub struct Config {
     /// TLS on every connection (`amqps`), or none: plain AMQP, what the
     /// SDKs speak with `UseDevelopmentEmulator=true`.
     pub tls: Option<TlsFiles>,
+    /// The bus plugin that keeps the partitions; none: the hubs take no
+    /// events.
+    pub bus: Option<BusTemplate>,
+    /// The largest message (or batch) a client may send, in bytes.
+    pub max_message_size: u64,
 }
+
+/// Event Hubs' own limit on a message or a batch, 1 MiB.
+pub const MAX_MESSAGE_SIZE: u64 = 1024 * 1024;
 
 /// A certificate chain and its private key, PEM files.
 #[derive(Debug, Clone)]
@@ -93,6 +109,18 @@ impl TlsFiles {
     }
 }
 
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            hubs: Vec::new(),
+            policies: Policies::default(),
+            tls: None,
+            bus: None,
+            max_message_size: MAX_MESSAGE_SIZE,
+        }
+    }
+}
+
 impl Config {
     fn hub(&self, name: &str) -> Option<&Hub> {
         self.hubs.iter().find(|h| h.name.eq_ignore_ascii_case(name))
@@ -103,18 +131,46 @@ impl Config {
 pub struct Endpoint {
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    config: Arc<Config>,
+    shared: Arc<Shared>,
+}
+
+/// What every connection shares: the configuration and the partitions.
+struct Shared {
+    config: Config,
+    /// Each hub's partitions, by the hub's name in lower case.
+    partitions: HashMap<String, Vec<Arc<Partition>>>,
+    /// Where each hub's round robin is, by the same name.
+    round_robin: HashMap<String, AtomicUsize>,
 }
 
 impl Endpoint {
     /// Listens on `address`.
     pub async fn bind(address: SocketAddr, config: Config) -> std::io::Result<Endpoint> {
         let tls = config.tls.as_ref().map(TlsFiles::acceptor).transpose()?;
+        let mut partitions = HashMap::new();
+        let mut round_robin = HashMap::new();
+        if let Some(bus) = &config.bus {
+            for hub in &config.hubs {
+                let mut opened = Vec::new();
+                for id in 0..hub.partitions {
+                    let partition = Partition::open(bus, &hub.name, id).await.map_err(|e| {
+                        std::io::Error::other(format!("hub {} partition {id}: {e}", hub.name))
+                    })?;
+                    opened.push(Arc::new(partition));
+                }
+                partitions.insert(hub.name.to_lowercase(), opened);
+                round_robin.insert(hub.name.to_lowercase(), AtomicUsize::new(0));
+            }
+        }
         let listener = listen(address)?;
         Ok(Endpoint {
             listener,
             tls,
-            config: Arc::new(config),
+            shared: Arc::new(Shared {
+                config,
+                partitions,
+                round_robin,
+            }),
         })
     }
 
@@ -128,13 +184,13 @@ impl Endpoint {
     pub async fn run(self) -> std::io::Result<()> {
         loop {
             let (stream, peer) = self.listener.accept().await?;
-            let (config, tls) = (Arc::clone(&self.config), self.tls.clone());
+            let (shared, tls) = (Arc::clone(&self.shared), self.tls.clone());
             tokio::spawn(async move {
                 let served = async {
                     stream.set_nodelay(true)?;
                     match tls {
-                        Some(tls) => connection(tls.accept(stream).await?, config).await,
-                        None => connection(stream, config).await,
+                        Some(tls) => connection(tls.accept(stream).await?, shared).await,
+                        None => connection(stream, shared).await,
                     }
                 };
                 if let Err(e) = served.await {
@@ -165,7 +221,7 @@ fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-async fn connection<S>(stream: S, config: Arc<Config>) -> Result<(), Error>
+async fn connection<S>(stream: S, shared: Arc<Shared>) -> Result<(), Error>
 where
     S: AsyncRead + AsyncWrite + std::fmt::Debug + Send + Unpin + 'static,
 {
@@ -179,9 +235,9 @@ where
         let session = sessions
             .accept_incoming_session(incoming, &mut connection)
             .await?;
-        let config = Arc::clone(&config);
+        let shared = Arc::clone(&shared);
         tokio::spawn(async move {
-            if let Err(e) = serve_session(session, config).await {
+            if let Err(e) = serve_session(session, shared).await {
                 tracing::debug!("session: {e}");
             }
         });
@@ -199,7 +255,7 @@ struct SessionState {
 
 async fn serve_session(
     mut session: ListenerSessionHandle,
-    config: Arc<Config>,
+    shared: Arc<Shared>,
 ) -> Result<(), Error> {
     // What the endpoint sends goes pre-settled (the SDKs never settle
     // it); what it takes is settled at once, the outcome final (the SDKs
@@ -209,6 +265,7 @@ async fn serve_session(
         .fallback_sender_settle_mode(SenderSettleMode::Settled)
         .supported_receiver_settle_modes(SupportedReceiverSettleModes::First)
         .fallback_receiver_settle_mode(ReceiverSettleMode::First)
+        .max_message_size(shared.config.max_message_size)
         .build();
     let state = Arc::new(SessionState::default());
     while let Some(attach) = session.next_incoming_attach().await {
@@ -223,21 +280,176 @@ async fn serve_session(
                 }
             }
             ("$cbs" | "$management", LinkEndpoint::Receiver(receiver)) => {
-                let (state, config) = (Arc::clone(&state), Arc::clone(&config));
+                let (state, shared) = (Arc::clone(&state), Arc::clone(&shared));
                 tokio::spawn(async move {
-                    if let Err(e) = requests(receiver, node, state, config).await {
+                    if let Err(e) = requests(receiver, node, state, shared).await {
                         tracing::debug!("requests: {e}");
+                    }
+                });
+            }
+            (_, LinkEndpoint::Receiver(receiver)) => {
+                let target = match shared.entity(&node) {
+                    Some(target) => target,
+                    None => {
+                        let _ = receiver.close_with_error(not_found(&address)).await;
+                        continue;
+                    }
+                };
+                if let Err(refusal) = state.allowed(&node, Right::Send) {
+                    let _ = receiver.close_with_error(unauthorized(&refusal)).await;
+                    continue;
+                }
+                let shared = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    if let Err(e) = take_events(receiver, target, shared).await {
+                        tracing::debug!("events: {e}");
                     }
                 });
             }
             (_, LinkEndpoint::Sender(sender)) => {
                 let _ = sender.close_with_error(not_found(&address)).await;
             }
-            (_, LinkEndpoint::Receiver(receiver)) => {
-                let _ = receiver.close_with_error(not_found(&address)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Where a client sends: a hub, and the partition it names, if any.
+struct Target {
+    hub: String,
+    partition: Option<u32>,
+}
+
+impl Shared {
+    /// The hub (and partition) an entity path names, if it has partitions
+    /// here: `hub1`, `hub1/Partitions/2`.
+    fn entity(&self, path: &str) -> Option<Target> {
+        let mut parts = path.split('/');
+        let hub = parts.next()?.to_lowercase();
+        let partitions = self.partitions.get(&hub)?;
+        let partition = match (parts.next(), parts.next(), parts.next()) {
+            (None, _, _) => None,
+            (Some(p), Some(id), None) if p.eq_ignore_ascii_case("partitions") => {
+                let id: u32 = id.parse().ok()?;
+                (id < partitions.len() as u32).then_some(id)?.into()
+            }
+            _ => return None,
+        };
+        Some(Target { hub, partition })
+    }
+
+    /// The partition an event goes to: the one named, else the one its
+    /// partition key hashes to (always the same for a key), else the next
+    /// in turn.
+    fn partition(&self, target: &Target, key: Option<&str>) -> Option<Arc<Partition>> {
+        let partitions = self.partitions.get(&target.hub)?;
+        let index = match (target.partition, key) {
+            (Some(id), _) => id as usize,
+            (None, Some(key)) => crc32fast::hash(key.as_bytes()) as usize % partitions.len(),
+            (None, None) => {
+                self.round_robin
+                    .get(&target.hub)?
+                    .fetch_add(1, Ordering::Relaxed)
+                    % partitions.len()
+            }
+        };
+        partitions.get(index).cloned()
+    }
+}
+
+impl SessionState {
+    /// Whether a token put on `$cbs` in this session, unexpired, lets its
+    /// holder use `right` on the entity `path`.
+    fn allowed(&self, path: &str, right: Right) -> Result<(), Refusal> {
+        let grants = self.grants.lock().map_err(|_| Refusal::Missing(right))?;
+        let mut refusal = Refusal::Missing(right);
+        for grant in grants.values().filter(|g| g.expiry > now()) {
+            match grant.allows(&grant.audience_of(path), right) {
+                Ok(()) => return Ok(()),
+                Err(e) => refusal = e,
+            }
+        }
+        Err(refusal)
+    }
+}
+
+fn unauthorized(refusal: &Refusal) -> fe2o3_amqp::types::definitions::Error {
+    fe2o3_amqp::types::definitions::Error::new(
+        fe2o3_amqp::types::definitions::AmqpError::UnauthorizedAccess,
+        Some(refusal.to_string()),
+        None,
+    )
+}
+
+/// Takes the events a client sends on one link: each delivery (a message,
+/// or a batch of them) stored whole in one partition, then accepted; if it
+/// cannot be stored, rejected with the reason.
+async fn take_events(
+    mut receiver: Receiver,
+    target: Target,
+    shared: Arc<Shared>,
+) -> Result<(), Error> {
+    loop {
+        let delivery = receiver.recv::<Body<Value>>().await?;
+        let stored = store(&delivery, &target, &shared).await;
+        match stored {
+            Ok(()) => receiver.accept(&delivery).await?,
+            Err(reason) => {
+                let error = fe2o3_amqp::types::definitions::Error::new(
+                    fe2o3_amqp::types::definitions::AmqpError::InternalError,
+                    Some(reason.to_string()),
+                    None,
+                );
+                receiver.reject(&delivery, error).await?
             }
         }
     }
+}
+
+async fn store(
+    delivery: &fe2o3_amqp::link::delivery::Delivery<Body<Value>>,
+    target: &Target,
+    shared: &Shared,
+) -> Result<(), Error> {
+    let message = delivery.message();
+    let key = message
+        .message_annotations
+        .as_ref()
+        .and_then(|annotations| {
+            annotations.0.iter().find_map(|(k, v)| match (k, v) {
+                (OwnedKey::Symbol(k), Value::String(key))
+                    if k.as_str() == "x-opt-partition-key" =>
+                {
+                    Some(key.clone())
+                }
+                _ => None,
+            })
+        });
+    let events: Vec<Incoming> = if *delivery.message_format() == Some(BATCH_FORMAT) {
+        // A batch: each data section is one whole encoded message, kept as
+        // it came.
+        match &message.body {
+            Body::Data(sections) => sections
+                .iter()
+                .map(|data| Incoming {
+                    message: data.0.to_vec(),
+                    partition_key: key.clone(),
+                })
+                .collect(),
+            _ => return Err("a batch whose body is not data sections".into()),
+        }
+    } else {
+        // One message: encoded again as it was decoded.
+        let bytes = serde_amqp::to_vec(&Serializable(message.clone()))?;
+        vec![Incoming {
+            message: bytes,
+            partition_key: key.clone(),
+        }]
+    };
+    let partition = shared
+        .partition(target, key.as_deref())
+        .ok_or("no such partition")?;
+    partition.append(&events).await?;
     Ok(())
 }
 
@@ -277,15 +489,16 @@ async fn requests(
     mut receiver: Receiver,
     node: String,
     state: Arc<SessionState>,
-    config: Arc<Config>,
+    shared: Arc<Shared>,
 ) -> Result<(), Error> {
+    let config = &shared.config;
     loop {
         let delivery = receiver.recv::<Body<Value>>().await?;
         receiver.accept(&delivery).await?;
         let request = delivery.into_message();
         let (status, description, body) = match node.as_str() {
-            "$cbs" => put_token(&request, &state, &config),
-            _ => read(&request, &state, &config),
+            "$cbs" => put_token(&request, &state, config),
+            _ => read(&request, &state, config),
         };
         let answer = Message::builder()
             .properties(Properties {

@@ -11,5 +11,6 @@
 
 pub mod amqp;
 pub mod endpoint;
+pub mod partition;
 pub mod position;
 pub mod sas;

@@ -5,8 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use std::sync::Arc;
+
 use hermes_event_hubs::endpoint::{Config, Endpoint, Hub, TlsFiles};
+use hermes_event_hubs::partition::{BusTemplate, Partition, envelope};
 use hermes_event_hubs::sas::{Policies, Policy, Right};
+use hermes_host::{DirGrant, Engine, Grants, Plugin};
 
 /// The Python with the SDK.
 fn python() -> PathBuf {
@@ -27,10 +31,27 @@ const KEY: &str = "c2VuZC1rZXk=";
 /// An endpoint serving `hub1` (4 partitions) to the policies `both`
 /// (send and listen), `listen` and `manage`, all with [`KEY`]; its port.
 async fn endpoint() -> u16 {
-    endpoint_with(None).await
+    endpoint_with(None, None).await
 }
 
-async fn endpoint_with(tls: Option<TlsFiles>) -> u16 {
+/// The built-in file-log bus, one log per partition under `dir`.
+async fn file_log(dir: &Path) -> BusTemplate {
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache");
+    let engine = Engine::new(Some(cache)).expect("engine");
+    let grants = Grants {
+        dirs: vec![DirGrant::parse(&dir.display().to_string()).expect("a directory")],
+        ..Grants::default()
+    };
+    let plugin = Plugin::load(&engine, hermes_builtins::FILE_LOG, "file-log", grants)
+        .await
+        .expect("file-log loads");
+    BusTemplate {
+        plugin: Arc::clone(&plugin),
+        settings: serde_json::json!({"path": format!("{}/{{hub}}/{{partition}}", dir.display())}),
+    }
+}
+
+async fn endpoint_with(tls: Option<TlsFiles>, bus: Option<BusTemplate>) -> u16 {
     let policy = |rights: &[Right]| Policy {
         key: KEY.to_owned(),
         rights: rights.to_vec(),
@@ -50,6 +71,8 @@ async fn endpoint_with(tls: Option<TlsFiles>) -> u16 {
             .into(),
         ),
         tls,
+        bus,
+        ..Config::default()
     };
     let endpoint = Endpoint::bind("127.0.0.1:0".parse().expect("address"), config)
         .await
@@ -152,10 +175,13 @@ async fn with_tls_the_sdk_connects_as_to_the_service() {
     let (certificate, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&certificate, certified.cert.pem()).expect("write");
     std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write");
-    let port = endpoint_with(Some(TlsFiles {
-        certificate: certificate.clone(),
-        key,
-    }))
+    let port = endpoint_with(
+        Some(TlsFiles {
+            certificate: certificate.clone(),
+            key,
+        }),
+        None,
+    )
     .await;
     // No `UseDevelopmentEmulator`: the SDK speaks TLS, and checks the
     // endpoint's certificate.
@@ -201,4 +227,111 @@ async fn unreadable_tls_files_are_one_clear_error_naming_the_file() {
             .starts_with(&certificate.display().to_string()),
         "{error}"
     );
+}
+
+/// Each partition's events, as stored: (sequence number, message bytes,
+/// partition key).
+async fn stored(bus: &BusTemplate, partitions: u32) -> Vec<Vec<(i64, Vec<u8>, Option<String>)>> {
+    let mut all = Vec::new();
+    for id in 0..partitions {
+        let partition = Partition::open(bus, "hub1", id).await.expect("opens");
+        let mut reader = partition.reader().await.expect("a reader");
+        reader.seek_to_beginning().await.expect("seek");
+        let events = reader.next_batch(100).await.expect("read");
+        all.push(
+            events
+                .iter()
+                .map(|c| envelope(&reader.parse(c).expect("an event")).expect("an envelope"))
+                .collect(),
+        );
+    }
+    all
+}
+
+fn holds(message: &[u8], text: &str) -> bool {
+    message.windows(text.len()).any(|w| w == text.as_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_quickstarts_sends_are_stored_in_the_partitions_they_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bus = file_log(dir.path()).await;
+    let port = endpoint_with(None, Some(bus.clone())).await;
+    let (status, answer) = sdk("send.py", &[&connection_string(port, "both", KEY), "hub1"]).await;
+    assert_eq!(status, 0, "{answer}");
+    // create_batch reads the endpoint's message size limit.
+    assert_eq!(answer["max_size_in_bytes"], 1024 * 1024);
+
+    let partitions = stored(&bus, 4).await;
+    let texts = |p: usize| -> Vec<String> {
+        partitions[p]
+            .iter()
+            .map(|(_, message, _)| {
+                [
+                    "First event ",
+                    "Second event",
+                    "Third event",
+                    "to partition 2",
+                    "keyed 0",
+                    "keyed 1",
+                    "keyed 2",
+                    "single",
+                ]
+                .into_iter()
+                .find(|t| holds(message, t))
+                .unwrap_or("?")
+                .to_owned()
+            })
+            .collect()
+    };
+    let all: Vec<Vec<String>> = (0..4).map(texts).collect();
+    assert_eq!(all.iter().map(Vec::len).sum::<usize>(), 8, "{all:?}");
+    // A batch is stored whole, in order, in one partition; sequence numbers
+    // count each partition's events from 0.
+    let first = all
+        .iter()
+        .position(|p| p.first().map(String::as_str) == Some("First event "))
+        .expect("the first batch");
+    assert_eq!(
+        all[first][..3],
+        ["First event ", "Second event", "Third event"]
+    );
+    for partition in &partitions {
+        let numbers: Vec<i64> = partition.iter().map(|(n, _, _)| *n).collect();
+        assert_eq!(numbers, (0..partition.len() as i64).collect::<Vec<_>>());
+    }
+    assert!(all[2].contains(&"to partition 2".to_owned()), "{all:?}");
+    assert!(all[1].contains(&"single".to_owned()), "{all:?}");
+    // The same key, the same partition, in order, the key kept.
+    let keyed: Vec<(usize, &String)> = all
+        .iter()
+        .enumerate()
+        .flat_map(|(p, texts)| texts.iter().map(move |t| (p, t)))
+        .filter(|(_, t)| t.starts_with("keyed"))
+        .collect();
+    assert_eq!(keyed.len(), 3);
+    assert!(keyed.iter().all(|(p, _)| *p == keyed[0].0), "{keyed:?}");
+    assert_eq!(
+        keyed.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>(),
+        ["keyed 0", "keyed 1", "keyed 2"]
+    );
+    let key_kept = partitions[keyed[0].0]
+        .iter()
+        .filter(|(_, m, _)| holds(m, "keyed"))
+        .all(|(_, _, key)| key.as_deref() == Some("user-7"));
+    assert!(key_kept);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_without_send_is_refused_the_way_the_service_refuses_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = endpoint_with(None, Some(file_log(dir.path()).await)).await;
+    let (status, answer) = sdk(
+        "send.py",
+        &[&connection_string(port, "listen", KEY), "hub1"],
+    )
+    .await;
+    assert_eq!(status, 3, "{answer}");
+    let message = answer["message"].as_str().unwrap_or_default();
+    assert!(message.contains("'Send' claim(s) are required"), "{answer}");
 }

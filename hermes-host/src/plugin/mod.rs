@@ -246,6 +246,25 @@ impl Plugin {
         &self.metadata
     }
 
+    /// Of a producer's `settings`, those the plugin's consumer role takes,
+    /// to read back what the producer wrote; none if the plugin has no
+    /// consumer role.
+    pub fn consumer_settings(&self, settings: &serde_json::Value) -> Option<serde_json::Value> {
+        let role = self
+            .metadata
+            .roles
+            .iter()
+            .find(|r| r.role == Role::Consumer)?;
+        let known = role.settings_schema.get("properties")?.as_object()?;
+        let kept = settings
+            .as_object()?
+            .iter()
+            .filter(|(name, _)| known.contains_key(*name))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        Some(serde_json::Value::Object(kept))
+    }
+
     /// The plugin's name.
     pub fn name(&self) -> &str {
         &self.metadata.name

@@ -43,7 +43,7 @@ use self::diff::{Change, Current, cache_form, object_event, sent};
 use self::journal::{Batch, Journal, Step};
 use self::model::Model;
 use crate::Stop;
-use hermes_host::{Consumer, Engine, EventText, Offset, Plugin, Producer, Role};
+use hermes_host::{Consumer, Engine, EventText, Offset, Plugin, Producer};
 
 /// Events sent in one `send-batch`.
 const BATCH: usize = 100;
@@ -146,7 +146,7 @@ impl Server {
         producer.open().await?;
         let mut server = Server {
             model,
-            read_back: consumer_settings(&plugin, &spec.settings),
+            read_back: plugin.consumer_settings(&spec.settings),
             plugin,
             producer,
             cache,
@@ -725,22 +725,4 @@ async fn send_journaled(
         *lastoffset = Some(last.clone());
     }
     Ok(offsets)
-}
-
-/// The producer's settings that the plugin's consumer role takes, to read
-/// the bus back; none if the plugin has no consumer role.
-fn consumer_settings(plugin: &Plugin, settings: &serde_json::Value) -> Option<serde_json::Value> {
-    let role = plugin
-        .metadata()
-        .roles
-        .iter()
-        .find(|r| r.role == Role::Consumer)?;
-    let known = role.settings_schema.get("properties")?.as_object()?;
-    let kept = settings
-        .as_object()?
-        .iter()
-        .filter(|(name, _)| known.contains_key(*name))
-        .map(|(name, value)| (name.clone(), value.clone()))
-        .collect();
-    Some(serde_json::Value::Object(kept))
 }

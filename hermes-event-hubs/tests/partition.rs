@@ -1,0 +1,84 @@
+//! Partitions on a real bus plugin (the built-in file-log): events stored
+//! in order with their sequence numbers, read back as sent, and a
+//! partition reopened where it left off.
+
+use std::sync::Arc;
+
+use hermes_event_hubs::partition::{BusTemplate, Incoming, Partition, envelope};
+use hermes_host::{DirGrant, Engine, Grants, Offset, Plugin};
+
+async fn file_log(dir: &std::path::Path) -> BusTemplate {
+    // Compiled once for every run, in the target directory.
+    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache");
+    let engine = Engine::new(Some(cache)).expect("engine");
+    let grants = Grants {
+        dirs: vec![DirGrant::parse(&dir.display().to_string()).expect("a directory")],
+        ..Grants::default()
+    };
+    let plugin = Plugin::load(&engine, hermes_builtins::FILE_LOG, "file-log", grants)
+        .await
+        .expect("file-log loads");
+    BusTemplate {
+        plugin: Arc::clone(&plugin),
+        settings: serde_json::json!({"path": format!("{}/{{hub}}/{{partition}}", dir.display())}),
+    }
+}
+
+fn incoming(n: u8, key: Option<&str>) -> Incoming {
+    Incoming {
+        message: vec![0x00, 0x53, 0x75, 0xa0, 0x01, n],
+        partition_key: key.map(str::to_owned),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partition_keeps_its_events_in_order_and_reopens_where_it_left_off() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bus = file_log(dir.path()).await;
+    let partition = Partition::open(&bus, "hub1", 2).await.expect("opens");
+    assert_eq!(partition.next_sequence_number().await, 0);
+    let first = [incoming(1, None), incoming(2, Some("k")), incoming(3, None)];
+    let stored = partition.append(&first).await.expect("stored");
+    assert_eq!(
+        stored
+            .iter()
+            .map(|s| (s.sequence_number, s.offset.clone()))
+            .collect::<Vec<_>>(),
+        [
+            (0, Offset::Int(0)),
+            (1, Offset::Int(1)),
+            (2, Offset::Int(2))
+        ]
+    );
+    let more = [incoming(4, None), incoming(5, Some("k"))];
+    let stored = partition.append(&more).await.expect("stored");
+    assert_eq!(stored[1].sequence_number, 4);
+    partition.close().await.expect("closes");
+    assert!(
+        dir.path().join("hub1/2").is_dir(),
+        "the partition's own log"
+    );
+
+    // Reopened, it goes on from the bus: the log is the partition.
+    let reopened = Partition::open(&bus, "hub1", 2).await.expect("reopens");
+    assert_eq!(reopened.next_sequence_number().await, 5);
+    let mut reader = reopened.reader().await.expect("a reader");
+    reader.seek_to_beginning().await.expect("seek");
+    let read: Vec<_> = reader
+        .next_batch(10)
+        .await
+        .expect("read")
+        .iter()
+        .map(|consumed| envelope(&reader.parse(consumed).expect("an event")).expect("an envelope"))
+        .collect();
+    let sent: Vec<_> = first
+        .iter()
+        .chain(&more)
+        .zip(0..)
+        .map(|(event, n)| (n, event.message.clone(), event.partition_key.clone()))
+        .collect();
+    assert_eq!(read, sent);
+    // Other partitions are other logs.
+    let other = Partition::open(&bus, "hub1", 0).await.expect("opens");
+    assert_eq!(other.next_sequence_number().await, 0);
+}
