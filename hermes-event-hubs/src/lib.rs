@@ -5,8 +5,9 @@
 //! `amqp` holds what the endpoint needs of AMQP 1.0 beyond the protocol
 //! library: the frames it writes, completed for the SDKs that read them
 //! (`complete`), on every connection's stream (`stream`). `endpoint` accepts
-//! the SDKs' connections and answers their `$cbs` and `$management`
-//! requests; `sas` checks the shared access signatures clients sign with a
+//! the SDKs' connections, answers their `$cbs` and `$management` requests
+//! and stores the events they send in `partition`s, each kept by a bus
+//! plugin; `sas` checks the shared access signatures clients sign with a
 //! policy's key; `position` reads where a receiver starts.
 
 pub mod amqp;
