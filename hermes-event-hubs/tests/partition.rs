@@ -2,27 +2,11 @@
 //! in order with their sequence numbers, read back as sent, and a
 //! partition reopened where it left off.
 
-use std::sync::Arc;
+mod support;
 
-use hermes_event_hubs::partition::{BusTemplate, Incoming, Partition, envelope};
-use hermes_host::{DirGrant, Engine, Grants, Offset, Plugin};
-
-async fn file_log(dir: &std::path::Path) -> BusTemplate {
-    // Compiled once for every run, in the target directory.
-    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache");
-    let engine = Engine::new(Some(cache)).expect("engine");
-    let grants = Grants {
-        dirs: vec![DirGrant::parse(&dir.display().to_string()).expect("a directory")],
-        ..Grants::default()
-    };
-    let plugin = Plugin::load(&engine, hermes_builtins::FILE_LOG, "file-log", grants)
-        .await
-        .expect("file-log loads");
-    BusTemplate {
-        plugin: Arc::clone(&plugin),
-        settings: serde_json::json!({"path": format!("{}/{{hub}}/{{partition}}", dir.display())}),
-    }
-}
+use hermes_event_hubs::partition::{Incoming, Partition, envelope};
+use hermes_host::Offset;
+use support::file_log;
 
 fn incoming(n: u8, key: Option<&str>) -> Incoming {
     Incoming {

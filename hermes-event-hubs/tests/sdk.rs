@@ -2,15 +2,15 @@
 //! (`azure-eventhub` 5.15.1, in the virtual environment
 //! `tests/install-deps.sh` makes), on a free loopback port.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-use std::sync::Arc;
 
 use hermes_event_hubs::endpoint::{Config, Endpoint, Hub, TlsFiles};
 use hermes_event_hubs::partition::{BusTemplate, Partition, envelope};
 use hermes_event_hubs::sas::{Policies, Policy, Right};
-use hermes_host::{DirGrant, Engine, Grants, Plugin};
+use support::file_log;
 
 /// The Python with the SDK.
 fn python() -> PathBuf {
@@ -32,23 +32,6 @@ const KEY: &str = "c2VuZC1rZXk=";
 /// (send and listen), `listen` and `manage`, all with [`KEY`]; its port.
 async fn endpoint() -> u16 {
     endpoint_with(None, None).await
-}
-
-/// The built-in file-log bus, one log per partition under `dir`.
-async fn file_log(dir: &Path) -> BusTemplate {
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache");
-    let engine = Engine::new(Some(cache)).expect("engine");
-    let grants = Grants {
-        dirs: vec![DirGrant::parse(&dir.display().to_string()).expect("a directory")],
-        ..Grants::default()
-    };
-    let plugin = Plugin::load(&engine, hermes_builtins::FILE_LOG, "file-log", grants)
-        .await
-        .expect("file-log loads");
-    BusTemplate {
-        plugin: Arc::clone(&plugin),
-        settings: serde_json::json!({"path": format!("{}/{{hub}}/{{partition}}", dir.display())}),
-    }
 }
 
 async fn endpoint_with(tls: Option<TlsFiles>, bus: Option<BusTemplate>) -> u16 {
