@@ -19,7 +19,7 @@ use fe2o3_amqp::acceptor::{
     SessionAcceptor, SupportedReceiverSettleModes, SupportedSenderSettleModes,
 };
 use fe2o3_amqp::link::delivery::Sendable;
-use fe2o3_amqp::types::definitions::{ReceiverSettleMode, SenderSettleMode};
+use fe2o3_amqp::types::definitions::{self, AmqpError, ReceiverSettleMode, SenderSettleMode};
 use fe2o3_amqp::types::messaging::annotations::OwnedKey;
 use fe2o3_amqp::types::messaging::message::__private::Serializable;
 use fe2o3_amqp::types::messaging::{ApplicationProperties, Body, Message, Properties};
@@ -296,7 +296,9 @@ async fn serve_session(
                     }
                 };
                 if let Err(refusal) = state.allowed(&node, Right::Send) {
-                    let _ = receiver.close_with_error(unauthorized(&refusal)).await;
+                    let _ = receiver
+                        .close_with_error(amqp_error(AmqpError::UnauthorizedAccess, refusal))
+                        .await;
                     continue;
                 }
                 let shared = Arc::clone(&shared);
@@ -373,12 +375,9 @@ impl SessionState {
     }
 }
 
-fn unauthorized(refusal: &Refusal) -> fe2o3_amqp::types::definitions::Error {
-    fe2o3_amqp::types::definitions::Error::new(
-        fe2o3_amqp::types::definitions::AmqpError::UnauthorizedAccess,
-        Some(refusal.to_string()),
-        None,
-    )
+/// An AMQP error of `condition`, described.
+fn amqp_error(condition: AmqpError, description: impl ToString) -> definitions::Error {
+    definitions::Error::new(condition, Some(description.to_string()), None)
 }
 
 /// Takes the events a client sends on one link: each delivery (a message,
@@ -395,11 +394,7 @@ async fn take_events(
         match stored {
             Ok(()) => receiver.accept(&delivery).await?,
             Err(reason) => {
-                let error = fe2o3_amqp::types::definitions::Error::new(
-                    fe2o3_amqp::types::definitions::AmqpError::InternalError,
-                    Some(reason.to_string()),
-                    None,
-                );
+                let error = amqp_error(AmqpError::InternalError, reason);
                 receiver.reject(&delivery, error).await?
             }
         }
@@ -453,12 +448,8 @@ async fn store(
     Ok(())
 }
 
-fn not_found(address: &str) -> fe2o3_amqp::types::definitions::Error {
-    fe2o3_amqp::types::definitions::Error::new(
-        fe2o3_amqp::types::definitions::AmqpError::NotFound,
-        Some(format!("no such entity: {address}")),
-        None,
-    )
+fn not_found(address: &str) -> definitions::Error {
+    amqp_error(AmqpError::NotFound, format!("no such entity: {address}"))
 }
 
 /// The address a link is attached to: its target when the client sends,
