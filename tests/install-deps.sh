@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing need, once per machine: the
 # wasm32-wasip2 target, Debian's redis-server and strace for the tests, and
-# a Python virtual environment for hermes-server (the parity tests).
+# Python virtual environments for hermes-server (the parity tests) and the
+# Event Hubs SDK, and Azurite (the blob store the SDK keeps checkpoints in).
 set -euo pipefail
 
 rustup target add wasm32-wasip2
@@ -41,4 +42,19 @@ python_env() {
     "$venv/bin/pip" install -q "$@"
 }
 python_env hermes "cerberus, jinja2, yaml" Cerberus==1.3.8 Jinja2==3.1.6 PyYAML==6.0.3
-python_env event-hubs azure.eventhub azure-eventhub==5.15.1
+python_env event-hubs azure.eventhub.extensions.checkpointstoreblobaio \
+    azure-eventhub==5.15.1 azure-eventhub-checkpointstoreblob-aio==1.2.0
+
+# Azurite, the Azure Storage emulator, under the target directory: the
+# Event Hubs tests start its blob service for the SDK's checkpoint store.
+azurite="$target/node/node_modules/.bin/azurite-blob"
+if [ ! -x "$azurite" ]; then
+    if ! command -v npm >/dev/null; then
+        sudo=""
+        if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq npm >/dev/null
+    fi
+    mkdir -p "$target/node"
+    npm install --prefix "$target/node" --no-audit --no-fund --silent azurite@3.37.0
+fi

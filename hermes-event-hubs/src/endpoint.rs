@@ -1,6 +1,7 @@
 //! The endpoint: AMQP connections from the Event Hubs SDKs, each on its own
 //! task, and the nodes they talk to: `$cbs` (tokens), `$management` (a
-//! hub's and its partitions' properties).
+//! hub's and its partitions' properties), a hub or one of its partitions
+//! (events sent), a partition of a consumer group (events received).
 //!
 //! The SDKs use request and response over a pair of links per node, in one
 //! session: a request comes on the link the client sends on, and its answer
@@ -19,12 +20,16 @@ use fe2o3_amqp::acceptor::{
     SessionAcceptor, SupportedReceiverSettleModes, SupportedSenderSettleModes,
 };
 use fe2o3_amqp::link::delivery::Sendable;
-use fe2o3_amqp::types::definitions::{self, AmqpError, ReceiverSettleMode, SenderSettleMode};
+use fe2o3_amqp::types::definitions::{
+    self, AmqpError, ErrorCondition, LinkError, ReceiverSettleMode, SenderSettleMode,
+};
 use fe2o3_amqp::types::messaging::annotations::OwnedKey;
-use fe2o3_amqp::types::messaging::message::__private::Serializable;
-use fe2o3_amqp::types::messaging::{ApplicationProperties, Body, Message, Properties};
+use fe2o3_amqp::types::messaging::message::__private::{Deserializable, Serializable};
+use fe2o3_amqp::types::messaging::{
+    ApplicationProperties, Body, DeliveryAnnotations, Message, MessageAnnotations, Properties,
+};
 use fe2o3_amqp::types::performatives::Attach;
-use fe2o3_amqp::types::primitives::{Array, OrderedMap, SimpleValue, Timestamp, Value};
+use fe2o3_amqp::types::primitives::{Array, OrderedMap, SimpleValue, Symbol, Timestamp, Value};
 use fe2o3_amqp::{Receiver, Sender};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -32,12 +37,30 @@ use tokio::sync::Mutex;
 use tokio_rustls::TlsAcceptor;
 
 use crate::amqp::stream::Completing;
-use crate::partition::{BusTemplate, Incoming, Partition};
+use crate::cursor::{Cursor, Received};
+use crate::partition::{BusTemplate, Extent, Incoming, Partition};
+use crate::position::{Position, Start};
+use crate::receivers::{Claim, Receivers, Refused};
 use crate::sas::{Grant, Policies, Refusal, Right};
 
 /// The message format of an Event Hubs batch: data sections, each one
 /// whole encoded message.
 const BATCH_FORMAT: u32 = 0x8001_3700;
+
+/// The filter a receiver names its starting position with, by name (the
+/// Python SDK) or by code (the Rust SDK).
+const SELECTOR_FILTER: &str = "apache.org:selector-filter:string";
+const SELECTOR_FILTER_CODE: u64 = 0x0000_468C_0000_0004;
+
+/// The link property a receiver gives its epoch (owner level) in.
+const EPOCH: &str = "com.microsoft:epoch";
+
+/// The capability a receiver asks with for the partition's last enqueued
+/// event on each event (`track_last_enqueued_event_properties`).
+const RUNTIME_METRIC: &str = "com.microsoft:enable-receiver-runtime-metric";
+
+/// The consumer group every hub has.
+pub const DEFAULT_CONSUMER_GROUP: &str = "$Default";
 
 /// One hub the endpoint serves.
 #[derive(Debug, Clone)]
@@ -48,6 +71,20 @@ pub struct Hub {
     pub partitions: u32,
     /// When it was made, in milliseconds since the Unix epoch.
     pub created_at: i64,
+    /// Its consumer groups besides `$Default`, which every hub has.
+    pub consumer_groups: Vec<String>,
+}
+
+impl Hub {
+    /// Whether it has the consumer group `name` (names are not case
+    /// sensitive).
+    pub fn has_consumer_group(&self, name: &str) -> bool {
+        name.eq_ignore_ascii_case(DEFAULT_CONSUMER_GROUP)
+            || self
+                .consumer_groups
+                .iter()
+                .any(|g| g.eq_ignore_ascii_case(name))
+    }
 }
 
 /// What the endpoint serves, and to whom.
@@ -141,6 +178,8 @@ struct Shared {
     partitions: HashMap<String, Vec<Arc<Partition>>>,
     /// Where each hub's round robin is, by the same name.
     round_robin: HashMap<String, AtomicUsize>,
+    /// Who receives from which partition of which consumer group.
+    receivers: Receivers,
 }
 
 impl Endpoint {
@@ -170,6 +209,7 @@ impl Endpoint {
                 config,
                 partitions,
                 round_robin,
+                receivers: Receivers::default(),
             }),
         })
     }
@@ -177,6 +217,11 @@ impl Endpoint {
     /// The address it listens on.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Its receivers: who receives from which partition.
+    pub fn receivers(&self) -> Receivers {
+        self.shared.receivers.clone()
     }
 
     /// Serves connections until the task is dropped; each connection on its
@@ -270,6 +315,7 @@ async fn serve_session(
     let state = Arc::new(SessionState::default());
     while let Some(attach) = session.next_incoming_attach().await {
         let address = address(&attach);
+        let asked = Asked::of(&attach);
         tracing::trace!("attach: {:?} on {address}", attach.role);
         let link = links.accept_incoming_attach(attach, &mut session).await?;
         let node = node(&address);
@@ -309,11 +355,273 @@ async fn serve_session(
                 });
             }
             (_, LinkEndpoint::Sender(sender)) => {
-                let _ = sender.close_with_error(not_found(&address)).await;
+                let Some(source) = shared.source(&node) else {
+                    let _ = sender.close_with_error(not_found(&address)).await;
+                    continue;
+                };
+                if let Err(refusal) = state.allowed(&node, Right::Listen) {
+                    let _ = sender
+                        .close_with_error(amqp_error(AmqpError::UnauthorizedAccess, refusal))
+                        .await;
+                    continue;
+                }
+                let position = match asked.position {
+                    Ok(position) => position,
+                    Err(why) => {
+                        let _ = sender
+                            .close_with_error(amqp_error(AmqpError::InvalidField, why))
+                            .await;
+                        continue;
+                    }
+                };
+                let claim = match shared.receivers.claim(source.key(), asked.epoch) {
+                    Ok(claim) => claim,
+                    Err(Refused::Epoch(why)) => {
+                        let _ = sender
+                            .close_with_error(amqp_error(LinkError::Stolen, why))
+                            .await;
+                        continue;
+                    }
+                    Err(Refused::Full(why)) => {
+                        let _ = sender
+                            .close_with_error(amqp_error(AmqpError::ResourceLimitExceeded, why))
+                            .await;
+                        continue;
+                    }
+                };
+                let receiver = Receiving {
+                    partition: source.partition,
+                    position,
+                    claim,
+                    runtime_metric: asked.runtime_metric,
+                };
+                tokio::spawn(async move {
+                    if let Err(e) = deliver(sender, receiver).await {
+                        tracing::debug!("receiver: {e}");
+                    }
+                });
             }
         }
     }
     Ok(())
+}
+
+/// What a client asks for when it attaches a link to receive: its
+/// starting position, its epoch, and whether it tracks the partition's
+/// last enqueued event.
+struct Asked {
+    position: Result<Position, String>,
+    epoch: Option<i64>,
+    runtime_metric: bool,
+}
+
+impl Asked {
+    fn of(attach: &Attach) -> Asked {
+        let selector = attach
+            .source
+            .as_ref()
+            .and_then(|source| source.filter.as_ref())
+            .and_then(|filters| {
+                filters.iter().find_map(|(_, filter)| match filter {
+                    Value::Described(described) => {
+                        let named = match &described.descriptor {
+                            serde_amqp::descriptor::Descriptor::Name(name) => {
+                                name.as_str() == SELECTOR_FILTER
+                            }
+                            serde_amqp::descriptor::Descriptor::Code(code) => {
+                                *code == SELECTOR_FILTER_CODE
+                            }
+                        };
+                        match (&described.value, named) {
+                            (Value::String(selector), true) => Some(selector.clone()),
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                })
+            });
+        // No filter: the partition's start.
+        let position = selector.map_or(
+            Ok(Position {
+                start: Start::Beginning,
+                inclusive: false,
+            }),
+            |selector| Position::parse(&selector).map_err(|e| e.to_string()),
+        );
+        let epoch = attach.properties.as_ref().and_then(|properties| {
+            properties.iter().find_map(|(key, value)| {
+                (key.as_str() == EPOCH).then_some(())?;
+                match value {
+                    Value::Long(n) => Some(*n),
+                    Value::Int(n) => Some(i64::from(*n)),
+                    _ => None,
+                }
+            })
+        });
+        let runtime_metric = attach
+            .desired_capabilities
+            .as_ref()
+            .is_some_and(|caps| caps.0.iter().any(|c| c.as_str() == RUNTIME_METRIC));
+        Asked {
+            position,
+            epoch,
+            runtime_metric,
+        }
+    }
+}
+
+/// A partition of a consumer group, as a receiver names it.
+struct Source {
+    hub: String,
+    group: String,
+    partition: Arc<Partition>,
+}
+
+impl Source {
+    fn key(&self) -> crate::receivers::Key {
+        (
+            self.hub.clone(),
+            self.group.to_lowercase(),
+            self.partition.id,
+        )
+    }
+}
+
+/// A receiver the endpoint serves: where it starts, its hold on the
+/// partition.
+struct Receiving {
+    partition: Arc<Partition>,
+    position: Position,
+    claim: Claim,
+    runtime_metric: bool,
+}
+
+/// How many events a receiver's cursor reads at a time.
+const READ_AHEAD: u32 = 64;
+
+/// What stops a receiver.
+enum Stop {
+    Detached,
+    Stolen(String),
+}
+
+/// Sends a partition's events to a receiver, from its position on, as
+/// they come: pre-settled, as the client's credit allows, until the client
+/// detaches or a newer receiver takes the partition over.
+async fn deliver(mut sender: Sender, receiver: Receiving) -> Result<(), Error> {
+    let Receiving {
+        partition,
+        position,
+        mut claim,
+        runtime_metric,
+    } = receiver;
+    let mut cursor = match Cursor::open(&partition, &position).await {
+        Ok(cursor) => cursor,
+        Err(e) => {
+            let error = amqp_error(AmqpError::InvalidField, format!("{position:?}: {e}"));
+            let _ = sender.close_with_error(error).await;
+            return Ok(());
+        }
+    };
+    let mut extent = partition.watch();
+    let stop = 'serving: loop {
+        extent.borrow_and_update();
+        let batch = match cursor.next_batch(READ_AHEAD).await {
+            Ok(batch) => batch,
+            Err(e) => {
+                let _ = sender
+                    .close_with_error(amqp_error(AmqpError::InternalError, e))
+                    .await;
+                return Ok(());
+            }
+        };
+        if batch.is_empty() {
+            let stop = tokio::select! {
+                changed = extent.changed() => changed.err().map(|_| Stop::Detached),
+                why = &mut claim.stolen => Some(why.map_or(Stop::Detached, Stop::Stolen)),
+                _ = sender.on_detach() => Some(Stop::Detached),
+            };
+            match stop {
+                Some(stop) => break 'serving stop,
+                None => continue,
+            }
+        }
+        for received in &batch {
+            let last = runtime_metric.then(|| partition.extent());
+            let message = message(received, last.as_ref())?;
+            let sendable = Sendable::builder().message(message).settled(true).build();
+            let stop = tokio::select! {
+                sent = sender.send(sendable) => sent.err().map(|_| Stop::Detached),
+                why = &mut claim.stolen => Some(why.map_or(Stop::Detached, Stop::Stolen)),
+            };
+            if let Some(stop) = stop {
+                break 'serving stop;
+            }
+        }
+    };
+    if let Stop::Stolen(why) = stop {
+        let _ = sender
+            .close_with_error(amqp_error(LinkError::Stolen, why))
+            .await;
+    }
+    cursor.close().await
+}
+
+/// The message a receiver gets: the one the client sent, with the
+/// annotations the SDKs read, and the partition's last enqueued event for
+/// receivers that track it.
+fn message(received: &Received, last: Option<&Extent>) -> Result<Message<Body<Value>>, Error> {
+    let Deserializable(mut message) =
+        serde_amqp::from_slice::<Deserializable<Message<Body<Value>>>>(&received.message)?;
+    let symbol = |name: &str| OwnedKey::Symbol(Symbol::from(name));
+    let mut annotations = message
+        .message_annotations
+        .take()
+        .unwrap_or_else(|| MessageAnnotations(OrderedMap::new()));
+    annotations.0.insert(
+        symbol("x-opt-sequence-number"),
+        Value::Long(received.sequence_number),
+    );
+    annotations.0.insert(
+        symbol("x-opt-offset"),
+        Value::String(received.offset.clone()),
+    );
+    annotations.0.insert(
+        symbol("x-opt-enqueued-time"),
+        Value::Timestamp(Timestamp::from_milliseconds(received.enqueued_time)),
+    );
+    if let Some(key) = &received.partition_key {
+        annotations
+            .0
+            .insert(symbol("x-opt-partition-key"), Value::String(key.clone()));
+    }
+    message.message_annotations = Some(annotations);
+    if let Some(extent) = last {
+        let mut runtime = OrderedMap::new();
+        let (number, offset, time) =
+            extent
+                .last
+                .as_ref()
+                .map_or((-1, "-1".to_owned(), 0), |last| {
+                    (
+                        last.sequence_number,
+                        crate::cursor::offset_text(&last.offset),
+                        last.enqueued_time,
+                    )
+                });
+        runtime.insert(symbol("last_enqueued_sequence_number"), Value::Long(number));
+        runtime.insert(symbol("last_enqueued_offset"), Value::String(offset));
+        runtime.insert(
+            symbol("last_enqueued_time_utc"),
+            Value::Timestamp(Timestamp::from_milliseconds(time)),
+        );
+        runtime.insert(
+            symbol("runtime_info_retrieval_time_utc"),
+            Value::Timestamp(Timestamp::from_milliseconds(crate::partition::now_ms())),
+        );
+        message.delivery_annotations = Some(DeliveryAnnotations(runtime));
+    }
+    Ok(message)
 }
 
 /// Where a client sends: a hub, and the partition it names, if any.
@@ -338,6 +646,29 @@ impl Shared {
             _ => return None,
         };
         Some(Target { hub, partition })
+    }
+
+    /// The partition of a consumer group a receiver's path names, if both
+    /// are here: `hub1/ConsumerGroups/$Default/Partitions/0`.
+    fn source(&self, path: &str) -> Option<Source> {
+        let parts: Vec<&str> = path.split('/').collect();
+        let [hub, groups, group, partitions, id] = parts[..] else {
+            return None;
+        };
+        if !groups.eq_ignore_ascii_case("consumergroups")
+            || !partitions.eq_ignore_ascii_case("partitions")
+            || !self.config.hub(hub)?.has_consumer_group(group)
+        {
+            return None;
+        }
+        let hub = hub.to_lowercase();
+        let id: usize = id.parse().ok()?;
+        let partition = self.partitions.get(&hub)?.get(id)?.clone();
+        Some(Source {
+            hub,
+            group: group.to_owned(),
+            partition,
+        })
     }
 
     /// The partition an event goes to: the one named, else the one its
@@ -376,7 +707,10 @@ impl SessionState {
 }
 
 /// An AMQP error of `condition`, described.
-fn amqp_error(condition: AmqpError, description: impl ToString) -> definitions::Error {
+fn amqp_error(
+    condition: impl Into<ErrorCondition>,
+    description: impl ToString,
+) -> definitions::Error {
     definitions::Error::new(condition, Some(description.to_string()), None)
 }
 
@@ -489,7 +823,7 @@ async fn requests(
         let request = delivery.into_message();
         let (status, description, body) = match node.as_str() {
             "$cbs" => put_token(&request, &state, config),
-            _ => read(&request, &state, config),
+            _ => read(&request, &state, &shared),
         };
         let answer = Message::builder()
             .properties(Properties {
@@ -583,8 +917,9 @@ fn put_token(
 fn read(
     request: &Message<Body<Value>>,
     state: &SessionState,
-    config: &Config,
+    shared: &Shared,
 ) -> (i32, String, Value) {
+    let config = &shared.config;
     if text(request, "operation") != Some("READ") {
         return (400, "the operation must be READ".into(), Value::Null);
     }
@@ -637,10 +972,62 @@ fn read(
             );
             (200, "OK".into(), Value::Map(map))
         }
+        Some("com.microsoft:partition") => {
+            let id = text(request, "partition").unwrap_or_default();
+            let Some(number) = id.parse::<u32>().ok().filter(|n| *n < hub.partitions) else {
+                return (
+                    404,
+                    format!("hub '{}' has no partition '{id}'", hub.name),
+                    Value::Null,
+                );
+            };
+            let extent = shared
+                .partitions
+                .get(&hub.name.to_lowercase())
+                .and_then(|partitions| partitions.get(number as usize))
+                .map(|partition| partition.extent())
+                .unwrap_or_default();
+            (200, "OK".into(), partition_properties(hub, number, &extent))
+        }
         other => (
             400,
             format!("unknown type {}", other.unwrap_or("(none)")),
             Value::Null,
         ),
     }
+}
+
+/// A partition's properties, as `$management` answers a READ of type
+/// `com.microsoft:partition`.
+fn partition_properties(hub: &Hub, id: u32, extent: &Extent) -> Value {
+    let (number, offset, time) = extent
+        .last
+        .as_ref()
+        .map_or((-1, "-1".to_owned(), 0), |last| {
+            (
+                last.sequence_number,
+                crate::cursor::offset_text(&last.offset),
+                last.enqueued_time,
+            )
+        });
+    let mut map = OrderedMap::new();
+    let mut put = |key: &str, value: Value| {
+        map.insert(Value::String(key.to_owned()), value);
+    };
+    put("name", Value::String(hub.name.clone()));
+    put("partition", Value::String(id.to_string()));
+    put(
+        "begin_sequence_number",
+        Value::Long(extent.begin_sequence_number),
+    );
+    put("last_enqueued_sequence_number", Value::Long(number));
+    put("last_enqueued_offset", Value::String(offset));
+    put(
+        "last_enqueued_time_utc",
+        Value::Timestamp(Timestamp::from_milliseconds(time)),
+    );
+    put("is_partition_empty", Value::Bool(extent.last.is_none()));
+    put("last_enqueued_sequence_number_epoch", Value::Long(0));
+    put("type", Value::String("com.microsoft:partition".into()));
+    Value::Map(map)
 }

@@ -8,10 +8,14 @@
 //! the SDKs' connections, answers their `$cbs` and `$management` requests
 //! and stores the events they send in `partition`s, each kept by a bus
 //! plugin; `sas` checks the shared access signatures clients sign with a
-//! policy's key; `position` reads where a receiver starts.
+//! policy's key; `position` reads where a receiver starts, `cursor` reads a
+//! partition from there, and `receivers` decides, by epochs, who receives
+//! from a partition.
 
 pub mod amqp;
+pub mod cursor;
 pub mod endpoint;
 pub mod partition;
 pub mod position;
+pub mod receivers;
 pub mod sas;

@@ -4,14 +4,16 @@
 //! A bus stores hermes events; each Event Hubs event is kept as one, an
 //! envelope: `added` of type `EventHubsEvent`, its key the event's sequence
 //! number, its attributes the AMQP message exactly as the client encoded it
-//! (`message`, bytes) and its partition key if any. The bus gives the
-//! offset; the time the bus stored it is the event's enqueued time.
+//! (`message`, bytes), the time the endpoint took it (`enqueued_time`,
+//! milliseconds since the Unix epoch) and its partition key if any. The bus
+//! gives the offset.
 
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use hermes_event::{Category, Event, EventType, Value};
 use hermes_host::{Consumer, Offset, Plugin, Producer};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 
 /// The object type of the envelope.
 pub const ENVELOPE: &str = "EventHubsEvent";
@@ -79,20 +81,39 @@ pub struct Stored {
     pub sequence_number: i64,
     /// Its offset on the bus.
     pub offset: Offset,
+    /// When the endpoint took it, in milliseconds since the Unix epoch.
+    pub enqueued_time: i64,
 }
 
-/// One partition: its producer, and the next sequence number.
+/// What a partition holds, as its properties tell it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Extent {
+    /// The sequence number of its first event; the next one's when it is
+    /// empty.
+    pub begin_sequence_number: i64,
+    /// Its last event, if it has any.
+    pub last: Option<Stored>,
+}
+
+impl Extent {
+    /// The sequence number the next event will take.
+    pub fn next_sequence_number(&self) -> i64 {
+        self.last
+            .as_ref()
+            .map_or(self.begin_sequence_number, |last| last.sequence_number + 1)
+    }
+}
+
+/// One partition: its producer, and what it holds.
 pub struct Partition {
     /// Its number in the hub.
     pub id: u32,
     plugin: Arc<Plugin>,
     settings: serde_json::Value,
-    writer: Mutex<Writer>,
-}
-
-struct Writer {
-    producer: Producer,
-    next_sequence_number: i64,
+    producer: Mutex<Producer>,
+    /// What it holds, changed by each append: readers waiting for events
+    /// watch it.
+    extent: watch::Sender<Extent>,
 }
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -108,25 +129,36 @@ impl Partition {
             id,
             plugin: Arc::clone(&bus.plugin),
             settings,
-            writer: Mutex::new(Writer {
-                producer,
-                next_sequence_number: 0,
-            }),
+            producer: Mutex::new(producer),
+            extent: watch::Sender::new(Extent::default()),
         };
         let mut reader = partition.reader().await?;
         reader.seek_to_beginning().await?;
-        let mut next = 0;
+        let mut extent = Extent::default();
         loop {
             let events = reader.next_batch(256).await?;
-            let Some(last) = events.last() else {
+            let (Some(first), Some(last)) = (events.first(), events.last()) else {
                 break;
             };
-            let (sequence_number, _, _) = envelope(&reader.parse(last)?)
-                .ok_or_else(|| format!("{hub}/{id}: an event that is not an Event Hubs event"))?;
-            next = sequence_number + 1;
+            let read = |consumed| {
+                reader
+                    .parse(consumed)
+                    .ok()
+                    .and_then(|e| envelope(&e))
+                    .ok_or_else(|| format!("{hub}/{id}: an event that is not an Event Hubs event"))
+            };
+            if extent.last.is_none() {
+                extent.begin_sequence_number = read(first)?.sequence_number;
+            }
+            let envelope = read(last)?;
+            extent.last = Some(Stored {
+                sequence_number: envelope.sequence_number,
+                offset: last.offset.clone(),
+                enqueued_time: envelope.enqueued_time,
+            });
         }
         reader.close().await?;
-        partition.writer.lock().await.next_sequence_number = next;
+        partition.extent.send_replace(extent);
         Ok(partition)
     }
 
@@ -146,40 +178,87 @@ impl Partition {
     /// Stores `events`, in order, all or none: what the bus holds once
     /// this returns.
     pub async fn append(&self, events: &[Incoming]) -> Result<Vec<Stored>, Error> {
-        let mut writer = self.writer.lock().await;
-        let first = writer.next_sequence_number;
+        let mut producer = self.producer.lock().await;
+        let first = self.extent.borrow().next_sequence_number();
+        // Enqueued times never go back, whatever the clock does.
+        let enqueued_time = self
+            .extent
+            .borrow()
+            .last
+            .as_ref()
+            .map_or(0, |last| last.enqueued_time)
+            .max(now_ms());
         let envelopes: Vec<Event> = events
             .iter()
             .zip(first..)
-            .map(|(event, sequence_number)| wrap(sequence_number, event))
+            .map(|(event, sequence_number)| wrap(sequence_number, enqueued_time, event))
             .collect();
-        let offsets = writer.producer.send_batch(&envelopes).await?;
-        writer.next_sequence_number = first + events.len() as i64;
-        Ok(offsets
+        let offsets = producer.send_batch(&envelopes).await?;
+        let stored: Vec<Stored> = offsets
             .into_iter()
             .zip(first..)
             .map(|(offset, sequence_number)| Stored {
                 sequence_number,
                 offset,
+                enqueued_time,
             })
-            .collect())
+            .collect();
+        if let Some(last) = stored.last() {
+            self.extent.send_modify(|extent| {
+                extent.last = Some(last.clone());
+            });
+        }
+        Ok(stored)
     }
 
     /// The sequence number the next event will take.
-    pub async fn next_sequence_number(&self) -> i64 {
-        self.writer.lock().await.next_sequence_number
+    pub fn next_sequence_number(&self) -> i64 {
+        self.extent.borrow().next_sequence_number()
+    }
+
+    /// What the partition holds now.
+    pub fn extent(&self) -> Extent {
+        self.extent.borrow().clone()
+    }
+
+    /// What the partition holds, changed as events are appended.
+    pub fn watch(&self) -> watch::Receiver<Extent> {
+        self.extent.subscribe()
     }
 
     /// Closes the partition's producer.
     pub async fn close(&self) -> Result<(), Error> {
-        self.writer.lock().await.producer.close().await?;
+        self.producer.lock().await.close().await?;
         Ok(())
     }
 }
 
+/// Now, in milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// An event as a partition keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// Its sequence number in the partition.
+    pub sequence_number: i64,
+    /// When the endpoint took it, in milliseconds since the Unix epoch.
+    pub enqueued_time: i64,
+    /// The AMQP message as the client encoded it.
+    pub message: Vec<u8>,
+    /// The partition key it was sent with, if any.
+    pub partition_key: Option<String>,
+}
+
 /// The envelope of an event.
-fn wrap(sequence_number: i64, event: &Incoming) -> Event {
-    let mut attrs = vec![("message".to_owned(), Value::Bytes(event.message.clone()))];
+fn wrap(sequence_number: i64, enqueued_time: i64, event: &Incoming) -> Event {
+    let mut attrs = vec![
+        ("message".to_owned(), Value::Bytes(event.message.clone())),
+        ("enqueued_time".to_owned(), Value::from(enqueued_time)),
+    ];
     if let Some(key) = &event.partition_key {
         attrs.push(("partition_key".to_owned(), Value::from(key.as_str())));
     }
@@ -192,9 +271,8 @@ fn wrap(sequence_number: i64, event: &Incoming) -> Event {
     )
 }
 
-/// What an envelope holds: the sequence number, the encoded message and
-/// the partition key; none for any other event.
-pub fn envelope(event: &Event) -> Option<(i64, Vec<u8>, Option<String>)> {
+/// What an envelope holds; none for any other event.
+pub fn envelope(event: &Event) -> Option<Envelope> {
     if event.objtype.as_deref() != Some(ENVELOPE) || event.eventtype != EventType::Added {
         return None;
     }
@@ -206,12 +284,21 @@ pub fn envelope(event: &Event) -> Option<(i64, Vec<u8>, Option<String>)> {
         Value::Bytes(bytes) => bytes.clone(),
         _ => return None,
     };
+    let enqueued_time = match event.objattrs.get("enqueued_time")? {
+        Value::Integer(n) => n.as_i64()?,
+        _ => return None,
+    };
     let key = match event.objattrs.get("partition_key") {
         Some(Value::String(key)) => Some(key.clone()),
         None => None,
         Some(_) => return None,
     };
-    Some((sequence_number, message, key))
+    Some(Envelope {
+        sequence_number,
+        enqueued_time,
+        message,
+        partition_key: key,
+    })
 }
 
 #[cfg(test)]
@@ -224,21 +311,27 @@ mod tests {
             message: vec![0x00, 0x53, 0x75, 0xa0, 0x01, 0xff],
             partition_key: Some("user-7".into()),
         };
-        let wrapped = wrap(41, &event);
+        let wrapped = wrap(41, 1_700_000_000_123, &event);
         let text = wrapped.to_json();
         let read = Event::from_json(&text).expect("a hermes event");
         assert_eq!(
             envelope(&read),
-            Some((41, event.message.clone(), event.partition_key.clone()))
+            Some(Envelope {
+                sequence_number: 41,
+                enqueued_time: 1_700_000_000_123,
+                message: event.message.clone(),
+                partition_key: event.partition_key.clone(),
+            })
         );
         let keyless = wrap(
+            0,
             0,
             &Incoming {
                 partition_key: None,
                 ..event
             },
         );
-        assert_eq!(envelope(&keyless).map(|(_, _, key)| key), Some(None));
+        assert_eq!(envelope(&keyless).map(|e| e.partition_key), Some(None));
         // Any other hermes event is no envelope.
         let other = Event::new(
             Category::Base,

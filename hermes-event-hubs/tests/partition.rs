@@ -4,7 +4,7 @@
 
 mod support;
 
-use hermes_event_hubs::partition::{Incoming, Partition, envelope};
+use hermes_event_hubs::partition::{Extent, Incoming, Partition, envelope};
 use hermes_host::Offset;
 use support::file_log;
 
@@ -20,7 +20,7 @@ async fn a_partition_keeps_its_events_in_order_and_reopens_where_it_left_off() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bus = file_log(dir.path()).await;
     let partition = Partition::open(&bus, "hub1", 2).await.expect("opens");
-    assert_eq!(partition.next_sequence_number().await, 0);
+    assert_eq!(partition.next_sequence_number(), 0);
     let first = [incoming(1, None), incoming(2, Some("k")), incoming(3, None)];
     let stored = partition.append(&first).await.expect("stored");
     assert_eq!(
@@ -37,6 +37,8 @@ async fn a_partition_keeps_its_events_in_order_and_reopens_where_it_left_off() {
     let more = [incoming(4, None), incoming(5, Some("k"))];
     let stored = partition.append(&more).await.expect("stored");
     assert_eq!(stored[1].sequence_number, 4);
+    assert!(stored[0].enqueued_time > 1_700_000_000_000, "{stored:?}");
+    let last = stored[1].clone();
     partition.close().await.expect("closes");
     assert!(
         dir.path().join("hub1/2").is_dir(),
@@ -45,7 +47,16 @@ async fn a_partition_keeps_its_events_in_order_and_reopens_where_it_left_off() {
 
     // Reopened, it goes on from the bus: the log is the partition.
     let reopened = Partition::open(&bus, "hub1", 2).await.expect("reopens");
-    assert_eq!(reopened.next_sequence_number().await, 5);
+    assert_eq!(reopened.next_sequence_number(), 5);
+    // Its last event as it was stored: the offset and the enqueued time
+    // are the bus's, not the memory's.
+    assert_eq!(
+        reopened.extent(),
+        Extent {
+            begin_sequence_number: 0,
+            last: Some(last),
+        }
+    );
     let mut reader = reopened.reader().await.expect("a reader");
     reader.seek_to_beginning().await.expect("seek");
     let read: Vec<_> = reader
@@ -53,7 +64,10 @@ async fn a_partition_keeps_its_events_in_order_and_reopens_where_it_left_off() {
         .await
         .expect("read")
         .iter()
-        .map(|consumed| envelope(&reader.parse(consumed).expect("an event")).expect("an envelope"))
+        .map(|consumed| {
+            let e = envelope(&reader.parse(consumed).expect("an event")).expect("an envelope");
+            (e.sequence_number, e.message, e.partition_key)
+        })
         .collect();
     let sent: Vec<_> = first
         .iter()
@@ -64,5 +78,5 @@ async fn a_partition_keeps_its_events_in_order_and_reopens_where_it_left_off() {
     assert_eq!(read, sent);
     // Other partitions are other logs.
     let other = Partition::open(&bus, "hub1", 0).await.expect("opens");
-    assert_eq!(other.next_sequence_number().await, 0);
+    assert_eq!(other.next_sequence_number(), 0);
 }

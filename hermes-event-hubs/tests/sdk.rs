@@ -4,98 +4,10 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-use hermes_event_hubs::endpoint::{Config, Endpoint, Hub, TlsFiles};
+use hermes_event_hubs::endpoint::{Config, Endpoint, TlsFiles};
 use hermes_event_hubs::partition::{BusTemplate, Partition, envelope};
-use hermes_event_hubs::sas::{Policies, Policy, Right};
 use support::file_log;
-
-/// The Python with the SDK.
-fn python() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let python = target.join("python/event-hubs/bin/python");
-    assert!(
-        python.is_file(),
-        "{} is missing: run tests/install-deps.sh",
-        python.display()
-    );
-    python
-}
-
-const KEY: &str = "c2VuZC1rZXk=";
-
-/// An endpoint serving `hub1` (4 partitions) to the policies `both`
-/// (send and listen), `listen` and `manage`, all with [`KEY`]; its port.
-async fn endpoint() -> u16 {
-    endpoint_with(None, None).await
-}
-
-async fn endpoint_with(tls: Option<TlsFiles>, bus: Option<BusTemplate>) -> u16 {
-    let policy = |rights: &[Right]| Policy {
-        key: KEY.to_owned(),
-        rights: rights.to_vec(),
-    };
-    let config = Config {
-        hubs: vec![Hub {
-            name: "hub1".into(),
-            partitions: 4,
-            created_at: 1_700_000_000_000,
-        }],
-        policies: Policies(
-            [
-                ("both".to_owned(), policy(&[Right::Send, Right::Listen])),
-                ("listen".to_owned(), policy(&[Right::Listen])),
-                ("manage".to_owned(), policy(&[Right::Manage])),
-            ]
-            .into(),
-        ),
-        tls,
-        bus,
-        ..Config::default()
-    };
-    let endpoint = Endpoint::bind("127.0.0.1:0".parse().expect("address"), config)
-        .await
-        .expect("bind");
-    let port = endpoint.local_addr().expect("address").port();
-    tokio::spawn(endpoint.run());
-    port
-}
-
-fn connection_string(port: u16, policy: &str, key: &str) -> String {
-    format!(
-        "Endpoint=sb://127.0.0.1:{port};SharedAccessKeyName={policy};SharedAccessKey={key};\
-         UseDevelopmentEmulator=true"
-    )
-}
-
-/// Runs one of the SDK scripts; its exit status and its JSON answer.
-async fn sdk(script: &str, args: &[&str]) -> (i32, serde_json::Value) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/sdk")
-        .join(script);
-    let mut command = Command::new(python());
-    command
-        .arg(script)
-        .args(args)
-        .env("PYTHONDONTWRITEBYTECODE", "1");
-    let output = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .expect("joined")
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let answer = stdout.lines().last().unwrap_or_default();
-    let answer = serde_json::from_str(answer).unwrap_or_else(|_| {
-        panic!(
-            "no JSON answer: {stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    (output.status.code().unwrap_or(-1), answer)
-}
+use support::sdk::{KEY, connection_string, endpoint, endpoint_with, sdk};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sdk_reads_a_hubs_properties_with_any_policy_that_may() {
@@ -107,6 +19,25 @@ async fn the_sdk_reads_a_hubs_properties_with_any_policy_that_may() {
         )
         .await;
         assert_eq!(status, 0, "{policy}: {answer}");
+        let mut answer = answer;
+        let partitions = answer
+            .as_object_mut()
+            .and_then(|a| a.remove("partitions"))
+            .expect("partitions");
+        // No bus: every partition is empty, as the SDK reads it.
+        for id in ["0", "1", "2", "3"] {
+            assert_eq!(
+                partitions[id],
+                serde_json::json!({
+                    "begin_sequence_number": 0,
+                    "last_enqueued_sequence_number": -1,
+                    "last_enqueued_offset": "-1",
+                    "last_enqueued_time_ms": 0,
+                    "is_empty": true,
+                }),
+                "{policy}"
+            );
+        }
         assert_eq!(
             answer,
             serde_json::json!({
@@ -165,7 +96,8 @@ async fn with_tls_the_sdk_connects_as_to_the_service() {
         }),
         None,
     )
-    .await;
+    .await
+    .port;
     // No `UseDevelopmentEmulator`: the SDK speaks TLS, and checks the
     // endpoint's certificate.
     let connection =
@@ -224,7 +156,10 @@ async fn stored(bus: &BusTemplate, partitions: u32) -> Vec<Vec<(i64, Vec<u8>, Op
         all.push(
             events
                 .iter()
-                .map(|c| envelope(&reader.parse(c).expect("an event")).expect("an envelope"))
+                .map(|c| {
+                    let e = envelope(&reader.parse(c).expect("an event")).expect("an envelope");
+                    (e.sequence_number, e.message, e.partition_key)
+                })
                 .collect(),
         );
     }
@@ -239,7 +174,7 @@ fn holds(message: &[u8], text: &str) -> bool {
 async fn the_quickstarts_sends_are_stored_in_the_partitions_they_name() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bus = file_log(dir.path()).await;
-    let port = endpoint_with(None, Some(bus.clone())).await;
+    let port = endpoint_with(None, Some(bus.clone())).await.port;
     let (status, answer) = sdk("send.py", &[&connection_string(port, "both", KEY), "hub1"]).await;
     assert_eq!(status, 0, "{answer}");
     // create_batch reads the endpoint's message size limit.
@@ -308,7 +243,9 @@ async fn the_quickstarts_sends_are_stored_in_the_partitions_they_name() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_policy_without_send_is_refused_the_way_the_service_refuses_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = endpoint_with(None, Some(file_log(dir.path()).await)).await;
+    let port = endpoint_with(None, Some(file_log(dir.path()).await))
+        .await
+        .port;
     let (status, answer) = sdk(
         "send.py",
         &[&connection_string(port, "listen", KEY), "hub1"],

@@ -5,8 +5,9 @@ usage: management.py CONNECTION_STRING HUB [CA_FILE ENDPOINT]
 With CA_FILE and ENDPOINT (`sb://127.0.0.1:PORT`), the connection is TLS
 to ENDPOINT, its certificate checked against CA_FILE.
 
-Prints one JSON object: the hub's properties and partition ids, or the
-error the SDK raised (its class and message), with exit status 3.
+Prints one JSON object: the hub's properties, its partition ids and each
+partition's properties, or the error the SDK raised (its class and
+message), with exit status 3.
 """
 
 import json
@@ -26,6 +27,9 @@ def main() -> int:
         with client:
             properties = client.get_eventhub_properties()
             ids = client.get_partition_ids()
+            partitions = {
+                pid: client.get_partition_properties(pid) for pid in ids
+            }
     except Exception as error:  # the SDK's own error is the result
         print(json.dumps({"error": type(error).__name__, "message": str(error)}))
         return 3
@@ -36,6 +40,18 @@ def main() -> int:
                 "created_at": properties["created_at"].isoformat(),
                 "partition_ids": list(properties["partition_ids"]),
                 "ids": ids,
+                "partitions": {
+                    pid: {
+                        "begin_sequence_number": p["beginning_sequence_number"],
+                        "last_enqueued_sequence_number": p["last_enqueued_sequence_number"],
+                        "last_enqueued_offset": p["last_enqueued_offset"],
+                        "last_enqueued_time_ms": round(
+                            p["last_enqueued_time_utc"].timestamp() * 1000
+                        ),
+                        "is_empty": p["is_empty"],
+                    }
+                    for pid, p in partitions.items()
+                },
             }
         )
     )

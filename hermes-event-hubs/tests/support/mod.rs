@@ -1,4 +1,7 @@
-//! What the endpoint's tests share: a real bus for the partitions.
+//! What the endpoint's tests share: a real bus for the partitions, and
+//! the real SDK to drive the endpoint with (`sdk`).
+
+pub mod sdk;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,0 +1,83 @@
+"""Sends the given events through the real azure-eventhub SDK, each batch
+with create_batch and send_batch, or each event alone with send_event.
+
+usage: send_events.py CONNECTION_STRING HUB BATCHES [sync]
+
+BATCHES is a JSON list; each item is {"bodies": [...], "partition_id": ...,
+"partition_key": ..., "alone": bool}: its events in one batch, or each sent
+alone with send_event when "alone" is true. With "sync", the sync client.
+
+Prints one JSON object: {"sent": N}, or the error the SDK raised, with exit
+status 3.
+"""
+
+import asyncio
+import json
+import sys
+
+from azure.eventhub import EventData
+
+
+def options(item):
+    return {k: item[k] for k in ("partition_id", "partition_key") if k in item}
+
+
+async def send_async(connection, hub, batches):
+    from azure.eventhub.aio import EventHubProducerClient
+
+    sent = 0
+    producer = EventHubProducerClient.from_connection_string(
+        connection, eventhub_name=hub, retry_total=0
+    )
+    async with producer:
+        for item in batches:
+            if item.get("alone"):
+                for body in item["bodies"]:
+                    await producer.send_event(EventData(body), **options(item))
+            else:
+                batch = await producer.create_batch(**options(item))
+                for body in item["bodies"]:
+                    batch.add(EventData(body))
+                await producer.send_batch(batch)
+            sent += len(item["bodies"])
+    return sent
+
+
+def send_sync(connection, hub, batches):
+    from azure.eventhub import EventHubProducerClient
+
+    sent = 0
+    producer = EventHubProducerClient.from_connection_string(
+        connection, eventhub_name=hub, retry_total=0
+    )
+    with producer:
+        for item in batches:
+            if item.get("alone"):
+                for body in item["bodies"]:
+                    producer.send_event(EventData(body), **options(item))
+            else:
+                batch = producer.create_batch(**options(item))
+                for body in item["bodies"]:
+                    batch.add(EventData(body))
+                producer.send_batch(batch)
+            sent += len(item["bodies"])
+    return sent
+
+
+def main() -> int:
+    connection, hub, batches = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    sync = sys.argv[4:] == ["sync"]
+    try:
+        if sync:
+            sent = send_sync(connection, hub, batches)
+        else:
+            sent = asyncio.run(send_async(connection, hub, batches))
+    except Exception as error:  # the SDK's own error is the result
+        print(json.dumps({"error": type(error).__name__, "message": str(error)}))
+        return 3
+    print(json.dumps({"sent": sent}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
