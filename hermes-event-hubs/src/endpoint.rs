@@ -224,6 +224,25 @@ impl Endpoint {
         self.shared.receivers.clone()
     }
 
+    /// Serves connections until `stop` resolves, then closes the
+    /// partitions' producers (what they hold is stored as their plugin
+    /// stores it on close).
+    pub async fn run_until(self, stop: impl Future<Output = ()>) -> std::io::Result<()> {
+        let shared = Arc::clone(&self.shared);
+        tokio::select! {
+            served = self.run() => served?,
+            () = stop => {}
+        }
+        for (hub, partitions) in &shared.partitions {
+            for partition in partitions {
+                if let Err(e) = partition.close().await {
+                    tracing::warn!("hub {hub} partition {}: closing: {e}", partition.id);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Serves connections until the task is dropped; each connection on its
     /// own task, so that one that fails ends alone.
     pub async fn run(self) -> std::io::Result<()> {

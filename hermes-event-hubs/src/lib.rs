@@ -10,9 +10,10 @@
 //! plugin; `sas` checks the shared access signatures clients sign with a
 //! policy's key; `position` reads where a receiver starts, `cursor` reads a
 //! partition from there, and `receivers` decides, by epochs, who receives
-//! from a partition.
+//! from a partition. `config` reads `hermes-wasm serve`'s configuration.
 
 pub mod amqp;
+pub mod config;
 pub mod cursor;
 pub mod endpoint;
 pub mod partition;

@@ -1,12 +1,13 @@
 //! Receiving from the endpoint with the real Event Hubs SDK for Python:
 //! the quickstart's receive, every starting position, the partitions'
-//! properties, epochs and the sync clients. Each endpoint keeps its
-//! partitions in the built-in file-log bus.
+//! properties, epochs, the sync clients and checkpoints in Azurite. Each
+//! endpoint keeps its partitions in the built-in file-log bus.
 
 mod support;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use local_servers::AzuriteBlob;
 use serde_json::{Value, json};
 use support::file_log;
 use support::sdk::{KEY, Running, connection_string, endpoint_with, sdk};
@@ -348,4 +349,43 @@ async fn the_sync_clients_send_and_receive_as_the_async_ones() {
     )
     .await;
     assert_eq!(bodies(&events), ["y1", "y2"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_checkpointed_receive_resumes_right_after_the_checkpointed_event() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let endpoint = served(dir.path()).await;
+    let azurite = tokio::task::spawn_blocking(AzuriteBlob::start)
+        .await
+        .expect("joined");
+    let port = endpoint.port;
+    send(
+        port,
+        json!([{"bodies": ["c0", "c1", "c2"], "partition_id": "0"}]),
+        false,
+    )
+    .await;
+    // As the quickstart's recv.py: every partition from "-1", each event
+    // checkpointed in the blob store.
+    let checkpointed = |count: usize| {
+        json!({
+            "count": count,
+            "idle": 10,
+            "checkpoint": {"connection": azurite.connection_string(), "container": "checkpoints"},
+        })
+    };
+    let events = receive(port, checkpointed(2)).await;
+    assert_eq!(bodies(&events), ["c0", "c1"]);
+    // Run again, it goes on after the checkpoint, not from "-1".
+    let events = receive(port, checkpointed(1)).await;
+    assert_eq!(bodies(&events), ["c2"]);
+    send(
+        port,
+        json!([{"bodies": ["c3"], "partition_id": "0"}]),
+        false,
+    )
+    .await;
+    let events = receive(port, checkpointed(1)).await;
+    assert_eq!(bodies(&events), ["c3"]);
+    assert_eq!(events[0]["sequence_number"], 3);
 }

@@ -100,6 +100,72 @@ pub enum RedisGrant {
     },
 }
 
+impl BusSpec {
+    /// The plugin this entry, named `name` and found at `key` in the file,
+    /// describes: its component, settings, grants and limits, paths
+    /// resolved against `base`. Each error names the key at fault.
+    pub fn plugin_spec(
+        &self,
+        name: &str,
+        key: &str,
+        engine: &Engine,
+        base: &Path,
+    ) -> Result<PluginSpec> {
+        let dirs = self
+            .dirs
+            .iter()
+            .map(|dir| {
+                let (path, ro) = match dir.strip_suffix(":ro") {
+                    Some(path) => (path, ":ro"),
+                    None => (dir.as_str(), ""),
+                };
+                let path = resolve(base, Path::new(path));
+                DirGrant::parse(&format!("{}{ro}", path.display()))
+                    .with_context(|| format!("{key}.dirs"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let redis = self
+            .allow_redis
+            .iter()
+            .map(|grant| {
+                let (url, commands) = match grant {
+                    RedisGrant::Url(url) => (url, &[][..]),
+                    RedisGrant::WithCommands { url, commands } => (url, &commands[..]),
+                };
+                RedisAllow::parse(url)
+                    .and_then(|allow| allow.with_commands(commands))
+                    .map_err(|e| anyhow!("{key}.allow_redis: {e}"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut grants = Grants {
+            dirs,
+            redis,
+            ..Grants::default()
+        };
+        if let Some(mib) = self.memory_mib {
+            grants.memory_limit =
+                sandbox::memory_limit_mib(mib).map_err(|e| anyhow!("{key}.memory_mib: {e}"))?;
+        }
+        if let Some(ms) = self.call_deadline_ms {
+            grants.call_deadline = sandbox::call_deadline_ms(ms)
+                .map_err(|e| anyhow!("{key}.call_deadline_ms: {e}"))?;
+        }
+        let component = match &self.wasm {
+            Some(wasm) => ComponentSource::File(resolve(base, wasm)),
+            None if engine.built_in(name).is_some() => ComponentSource::BuiltIn(name.to_owned()),
+            None => bail!(
+                "{key}: no built-in plugin `{name}` (built in: {}); give its component with `wasm`",
+                engine.built_in_names().join(", ")
+            ),
+        };
+        Ok(PluginSpec {
+            component,
+            settings: self.settings.clone(),
+            grants,
+        })
+    }
+}
+
 /// `hermes.cache`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(expecting = "a mapping")]
@@ -210,66 +276,16 @@ impl HermesSection {
     pub fn bus_spec(&self, engine: &Engine, base: &Path) -> Result<PluginSpec> {
         let (name, spec) = self.bus()?;
         let key = format!("hermes.plugins.messagebus.{name}");
-        let dirs = spec
-            .dirs
-            .iter()
-            .map(|dir| {
-                let (path, ro) = match dir.strip_suffix(":ro") {
-                    Some(path) => (path, ":ro"),
-                    None => (dir.as_str(), ""),
-                };
-                let path = resolve(base, Path::new(path));
-                DirGrant::parse(&format!("{}{ro}", path.display()))
-                    .with_context(|| format!("{key}.dirs"))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let redis = spec
-            .allow_redis
-            .iter()
-            .map(|grant| {
-                let (url, commands) = match grant {
-                    RedisGrant::Url(url) => (url, &[][..]),
-                    RedisGrant::WithCommands { url, commands } => (url, &commands[..]),
-                };
-                RedisAllow::parse(url)
-                    .and_then(|allow| allow.with_commands(commands))
-                    .map_err(|e| anyhow!("{key}.allow_redis: {e}"))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let plugin = spec.plugin_spec(name, &key, engine, base)?;
         let cache = self.cache_dir(base)?;
-        if let Some(grant) = dirs.iter().find(|grant| grant.overlaps(&cache)) {
+        if let Some(grant) = plugin.grants.dirs.iter().find(|g| g.overlaps(&cache)) {
             bail!(
                 "{key}.dirs: {} reaches the host's cache {} (hermes.cache.dirpath), which a plugin must not touch: grant the bus's own directory",
                 grant.path.display(),
                 cache.display()
             );
         }
-        let mut grants = Grants {
-            dirs,
-            redis,
-            ..Grants::default()
-        };
-        if let Some(mib) = spec.memory_mib {
-            grants.memory_limit =
-                sandbox::memory_limit_mib(mib).map_err(|e| anyhow!("{key}.memory_mib: {e}"))?;
-        }
-        if let Some(ms) = spec.call_deadline_ms {
-            grants.call_deadline = sandbox::call_deadline_ms(ms)
-                .map_err(|e| anyhow!("{key}.call_deadline_ms: {e}"))?;
-        }
-        let component = match &spec.wasm {
-            Some(wasm) => ComponentSource::File(resolve(base, wasm)),
-            None if engine.built_in(name).is_some() => ComponentSource::BuiltIn(name.to_owned()),
-            None => bail!(
-                "{key}: no built-in plugin `{name}` (built in: {}); give its component with `wasm`",
-                engine.built_in_names().join(", ")
-            ),
-        };
-        Ok(PluginSpec {
-            component,
-            settings: spec.settings.clone(),
-            grants,
-        })
+        Ok(plugin)
     }
 
     /// Loads the message-bus plugin as configured.

@@ -147,8 +147,11 @@ async def receive_async(connection, hub, options):
     collector.done = finished.set
 
     async def on_event(context, event):
-        if collector.take(context, event) and store is not None:
+        # Checkpointed before it counts: the last event counted is
+        # checkpointed before the receive ends.
+        if event is not None and store is not None:
             await context.update_checkpoint(event)
+        collector.take(context, event)
 
     async def on_error(context, error):
         collector.errors.append(error)

@@ -5,6 +5,7 @@ mod client;
 mod consume;
 mod inspect;
 mod produce;
+mod serve;
 mod server;
 mod settings;
 
@@ -48,6 +49,9 @@ enum Command {
     Client(client::ClientArgs),
     /// Show where a client stands: offsets, events behind, error queue.
     Status(client::StatusArgs),
+    /// Serve an Azure Event Hubs-compatible AMQP endpoint whose partitions
+    /// a bus plugin keeps: the Event Hubs SDKs send and receive through it.
+    Serve(serve::ServeArgs),
     /// Measure every bus path beside its limit (the disk, the native
     /// library, the raw protocol), in one run: a table of figures and ratios.
     Bench(bench::BenchArgs),
@@ -250,6 +254,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Server(args) => server::run(args).await,
         Command::Client(args) => client::run(args).await,
         Command::Status(args) => client::status(args).await,
+        Command::Serve(args) => serve::run(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::PeakRss { args } => bench::peak_rss(args),
     }
