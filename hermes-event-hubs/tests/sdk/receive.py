@@ -142,6 +142,10 @@ async def receive_async(connection, hub, options):
         eventhub_name=hub,
         checkpoint_store=store,
         retry_total=0,
+        # The processor looks at the client every second (10 s by
+        # default), so that closing it ends the receive at once, each
+        # partition's ownership given up for the next run to claim.
+        load_balancing_interval=1,
     )
     finished = asyncio.Event()
     collector.done = finished.set
@@ -165,12 +169,9 @@ async def receive_async(connection, hub, options):
             await asyncio.wait_for(finished.wait(), timeout=options.get("deadline", 60))
         except asyncio.TimeoutError:
             pass
-    # The processor may sleep out its load-balancing interval (30 s)
-    # before it sees the client closed: stop it now.
-    task.cancel()
     try:
-        await task
-    except (asyncio.CancelledError, Exception):
+        await asyncio.wait_for(task, timeout=10)
+    except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
         pass
     if store is not None:
         await store.close()

@@ -1,6 +1,7 @@
 //! Driving an endpoint with the real Event Hubs SDK for Python: the
 //! endpoint the SDK tests share, its connection strings, and the scripts
-//! under `tests/sdk`. Each test binary uses part of it.
+//! under `tests/sdk`. Each test binary uses part of it; `hermes-wasm`'s
+//! tests of `serve` include it too.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -24,6 +25,13 @@ pub fn python() -> PathBuf {
     );
     python
 }
+
+/// The SDK scripts, found from any crate of the workspace that includes
+/// this file (`hermes-wasm`'s tests of `serve` do).
+const SCRIPTS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../hermes-event-hubs/tests/sdk"
+);
 
 pub const KEY: &str = "c2VuZC1rZXk=";
 
@@ -100,9 +108,7 @@ pub fn connection_string(port: u16, policy: &str, key: &str) -> String {
 
 /// Runs one of the SDK scripts; its exit status and its JSON answer.
 pub async fn sdk(script: &str, args: &[&str]) -> (i32, serde_json::Value) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/sdk")
-        .join(script);
+    let script = Path::new(SCRIPTS).join(script);
     let mut command = Command::new(python());
     command
         .arg(script)

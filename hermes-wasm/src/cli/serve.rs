@@ -81,18 +81,21 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("serving on {}", serve.listen))?;
     let address = endpoint.local_addr()?;
-    {
+    // Where it serves, for the operator and for scripts that start it on
+    // port 0; best effort: a closed stdout does not stop the endpoint.
+    let said = {
         let mut out = std::io::stdout().lock();
-        writeln!(
-            out,
-            "serving Event Hubs on {scheme}://{address}: {}",
-            hubs.join(", ")
-        )?;
-        writeln!(
-            out,
-            "connection string: Endpoint=sb://{address};SharedAccessKeyName=<policy>;SharedAccessKey=<key>{emulator}"
-        )?;
-        out.flush()?;
+        writeln!(out, "serving Event Hubs on {scheme}://{address}: {}", hubs.join(", "))
+            .and_then(|()| {
+                writeln!(
+                    out,
+                    "connection string: Endpoint=sb://{address};SharedAccessKeyName=<policy>;SharedAccessKey=<key>{emulator}"
+                )
+            })
+            .and_then(|()| out.flush())
+    };
+    if let Err(e) = said {
+        tracing::debug!("stdout: {e}");
     }
     endpoint.run_until(super::stop_signal()).await?;
     tracing::info!("stopped");

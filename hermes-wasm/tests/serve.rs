@@ -1,0 +1,195 @@
+//! `hermes-wasm serve` end to end: the Event Hubs endpoint from its YAML
+//! file, driven by the real Event Hubs SDK for Python, killed (`kill -9`)
+//! and started again: what it stored stays, sequence numbers, offsets and
+//! checkpoints carry on. And the errors its configuration can have.
+
+#[path = "../../hermes-event-hubs/tests/support/sdk.rs"]
+mod sdk;
+mod support;
+
+use std::io::BufRead;
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::Path;
+use std::process::Child;
+
+use local_servers::AzuriteBlob;
+use sdk::{KEY, connection_string, sdk};
+use serde_json::{Value, json};
+use support::{hermes_wasm, spawn, stderr, terminate};
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Starts `serve` in `dir` and waits until it says it serves.
+fn start(dir: &Path) -> Child {
+    let mut child = spawn(dir, &["serve", "--config", "serve.yml"]);
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("reads");
+    assert!(
+        line.starts_with("serving Event Hubs on amqp://127.0.0.1:"),
+        "{line}"
+    );
+    child
+}
+
+async fn run(script: &str, port: u16, args: &[&str]) -> Value {
+    let connection = connection_string(port, "both", KEY);
+    let mut all = vec![connection.as_str(), "hub1"];
+    all.extend_from_slice(args);
+    let (status, answer) = sdk(script, &all).await;
+    assert_eq!(status, 0, "{script} {args:?}: {answer}");
+    answer
+}
+
+fn bodies(answer: &Value) -> Vec<String> {
+    answer["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["body"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_serve_stored_outlives_a_kill_and_receivers_resume_where_they_were() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("serve.yml"),
+        format!(
+            "listen: 127.0.0.1:{port}\n\
+             policies:\n  both: {{key: \"{KEY}\", rights: [send, listen]}}\n\
+             hubs:\n  hub1: {{partitions: 4, consumer_groups: [audit]}}\n"
+        ),
+    )
+    .expect("write");
+    let azurite = tokio::task::spawn_blocking(AzuriteBlob::start)
+        .await
+        .expect("joined");
+    let checkpointed = |count: usize| {
+        json!({
+            "count": count,
+            "idle": 10,
+            "checkpoint": {"connection": azurite.connection_string(), "container": "hub1"},
+        })
+        .to_string()
+    };
+
+    let mut serve = start(dir.path());
+    let sent = json!([
+        {"bodies": ["c0", "c1", "c2"], "partition_id": "0"},
+        {"bodies": ["k0"], "partition_key": "user-7"},
+    ]);
+    run("send_events.py", port, &[&sent.to_string()]).await;
+    let first = run("receive.py", port, &[&checkpointed(3)]).await;
+    let before = run("management.py", port, &[]).await;
+    // Partition 0's events, as received before the kill.
+    let on_0 = |answer: &Value| -> Vec<Value> {
+        answer["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["partition"] == "0")
+            .cloned()
+            .collect()
+    };
+    let received_0 = on_0(&first);
+    assert!(received_0.len() >= 2, "{first}");
+
+    // kill -9, and start again on the same files.
+    serve.kill().expect("killed");
+    serve.wait().expect("reaped");
+    let serve = start(dir.path());
+
+    // The partitions are as they were: the same last events, the same
+    // offsets, the same enqueued times.
+    let after = run("management.py", port, &[]).await;
+    assert_eq!(after["partitions"], before["partitions"]);
+    assert_eq!(
+        before["partitions"]["0"]["last_enqueued_sequence_number"],
+        2
+    );
+
+    // The checkpointed receive resumes after its checkpoints: the rest of
+    // the four events, nothing twice.
+    let rest = run(
+        "receive.py",
+        port,
+        &[&checkpointed(
+            4 - first["events"].as_array().map_or(0, Vec::len),
+        )],
+    )
+    .await;
+    let mut all: Vec<String> = bodies(&first).into_iter().chain(bodies(&rest)).collect();
+    all.sort();
+    assert_eq!(all, ["c0", "c1", "c2", "k0"], "{first} {rest}");
+
+    // New events go on with the next sequence number; an offset given
+    // before the restart still names its event.
+    run(
+        "send_events.py",
+        port,
+        &[&json!([{"bodies": ["c3"], "partition_id": "0"}]).to_string()],
+    )
+    .await;
+    let from_c1 = json!({"partition_id": "0", "idle": 1, "offset": received_0[1]["offset"]});
+    let events = run("receive.py", port, &[&from_c1.to_string()]).await;
+    assert_eq!(bodies(&events), ["c2", "c3"]);
+    assert_eq!(events["events"][1]["sequence_number"], 3);
+    if let Some(c2) = received_0.get(2) {
+        assert_eq!(events["events"][0]["offset"], c2["offset"]);
+    }
+
+    // SIGTERM: a clean stop.
+    let output = terminate(serve);
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+#[test]
+fn a_bad_configuration_is_one_line_naming_the_file_and_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = format!("policies:\n  both: {{key: \"{KEY}\", rights: [send]}}\n");
+    for (yaml, says) in [
+        (
+            format!("{policy}hubs:\n  hub1: {{partitions: 0}}\n"),
+            "hubs.hub1: 0 partitions: a hub has 1 to 1024",
+        ),
+        (
+            format!("{policy}hubs:\n  hub1: {{partitions: 2, groups: [a]}}\n"),
+            "hubs.hub1.groups: unknown field `groups`",
+        ),
+        (
+            "policies: {}\nhubs:\n  hub1: {partitions: 2}\n".to_owned(),
+            "policies: no policy",
+        ),
+        (
+            format!("{policy}hubs:\n  hub1: {{partitions: 2}}\nlisten: nowhere\n"),
+            "listen: `nowhere` is not an address and port",
+        ),
+        (
+            format!("{policy}hubs:\n  hub1: {{partitions: 2}}\nmax_message_size: 10\n"),
+            "max_message_size: 10 is out of range",
+        ),
+        (
+            format!(
+                "{policy}hubs:\n  hub1: {{partitions: 2}}\nbus:\n  nosuch: {{settings: {{}}}}\n"
+            ),
+            "bus.nosuch: no built-in plugin `nosuch`",
+        ),
+    ] {
+        std::fs::write(dir.path().join("serve.yml"), &yaml).expect("write");
+        let output = hermes_wasm(dir.path(), &["serve", "--config", "serve.yml"]);
+        let error = stderr(&output);
+        assert!(!output.status.success(), "{yaml}");
+        assert_eq!(error.lines().count(), 1, "{error}");
+        assert!(
+            error.starts_with("hermes-wasm: error: serve.yml: ") && error.contains(says),
+            "{yaml}\n{error}"
+        );
+    }
+}
