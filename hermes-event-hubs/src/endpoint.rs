@@ -743,22 +743,23 @@ async fn take_events(
 ) -> Result<(), Error> {
     loop {
         let delivery = receiver.recv::<Body<Value>>().await?;
-        let stored = store(&delivery, &target, &shared).await;
-        match stored {
+        match store(&delivery, &target, &shared).await {
             Ok(()) => receiver.accept(&delivery).await?,
-            Err(reason) => {
-                let error = amqp_error(AmqpError::InternalError, reason);
-                receiver.reject(&delivery, error).await?
-            }
+            Err(error) => receiver.reject(&delivery, error).await?,
         }
     }
 }
 
+/// Stores a delivery's events, or says why not (`amqp:internal-error`).
+/// A delivery larger than the link's limit never comes here: the
+/// library detaches the link with `amqp:link:message-size-exceeded` as
+/// soon as the frames it has read pass the limit, and keeps none of them.
 async fn store(
     delivery: &fe2o3_amqp::link::delivery::Delivery<Body<Value>>,
     target: &Target,
     shared: &Shared,
-) -> Result<(), Error> {
+) -> Result<(), definitions::Error> {
+    let internal = |e: &dyn std::fmt::Display| amqp_error(AmqpError::InternalError, e);
     let message = delivery.message();
     let key = message
         .message_annotations
@@ -784,11 +785,11 @@ async fn store(
                     partition_key: key.clone(),
                 })
                 .collect(),
-            _ => return Err("a batch whose body is not data sections".into()),
+            _ => return Err(internal(&"a batch whose body is not data sections")),
         }
     } else {
         // One message: encoded again as it was decoded.
-        let bytes = serde_amqp::to_vec(&Serializable(message.clone()))?;
+        let bytes = serde_amqp::to_vec(&Serializable(message.clone())).map_err(|e| internal(&e))?;
         vec![Incoming {
             message: bytes,
             partition_key: key.clone(),
@@ -796,8 +797,8 @@ async fn store(
     };
     let partition = shared
         .partition(target, key.as_deref())
-        .ok_or("no such partition")?;
-    partition.append(&events).await?;
+        .ok_or_else(|| internal(&"no such partition"))?;
+    partition.append(&events).await.map_err(|e| internal(&e))?;
     Ok(())
 }
 

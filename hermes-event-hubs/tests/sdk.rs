@@ -255,3 +255,99 @@ async fn a_policy_without_send_is_refused_the_way_the_service_refuses_it() {
     let message = answer["message"].as_str().unwrap_or_default();
     assert!(message.contains("'Send' claim(s) are required"), "{answer}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_event_is_refused_and_nothing_of_it_is_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bus = file_log(dir.path()).await;
+    let port = endpoint_with(None, Some(bus.clone())).await.port;
+    let connection = connection_string(port, "both", KEY);
+    // One event of 1.1 MB, sent alone: the SDK leaves it to the endpoint.
+    let oversized = serde_json::json!([
+        {"bodies": ["x"], "repeat": 1_100_000, "partition_id": "0", "alone": true},
+    ]);
+    let (status, answer) = sdk(
+        "send_events.py",
+        &[&connection, "hub1", &oversized.to_string()],
+    )
+    .await;
+    // The endpoint detaches the link with `amqp:link:message-size-exceeded`;
+    // the SDK reports the send failed.
+    assert_eq!(status, 3, "{answer}");
+    assert_eq!(answer["error"], "EventDataSendError", "{answer}");
+    // The endpoint takes the next event, and holds only that one.
+    let fits = serde_json::json!([{"bodies": ["fits"], "partition_id": "0"}]);
+    let (status, answer) = sdk("send_events.py", &[&connection, "hub1", &fits.to_string()]).await;
+    assert_eq!(status, 0, "{answer}");
+    let partitions = stored(&bus, 4).await;
+    assert_eq!(partitions[0].len(), 1);
+    assert!(holds(&partitions[0][0].1, "fits"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_input_ends_its_own_connection_and_nothing_else() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let port = endpoint().await;
+    let sasl: &[u8] = b"AMQP\x03\x01\x00\x00";
+    let plain: &[u8] = b"AMQP\x00\x01\x00\x00";
+    // Bytes no one would send, the same on every run.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let noise: Vec<u8> = (0..65_536)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let inputs: Vec<(&str, Vec<u8>)> = vec![
+        ("HTTP", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
+        (
+            "a 4 GiB frame",
+            [sasl, &[0xff, 0xff, 0xff, 0xff, 2, 1, 0, 0]].concat(),
+        ),
+        (
+            "an open of the wrong type",
+            [
+                plain,
+                &[
+                    0, 0, 0, 16, 2, 0, 0, 0, 0x00, 0x53, 0x10, 0xc0, 0xff, 0xff, 0xff, 0xff,
+                ],
+            ]
+            .concat(),
+        ),
+        ("noise after SASL", [sasl, &noise].concat()),
+        ("noise after AMQP", [plain, &noise].concat()),
+        (
+            "a frame cut short",
+            [sasl, &[0, 0, 0, 64, 2, 1, 0, 0, 0x00]].concat(),
+        ),
+    ];
+    // One connection stays open, idle, all along.
+    let _idle = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connects");
+    for (what, input) in inputs {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connects");
+        // The endpoint may close before it has read everything.
+        let _ = stream.write_all(&input).await;
+        let _ = stream.shutdown().await;
+        let mut rest = Vec::new();
+        let ended = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            stream.read_to_end(&mut rest),
+        )
+        .await;
+        assert!(ended.is_ok(), "{what}: the endpoint kept the connection");
+    }
+    // The endpoint serves on.
+    let (status, answer) = sdk(
+        "management.py",
+        &[&connection_string(port, "both", KEY), "hub1"],
+    )
+    .await;
+    assert_eq!(status, 0, "{answer}");
+}

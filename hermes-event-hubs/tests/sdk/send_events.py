@@ -4,8 +4,9 @@ with create_batch and send_batch, or each event alone with send_event.
 usage: send_events.py CONNECTION_STRING HUB BATCHES [sync]
 
 BATCHES is a JSON list; each item is {"bodies": [...], "partition_id": ...,
-"partition_key": ..., "alone": bool}: its events in one batch, or each sent
-alone with send_event when "alone" is true. With "sync", the sync client.
+"partition_key": ..., "alone": bool, "repeat": N}: its events in one batch,
+or each sent alone with send_event when "alone" is true, each body repeated
+N times (1 by default). With "sync", the sync client.
 
 Prints one JSON object: {"sent": N}, or the error the SDK raised, with exit
 status 3.
@@ -16,6 +17,10 @@ import json
 import sys
 
 from azure.eventhub import EventData
+
+
+def bodies(item):
+    return [body * item.get("repeat", 1) for body in item["bodies"]]
 
 
 def options(item):
@@ -32,11 +37,11 @@ async def send_async(connection, hub, batches):
     async with producer:
         for item in batches:
             if item.get("alone"):
-                for body in item["bodies"]:
+                for body in bodies(item):
                     await producer.send_event(EventData(body), **options(item))
             else:
                 batch = await producer.create_batch(**options(item))
-                for body in item["bodies"]:
+                for body in bodies(item):
                     batch.add(EventData(body))
                 await producer.send_batch(batch)
             sent += len(item["bodies"])
@@ -53,11 +58,11 @@ def send_sync(connection, hub, batches):
     with producer:
         for item in batches:
             if item.get("alone"):
-                for body in item["bodies"]:
+                for body in bodies(item):
                     producer.send_event(EventData(body), **options(item))
             else:
                 batch = producer.create_batch(**options(item))
-                for body in item["bodies"]:
+                for body in bodies(item):
                     batch.add(EventData(body))
                 producer.send_batch(batch)
             sent += len(item["bodies"])
