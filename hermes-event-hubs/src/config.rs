@@ -11,7 +11,8 @@
 //! tls: {certificate: cert.pem, key: key.pem}          # amqps; none by default
 //! bus:                            # a plugin entry, as in hermes' messagebus
 //!   file-log:
-//!     settings: {path: /var/lib/event-hubs/{hub}/{partition}}
+//!     settings:
+//!       path: "/var/lib/event-hubs/{hub}/{partition}"   # quoted: braces
 //!     dirs: [/var/lib/event-hubs]
 //! ```
 //!
