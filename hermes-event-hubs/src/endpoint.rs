@@ -353,76 +353,78 @@ async fn serve_session(
                 });
             }
             (_, LinkEndpoint::Receiver(receiver)) => {
-                let target = match shared.entity(&node) {
-                    Some(target) => target,
-                    None => {
-                        let _ = receiver.close_with_error(not_found(&address)).await;
-                        continue;
-                    }
-                };
-                if let Err(refusal) = state.allowed(&node, Right::Send) {
-                    let _ = receiver
-                        .close_with_error(amqp_error(AmqpError::UnauthorizedAccess, refusal))
-                        .await;
-                    continue;
-                }
-                let shared = Arc::clone(&shared);
-                tokio::spawn(async move {
-                    if let Err(e) = take_events(receiver, target, shared).await {
-                        tracing::debug!("events: {e}");
-                    }
+                let target = shared.entity(&node).ok_or_else(|| not_found(&address));
+                let allowed = target.and_then(|target| {
+                    state
+                        .allowed(&node, Right::Send)
+                        .map(|()| target)
+                        .map_err(|refusal| amqp_error(AmqpError::UnauthorizedAccess, refusal))
                 });
+                match allowed {
+                    Ok(target) => {
+                        let shared = Arc::clone(&shared);
+                        tokio::spawn(async move {
+                            if let Err(e) = take_events(receiver, target, shared).await {
+                                tracing::debug!("events: {e}");
+                            }
+                        });
+                    }
+                    Err(error) => {
+                        let _ = receiver.close_with_error(error).await;
+                    }
+                }
             }
             (_, LinkEndpoint::Sender(sender)) => {
-                let Some(source) = shared.source(&node) else {
-                    let _ = sender.close_with_error(not_found(&address)).await;
-                    continue;
-                };
-                if let Err(refusal) = state.allowed(&node, Right::Listen) {
-                    let _ = sender
-                        .close_with_error(amqp_error(AmqpError::UnauthorizedAccess, refusal))
-                        .await;
-                    continue;
+                match receiving(&shared, &state, &node, &address, asked) {
+                    Ok(receiver) => {
+                        tokio::spawn(async move {
+                            if let Err(e) = deliver(sender, receiver).await {
+                                tracing::debug!("receiver: {e}");
+                            }
+                        });
+                    }
+                    Err(error) => {
+                        let _ = sender.close_with_error(error).await;
+                    }
                 }
-                let position = match asked.position {
-                    Ok(position) => position,
-                    Err(why) => {
-                        let _ = sender
-                            .close_with_error(amqp_error(AmqpError::InvalidField, why))
-                            .await;
-                        continue;
-                    }
-                };
-                let claim = match shared.receivers.claim(source.key(), asked.epoch) {
-                    Ok(claim) => claim,
-                    Err(Refused::Epoch(why)) => {
-                        let _ = sender
-                            .close_with_error(amqp_error(LinkError::Stolen, why))
-                            .await;
-                        continue;
-                    }
-                    Err(Refused::Full(why)) => {
-                        let _ = sender
-                            .close_with_error(amqp_error(AmqpError::ResourceLimitExceeded, why))
-                            .await;
-                        continue;
-                    }
-                };
-                let receiver = Receiving {
-                    partition: source.partition,
-                    position,
-                    claim,
-                    runtime_metric: asked.runtime_metric,
-                };
-                tokio::spawn(async move {
-                    if let Err(e) = deliver(sender, receiver).await {
-                        tracing::debug!("receiver: {e}");
-                    }
-                });
             }
         }
     }
     Ok(())
+}
+
+/// A receiver on the node `node`, if it may have one: the partition of a
+/// consumer group it names, the right to listen, a starting position the
+/// endpoint reads, and an epoch that lets it hold the partition; else the
+/// error its link is closed with.
+fn receiving(
+    shared: &Shared,
+    state: &SessionState,
+    node: &str,
+    address: &str,
+    asked: Asked,
+) -> Result<Receiving, definitions::Error> {
+    let source = shared.source(node).ok_or_else(|| not_found(address))?;
+    state
+        .allowed(node, Right::Listen)
+        .map_err(|refusal| amqp_error(AmqpError::UnauthorizedAccess, refusal))?;
+    let position = asked
+        .position
+        .map_err(|why| amqp_error(AmqpError::InvalidField, why))?;
+    let claim =
+        shared
+            .receivers
+            .claim(source.key(), asked.epoch)
+            .map_err(|refused| match refused {
+                Refused::Epoch(why) => amqp_error(LinkError::Stolen, why),
+                Refused::Full(why) => amqp_error(AmqpError::ResourceLimitExceeded, why),
+            })?;
+    Ok(Receiving {
+        partition: source.partition,
+        position,
+        claim,
+        runtime_metric: asked.runtime_metric,
+    })
 }
 
 /// What a client asks for when it attaches a link to receive: its
