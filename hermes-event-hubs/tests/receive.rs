@@ -38,7 +38,12 @@ async fn send(port: u16, batches: Value, sync: bool) {
 /// Receives with `options` (see `tests/sdk/receive.py`): the script's exit
 /// status and answer.
 async fn try_receive(port: u16, options: Value) -> (i32, Value) {
-    let connection = connection_string(port, "both", KEY);
+    try_receive_as(port, "both", options).await
+}
+
+/// [`try_receive`], signed with `policy`.
+async fn try_receive_as(port: u16, policy: &str, options: Value) -> (i32, Value) {
+    let connection = connection_string(port, policy, KEY);
     sdk("receive.py", &[&connection, "hub1", &options.to_string()]).await
 }
 
@@ -388,4 +393,39 @@ async fn a_checkpointed_receive_resumes_right_after_the_checkpointed_event() {
     let events = receive(port, checkpointed(1)).await;
     assert_eq!(bodies(&events), ["c3"]);
     assert_eq!(events[0]["sequence_number"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_without_listen_cannot_receive() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let endpoint = served(dir.path()).await;
+    send(
+        endpoint.port,
+        json!([{"bodies": ["secret"], "partition_id": "0"}]),
+        false,
+    )
+    .await;
+    let (status, answer) = try_receive_as(
+        endpoint.port,
+        "send",
+        json!({"partition_id": "0", "idle": 2}),
+    )
+    .await;
+    assert_eq!(status, 3, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("'Listen' claim(s) are required")),
+        "{answer}"
+    );
+    assert_eq!(answer["events"], json!([]));
+    // With listen, the same event is there.
+    let (status, answer) = try_receive_as(
+        endpoint.port,
+        "listen",
+        json!({"partition_id": "0", "idle": 1}),
+    )
+    .await;
+    assert_eq!(status, 0, "{answer}");
+    assert_eq!(answer["events"][0]["body"], "secret");
 }

@@ -36,8 +36,8 @@ const SCRIPTS: &str = concat!(
 pub const KEY: &str = "c2VuZC1rZXk=";
 
 /// An endpoint serving `hub1` (4 partitions, consumer groups `$Default`
-/// and `audit`) to the policies `both` (send and listen), `listen` and
-/// `manage`, all with [`KEY`]; its port.
+/// and `audit`) to the policies `both` (send and listen), `listen`, `send`
+/// and `manage`, all with [`KEY`]; its port.
 pub async fn endpoint() -> u16 {
     endpoint_with(None, None).await.port
 }
@@ -82,6 +82,7 @@ pub async fn endpoint_with(tls: Option<TlsFiles>, bus: Option<BusTemplate>) -> R
             [
                 ("both".to_owned(), policy(&[Right::Send, Right::Listen])),
                 ("listen".to_owned(), policy(&[Right::Listen])),
+                ("send".to_owned(), policy(&[Right::Send])),
                 ("manage".to_owned(), policy(&[Right::Manage])),
             ]
             .into(),
