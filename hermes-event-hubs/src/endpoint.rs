@@ -195,6 +195,13 @@ impl Endpoint {
                     let partition = Partition::open(bus, &hub.name, id).await.map_err(|e| {
                         std::io::Error::other(format!("hub {} partition {id}: {e}", hub.name))
                     })?;
+                    let extent = partition.extent();
+                    tracing::info!(
+                        "hub {} partition {id}: {} events, the next numbered {}",
+                        hub.name,
+                        extent.next_sequence_number() - extent.begin_sequence_number,
+                        extent.next_sequence_number()
+                    );
                     opened.push(Arc::new(partition));
                 }
                 partitions.insert(hub.name.to_lowercase(), opened);

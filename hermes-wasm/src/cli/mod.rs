@@ -279,7 +279,7 @@ pub fn init_logging(verbose: u8, quiet: bool, quiet_log: bool) {
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("HERMES_WASM_LOG").unwrap_or_else(|_| {
             tracing_subscriber::EnvFilter::new(format!(
-                "warn,hermes_wasm={default},hermes_jobs={default},plugin={default}"
+                "warn,hermes_wasm={default},hermes_jobs={default},hermes_event_hubs={default},plugin={default}"
             ))
         });
     // Colours for a terminal only: a service's log file or journal gets
