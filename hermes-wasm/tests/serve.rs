@@ -193,3 +193,33 @@ fn a_bad_configuration_is_one_line_naming_the_file_and_the_key() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn any_bus_plugin_can_keep_the_partitions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let data = dir.path().join("buses");
+    std::fs::create_dir(&data).expect("mkdir");
+    std::fs::write(
+        dir.path().join("serve.yml"),
+        format!(
+            "listen: 127.0.0.1:{port}\n\
+             policies:\n  both: {{key: \"{KEY}\", rights: [send, listen]}}\n\
+             hubs:\n  hub1: {{partitions: 2}}\n\
+             bus:\n  sqlite:\n    settings:\n      uri: \"{data}/{{hub}}-{{partition}}.sqlite\"\n      \
+             retention_in_days: 7\n    dirs: [buses]\n",
+            data = data.display()
+        ),
+    )
+    .expect("write");
+    let serve = start(dir.path());
+    let sent = json!([{"bodies": ["q0", "q1"], "partition_id": "1"}]);
+    run("send_events.py", port, &[&sent.to_string()]).await;
+    let events = run("receive.py", port, &[r#"{"partition_id": "1", "idle": 1}"#]).await;
+    assert_eq!(bodies(&events), ["q0", "q1"]);
+    // The sqlite bus's own offsets, one database per partition.
+    assert_eq!(events["events"][1]["sequence_number"], 1);
+    assert!(data.join("hub1-0.sqlite").is_file() && data.join("hub1-1.sqlite").is_file());
+    let output = terminate(serve);
+    assert!(output.status.success(), "{}", stderr(&output));
+}
