@@ -546,7 +546,10 @@ async fn deliver(mut sender: Sender, receiver: Receiving) -> Result<(), Error> {
     let mut cursor = match Cursor::open(&partition, &position).await {
         Ok(cursor) => cursor,
         Err(e) => {
-            let error = amqp_error(AmqpError::InvalidField, format!("{position:?}: {e}"));
+            let error = amqp_error(
+                AmqpError::InvalidField,
+                format!("cannot start at {position}: {e}"),
+            );
             let _ = sender.close_with_error(error).await;
             return Ok(());
         }

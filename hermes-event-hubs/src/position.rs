@@ -48,6 +48,19 @@ impl fmt::Display for BadSelector {
 
 impl std::error::Error for BadSelector {}
 
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let op = if self.inclusive { ">=" } else { ">" };
+        match &self.start {
+            Start::Beginning => f.write_str("the partition's start"),
+            Start::Latest => f.write_str("the partition's end"),
+            Start::Offset(offset) => write!(f, "offset {op} {offset}"),
+            Start::SequenceNumber(n) => write!(f, "sequence number {op} {n}"),
+            Start::EnqueuedTime(t) => write!(f, "enqueued time {op} {t} ms"),
+        }
+    }
+}
+
 impl Position {
     /// The position a selector names.
     pub fn parse(selector: &str) -> Result<Position, BadSelector> {
@@ -131,6 +144,32 @@ mod tests {
             ),
         ] {
             assert_eq!(Position::parse(selector), Ok(position), "{selector}");
+        }
+    }
+
+    #[test]
+    fn a_position_reads_as_people_say_it() {
+        for (selector, said) in [
+            (
+                "amqp.annotation.x-opt-offset > '-1'",
+                "the partition's start",
+            ),
+            (
+                "amqp.annotation.x-opt-offset > '@latest'",
+                "the partition's end",
+            ),
+            ("amqp.annotation.x-opt-offset >= '12'", "offset >= 12"),
+            (
+                "amqp.annotation.x-opt-sequence-number > '3'",
+                "sequence number > 3",
+            ),
+            (
+                "amqp.annotation.x-opt-enqueued-time >= '5'",
+                "enqueued time >= 5 ms",
+            ),
+        ] {
+            let position = Position::parse(selector).expect(selector);
+            assert_eq!(position.to_string(), said);
         }
     }
 

@@ -54,6 +54,10 @@ async fn receive(port: u16, options: Value) -> Vec<Value> {
     answer["events"].as_array().cloned().unwrap_or_default()
 }
 
+fn e4_offset(all: &[Value]) -> Value {
+    all[4]["offset"].clone()
+}
+
 fn bodies(events: &[Value]) -> Vec<&str> {
     events
         .iter()
@@ -194,6 +198,7 @@ async fn a_receiver_starts_where_its_position_says() {
             &["e0", "e1", "e2", "e3", "e4"],
         ),
         (json!({"sequence_number": 4}), &[]),
+        (json!({"offset": e4_offset(&all)}), &[]),
     ] {
         let events = receive(port, from(position.clone())).await;
         assert_eq!(bodies(&events), expected, "{position}");
