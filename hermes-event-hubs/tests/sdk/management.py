@@ -10,8 +10,9 @@ partition's properties, or the error the SDK raised (its class and
 message), with exit status 3.
 """
 
-import json
 import sys
+
+from answer import answer
 
 from azure.eventhub import EventHubProducerClient
 
@@ -23,39 +24,34 @@ def main() -> int:
     client = EventHubProducerClient.from_connection_string(
         sys.argv[1], eventhub_name=sys.argv[2], retry_total=0, **tls
     )
-    try:
+
+    def work():
         with client:
             properties = client.get_eventhub_properties()
             ids = client.get_partition_ids()
             partitions = {
                 pid: client.get_partition_properties(pid) for pid in ids
             }
-    except Exception as error:  # the SDK's own error is the result
-        print(json.dumps({"error": type(error).__name__, "message": str(error)}))
-        return 3
-    print(
-        json.dumps(
-            {
-                "name": properties["eventhub_name"],
-                "created_at": properties["created_at"].isoformat(),
-                "partition_ids": list(properties["partition_ids"]),
-                "ids": ids,
-                "partitions": {
-                    pid: {
-                        "begin_sequence_number": p["beginning_sequence_number"],
-                        "last_enqueued_sequence_number": p["last_enqueued_sequence_number"],
-                        "last_enqueued_offset": p["last_enqueued_offset"],
-                        "last_enqueued_time_ms": round(
-                            p["last_enqueued_time_utc"].timestamp() * 1000
-                        ),
-                        "is_empty": p["is_empty"],
-                    }
-                    for pid, p in partitions.items()
-                },
-            }
-        )
-    )
-    return 0
+        return {
+            "name": properties["eventhub_name"],
+            "created_at": properties["created_at"].isoformat(),
+            "partition_ids": list(properties["partition_ids"]),
+            "ids": ids,
+            "partitions": {
+                pid: {
+                    "begin_sequence_number": p["beginning_sequence_number"],
+                    "last_enqueued_sequence_number": p["last_enqueued_sequence_number"],
+                    "last_enqueued_offset": p["last_enqueued_offset"],
+                    "last_enqueued_time_ms": round(
+                        p["last_enqueued_time_utc"].timestamp() * 1000
+                    ),
+                    "is_empty": p["is_empty"],
+                }
+                for pid, p in partitions.items()
+            },
+        }
+
+    return answer(work)
 
 
 if __name__ == "__main__":

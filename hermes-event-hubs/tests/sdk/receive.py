@@ -30,6 +30,8 @@ import asyncio
 import datetime
 import json
 import sys
+
+from answer import answer, error_of
 import threading
 
 
@@ -209,28 +211,18 @@ def receive_sync(connection, hub, options):
 
 def main() -> int:
     connection, hub, options = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-    try:
+
+    def work():
         if options.get("sync"):
             collector = receive_sync(connection, hub, options)
         else:
             collector = asyncio.run(receive_async(connection, hub, options))
-    except Exception as error:  # the SDK's own error is the result
-        print(json.dumps({"error": type(error).__name__, "message": str(error)}))
-        return 3
-    if collector.errors:
-        error = collector.errors[0]
-        print(
-            json.dumps(
-                {
-                    "error": type(error).__name__,
-                    "message": str(error),
-                    "events": collector.events,
-                }
-            )
-        )
-        return 3
-    print(json.dumps({"events": collector.events}))
-    return 0
+        result = {"events": collector.events}
+        if collector.errors:
+            result.update(error_of(collector.errors[0]))
+        return result
+
+    return answer(work)
 
 
 if __name__ == "__main__":

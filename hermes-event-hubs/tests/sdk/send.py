@@ -9,8 +9,9 @@ error the SDK raised, with exit status 3.
 """
 
 import asyncio
-import json
 import sys
+
+from answer import answer
 
 from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubProducerClient
@@ -42,13 +43,7 @@ async def run() -> dict:
 
 
 def main() -> int:
-    try:
-        answer = asyncio.run(run())
-    except Exception as error:  # the SDK's own error is the result
-        print(json.dumps({"error": type(error).__name__, "message": str(error)}))
-        return 3
-    print(json.dumps(answer))
-    return 0
+    return answer(lambda: asyncio.run(run()))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ import asyncio
 import json
 import sys
 
+from answer import answer
+
 from azure.eventhub import EventData
 
 
@@ -72,16 +74,13 @@ def send_sync(connection, hub, batches):
 def main() -> int:
     connection, hub, batches = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     sync = sys.argv[4:] == ["sync"]
-    try:
+
+    def work():
         if sync:
-            sent = send_sync(connection, hub, batches)
-        else:
-            sent = asyncio.run(send_async(connection, hub, batches))
-    except Exception as error:  # the SDK's own error is the result
-        print(json.dumps({"error": type(error).__name__, "message": str(error)}))
-        return 3
-    print(json.dumps({"sent": sent}))
-    return 0
+            return {"sent": send_sync(connection, hub, batches)}
+        return {"sent": asyncio.run(send_async(connection, hub, batches))}
+
+    return answer(work)
 
 
 if __name__ == "__main__":
