@@ -629,17 +629,7 @@ fn message(received: &Received, last: Option<&Extent>) -> Result<Message<Body<Va
     message.message_annotations = Some(annotations);
     if let Some(extent) = last {
         let mut runtime = OrderedMap::new();
-        let (number, offset, time) =
-            extent
-                .last
-                .as_ref()
-                .map_or((-1, "-1".to_owned(), 0), |last| {
-                    (
-                        last.sequence_number,
-                        crate::cursor::offset_text(&last.offset),
-                        last.enqueued_time,
-                    )
-                });
+        let (number, offset, time) = last_enqueued(extent);
         runtime.insert(symbol("last_enqueued_sequence_number"), Value::Long(number));
         runtime.insert(symbol("last_enqueued_offset"), Value::String(offset));
         runtime.insert(
@@ -1032,16 +1022,7 @@ fn read(
 /// A partition's properties, as `$management` answers a READ of type
 /// `com.microsoft:partition`.
 fn partition_properties(hub: &Hub, id: u32, extent: &Extent) -> Value {
-    let (number, offset, time) = extent
-        .last
-        .as_ref()
-        .map_or((-1, "-1".to_owned(), 0), |last| {
-            (
-                last.sequence_number,
-                crate::cursor::offset_text(&last.offset),
-                last.enqueued_time,
-            )
-        });
+    let (number, offset, time) = last_enqueued(extent);
     let mut map = OrderedMap::new();
     let mut put = |key: &str, value: Value| {
         map.insert(Value::String(key.to_owned()), value);
@@ -1062,4 +1043,19 @@ fn partition_properties(hub: &Hub, id: u32, extent: &Extent) -> Value {
     put("last_enqueued_sequence_number_epoch", Value::Long(0));
     put("type", Value::String("com.microsoft:partition".into()));
     Value::Map(map)
+}
+
+/// A partition's last event as the SDKs read it: its sequence number,
+/// offset and enqueued time; `-1`, `"-1"` and 0 when the partition is empty.
+fn last_enqueued(extent: &Extent) -> (i64, String, i64) {
+    extent
+        .last
+        .as_ref()
+        .map_or((-1, "-1".to_owned(), 0), |last| {
+            (
+                last.sequence_number,
+                crate::cursor::offset_text(&last.offset),
+                last.enqueued_time,
+            )
+        })
 }
