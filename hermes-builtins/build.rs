@@ -5,5 +5,5 @@
 mod build_support;
 
 fn main() {
-    build_support::build_guests(&["file-log", "sqlite", "redis-streams"]);
+    build_support::build_guests(&["file-log", "sqlite", "redis-streams", "event-hubs"]);
 }

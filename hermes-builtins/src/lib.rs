@@ -12,11 +12,15 @@ pub const SQLITE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sqlite.wasm"
 /// The redis-streams plugin, built from `guests/redis-streams`.
 pub const REDIS_STREAMS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/redis_streams.wasm"));
 
+/// The event-hubs plugin, built from `guests/event-hubs`.
+pub const EVENT_HUBS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/event_hubs.wasm"));
+
 /// Every built-in plugin, by the name a configuration or `--plugin` gives.
 pub const ALL: &[(&str, &[u8])] = &[
     ("file-log", FILE_LOG),
     ("sqlite", SQLITE),
     ("redis-streams", REDIS_STREAMS),
+    ("event-hubs", EVENT_HUBS),
 ];
 
 #[cfg(test)]

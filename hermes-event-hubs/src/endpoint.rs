@@ -324,6 +324,28 @@ struct SessionState {
     grants: StdMutex<HashMap<String, Grant>>,
 }
 
+/// How long a request waits for the link its answer goes on: a client may
+/// attach it just after the link it sends on, and send at once.
+const ANSWER_LINK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl SessionState {
+    /// The link answers to `node` go out on, once the client has attached it.
+    async fn answer_link(&self, node: &str) -> Option<Arc<Mutex<Sender>>> {
+        let deadline = tokio::time::Instant::now() + ANSWER_LINK_WAIT;
+        loop {
+            let link = self
+                .answers
+                .lock()
+                .ok()
+                .and_then(|answers| answers.get(node).cloned());
+            if link.is_some() || tokio::time::Instant::now() >= deadline {
+                return link;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+}
+
 async fn serve_session(
     mut session: ListenerSessionHandle,
     shared: Arc<Shared>,
@@ -863,13 +885,8 @@ async fn requests(
             )
             .value(body)
             .build();
-        let sender = state
-            .answers
-            .lock()
-            .ok()
-            .and_then(|answers| answers.get(&node).cloned());
-        let Some(sender) = sender else {
-            return Err(format!("{node}: a request before the link its answer goes on").into());
+        let Some(sender) = state.answer_link(&node).await else {
+            return Err(format!("{node}: a request, and no link for its answer").into());
         };
         sender
             .lock()

@@ -1,19 +1,17 @@
 //! Shared access signatures, checked as Event Hubs checks them.
 //!
-//! A client proves it holds a policy's key with a token it signs itself:
-//! `SharedAccessSignature sr=<resource>&sig=<signature>&se=<expiry>&skn=<policy>`,
-//! every value URL-encoded, the signature the base64 of an HMAC-SHA256, keyed
-//! with the key's UTF-8 bytes, of the resource as encoded in the token, a
-//! newline, and the expiry (Unix seconds). The token then grants the
-//! policy's rights on the resource and everything under it (a namespace's
-//! token covers its hubs, a hub's its partitions) until it expires.
+//! A client proves it holds a policy's key with a token it signs itself
+//! (its form and signature: `hermes_host::capabilities::event_hubs::sas`).
+//! The token then grants the policy's rights on the resource and everything
+//! under it (a namespace's token covers its hubs, a hub's its partitions)
+//! until it expires.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use base64::Engine as _;
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
+use hermes_host::capabilities::event_hubs::sas;
+use hmac::Mac;
 
 /// What a policy lets its tokens do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -153,12 +151,8 @@ impl Policies {
         let signature = base64::engine::general_purpose::STANDARD
             .decode(sig.as_bytes())
             .map_err(|_| Refusal::BadSignature)?;
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(policy.key.as_bytes())
-            .map_err(|_| Refusal::BadSignature)?;
-        mac.update(sr.as_bytes());
-        mac.update(b"\n");
-        mac.update(se.as_bytes());
-        mac.verify_slice(&signature)
+        sas::mac(&policy.key, sr, se)
+            .verify_slice(&signature)
             .map_err(|_| Refusal::BadSignature)?;
         if expiry <= now {
             return Err(Refusal::Expired(expiry));

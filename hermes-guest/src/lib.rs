@@ -78,6 +78,7 @@ extern crate self as hermes_guest;
 #[cfg(feature = "codec")]
 pub mod codec;
 mod consumer;
+pub mod event_hubs;
 #[doc(hidden)]
 pub mod glue;
 pub mod log;

@@ -20,6 +20,7 @@ pub mod imports {
                 import hermes:bus/log@0.2.0;
                 import hermes:bus/redis@0.2.0;
                 import hermes:bus/sqlite@0.2.0;
+                import hermes:bus/event-hubs@0.2.0;
             }
         ",
         path: "../wit",
@@ -40,6 +41,7 @@ pub mod bus {
             "hermes:bus/log@0.2.0": crate::wit::imports::hermes::bus::log,
             "hermes:bus/redis@0.2.0": crate::wit::imports::hermes::bus::redis,
             "hermes:bus/sqlite@0.2.0": crate::wit::imports::hermes::bus::sqlite,
+            "hermes:bus/event-hubs@0.2.0": crate::wit::imports::hermes::bus::event_hubs,
         },
         pub_export_macro: true,
         export_macro_name: "__export_bus_world",

@@ -33,5 +33,5 @@ pub use error::{Error, Result};
 pub use hermes_event::{Category, Event};
 pub use plugin::{Plugin, Role, World};
 pub use producer::Producer;
-pub use sandbox::{DirGrant, Grants, RedisAllow};
+pub use sandbox::{AmqpAllow, DirGrant, Grants, RedisAllow};
 pub use spec::{ComponentSource, PluginSpec};

@@ -14,6 +14,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::capabilities::Capabilities;
+pub use crate::capabilities::event_hubs::AmqpAllow;
 pub use crate::capabilities::redis::RedisAllow;
 use crate::error::{Error, Result};
 
@@ -95,6 +96,9 @@ pub struct Grants {
     pub dirs: Vec<DirGrant>,
     /// Redis servers the plugin may connect to through the `redis` capability.
     pub redis: Vec<RedisAllow>,
+    /// Event Hubs endpoints the plugin may connect to through the
+    /// `event-hubs` capability.
+    pub amqp: Vec<AmqpAllow>,
     /// The most linear memory the plugin may have, in bytes.
     pub memory_limit: usize,
     /// The most time one call may run.
@@ -106,6 +110,7 @@ impl Default for Grants {
         Grants {
             dirs: Vec::new(),
             redis: Vec::new(),
+            amqp: Vec::new(),
             memory_limit: DEFAULT_MEMORY_LIMIT,
             call_deadline: DEFAULT_CALL_DEADLINE,
         }

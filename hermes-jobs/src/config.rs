@@ -5,7 +5,7 @@
 //! A message-bus plugin is configured as in hermes, `hermes.plugins.messagebus.
 //! <name>.settings`, with what hermes-wasm adds beside `settings`: where the
 //! component is (`wasm`; default, the built-in plugin `<name>`) and what it is
-//! granted (`dirs`, `allow_redis`). Relative paths in the configuration are
+//! granted (`dirs`, `allow_redis`, `allow_amqp`). Relative paths in the configuration are
 //! relative to the file's directory; a plugin's own settings are passed as
 //! they are, so paths in them must be absolute.
 
@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use hermes_host::{
-    ComponentSource, DirGrant, Engine, Grants, Plugin, PluginSpec, RedisAllow, sandbox,
+    AmqpAllow, ComponentSource, DirGrant, Engine, Grants, Plugin, PluginSpec, RedisAllow, sandbox,
 };
 
 /// The `hermes` section.
@@ -71,6 +71,10 @@ pub struct BusSpec {
     /// Redis servers the plugin may connect to.
     #[serde(default)]
     pub allow_redis: Vec<RedisGrant>,
+    /// Event Hubs endpoints the plugin may connect to (`amqps://host[:port]`,
+    /// `amqp://host[:port]`).
+    #[serde(default)]
+    pub allow_amqp: Vec<String>,
     /// The plugin's memory cap, in MiB (`--memory-mib`).
     #[serde(default)]
     pub memory_mib: Option<u64>,
@@ -137,9 +141,15 @@ impl BusSpec {
                     .map_err(|e| anyhow!("{key}.allow_redis: {e}"))
             })
             .collect::<Result<Vec<_>>>()?;
+        let amqp = self
+            .allow_amqp
+            .iter()
+            .map(|url| AmqpAllow::parse(url).map_err(|e| anyhow!("{key}.allow_amqp: {e}")))
+            .collect::<Result<Vec<_>>>()?;
         let mut grants = Grants {
             dirs,
             redis,
+            amqp,
             ..Grants::default()
         };
         if let Some(mib) = self.memory_mib {

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use hermes_event::{Category, Event, EventType, Value};
-use hermes_host::{Consumer, DirGrant, Engine, Grants, Plugin, Producer, RedisAllow};
+use hermes_host::{AmqpAllow, Consumer, DirGrant, Engine, Grants, Plugin, Producer, RedisAllow};
 use tempfile::TempDir;
 
 pub use local_servers::RedisServer;
@@ -17,7 +17,7 @@ pub use local_servers::RedisServer;
 pub mod guests {
     include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 
-    pub use hermes_builtins::{FILE_LOG, REDIS_STREAMS, SQLITE};
+    pub use hermes_builtins::{EVENT_HUBS, FILE_LOG, REDIS_STREAMS, SQLITE};
 }
 
 /// Calls `m!(name)` for every guest in [`guests`].
@@ -27,6 +27,7 @@ macro_rules! foreach_guest {
         $m!(file_log);
         $m!(sqlite);
         $m!(redis_streams);
+        $m!(event_hubs);
         $crate::foreach_built_guest!($m);
     };
 }
@@ -66,6 +67,8 @@ pub struct Bus {
     pub consumer_settings: serde_json::Value,
     pub dir: TempDir,
     pub redis: Option<RedisServer>,
+    /// The Event Hubs endpoint it talks to, if any.
+    pub endpoint: Option<HubEndpoint>,
 }
 
 impl Bus {
@@ -77,6 +80,7 @@ impl Bus {
             settings,
             dir,
             redis: None,
+            endpoint: None,
         }
     }
 
@@ -100,6 +104,7 @@ impl Bus {
             consumer_settings: serde_json::json!({ "uri": uri }),
             dir,
             redis: None,
+            endpoint: None,
         }
     }
 
@@ -124,7 +129,22 @@ impl Bus {
             settings,
             dir,
             redis: Some(server),
+            endpoint: None,
         }
+    }
+
+    /// A fresh Event Hubs bus: the event-hubs plugin on partition 1 of the
+    /// hub `hermes` of an [`HubEndpoint`] started on a free loopback port,
+    /// its partitions kept in the bus's directory. The plugin is allowed to
+    /// reach that endpoint only.
+    pub async fn event_hubs() -> Bus {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let endpoint = HubEndpoint::start(dir.path()).await;
+        let plugin = load(guests::EVENT_HUBS, &[], endpoint.grants()).await;
+        let settings = endpoint.settings(EVENT_HUBS_KEY);
+        let mut bus = Bus::new(plugin, settings, dir);
+        bus.endpoint = Some(endpoint);
+        bus
     }
 
     /// Writes `client.yml` in the bus's directory: a client of this file-log
@@ -166,6 +186,103 @@ impl Bus {
         consumer.set_timeout(Some(timeout));
         consumer
     }
+}
+
+/// An Event Hubs endpoint, what `hermes-wasm serve` runs, on a loopback
+/// port: the hub `hermes`, two partitions, consumer groups `$Default` and
+/// `clients`, the policy [`EVENT_HUBS_POLICY`] (send and listen) with
+/// [`EVENT_HUBS_KEY`], each partition a file-log log under a directory.
+pub struct HubEndpoint {
+    /// The port it listens on.
+    pub port: u16,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl HubEndpoint {
+    /// Starts it on a free port, its logs under `dir`.
+    pub async fn start(dir: &Path) -> HubEndpoint {
+        use hermes_event_hubs::endpoint::{Config, Endpoint, Hub};
+        use hermes_event_hubs::partition::BusTemplate;
+        use hermes_event_hubs::sas::{Policies, Policy, Right};
+
+        let logs = dir.join("partitions");
+        std::fs::create_dir_all(&logs).expect("the partitions' directory");
+        let plugin = load(guests::FILE_LOG, &[&logs], Grants::default()).await;
+        let config = Config {
+            hubs: vec![Hub {
+                name: "hermes".into(),
+                partitions: 2,
+                created_at: 1_700_000_000_000,
+                consumer_groups: vec!["clients".into()],
+            }],
+            policies: Policies(
+                [(
+                    EVENT_HUBS_POLICY.to_owned(),
+                    Policy {
+                        key: EVENT_HUBS_KEY.to_owned(),
+                        rights: vec![Right::Send, Right::Listen],
+                    },
+                )]
+                .into(),
+            ),
+            bus: Some(BusTemplate {
+                plugin,
+                settings: serde_json::json!({
+                    "path": format!("{}/{{hub}}/{{partition}}", logs.display())
+                }),
+            }),
+            ..Config::default()
+        };
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let endpoint = Endpoint::bind(address, config)
+            .await
+            .expect("the endpoint binds");
+        let port = endpoint.local_addr().expect("address").port();
+        let task = tokio::spawn(endpoint.run());
+        HubEndpoint { port, task }
+    }
+
+    /// What a plugin needs to reach it, and nothing else.
+    pub fn grants(&self) -> Grants {
+        Grants {
+            amqp: vec![AmqpAllow::parse(&self.url()).expect("a URL")],
+            ..Grants::default()
+        }
+    }
+
+    /// `amqp://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("amqp://127.0.0.1:{}", self.port)
+    }
+
+    /// The event-hubs plugin's settings for partition 1 of `hermes`,
+    /// signing with `key`.
+    pub fn settings(&self, key: &str) -> serde_json::Value {
+        serde_json::json!({
+            "connection_string": event_hubs_connection_string(self.port, key),
+            "eventhub": "hermes",
+            "partition": "1",
+        })
+    }
+}
+
+impl Drop for HubEndpoint {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The policy and key of the endpoint [`Bus::event_hubs`] starts.
+pub const EVENT_HUBS_POLICY: &str = "hermes";
+pub const EVENT_HUBS_KEY: &str = "aGVybWVzLWtleQ==";
+
+/// A connection string to the endpoint on `port`, plain AMQP, with the
+/// policy [`EVENT_HUBS_POLICY`] and `key`.
+pub fn event_hubs_connection_string(port: u16, key: &str) -> String {
+    format!(
+        "Endpoint=sb://127.0.0.1:{port}/;SharedAccessKeyName={EVENT_HUBS_POLICY};\
+         SharedAccessKey={key};UseDevelopmentEmulator=true"
+    )
 }
 
 /// Every event from the consumer's position until its timeout passes.

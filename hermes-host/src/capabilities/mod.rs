@@ -2,13 +2,14 @@
 //!
 //! Each capability is one sealed unit, a module named after its WIT
 //! interface: a context holding its grants and its limits (`LogCtx`,
-//! `RedisCtx`, `SqliteCtx`), a view over that context and the instance's
+//! `RedisCtx`, `SqliteCtx`, `EventHubsCtx`), a view over that context and the instance's
 //! resource table that implements the interface's `Host` traits, its domain
 //! errors lowered in one place, and its own `add_to_linker`. This module is
 //! the one place that lists them: adding a capability is its module, its
 //! context in [`Capabilities`] and one line in [`add_to_linker`]. The engine
 //! and the sandbox name none of them.
 
+pub mod event_hubs;
 pub mod log;
 pub mod redis;
 pub mod sqlite;
@@ -25,6 +26,7 @@ pub struct Capabilities {
     log: log::LogCtx,
     redis: redis::RedisCtx,
     sqlite: sqlite::SqliteCtx,
+    event_hubs: event_hubs::EventHubsCtx,
 }
 
 impl Capabilities {
@@ -34,6 +36,11 @@ impl Capabilities {
             log: log::LogCtx::new(plugin.clone()),
             redis: redis::RedisCtx::new(plugin.clone(), grants.redis.clone(), grants.memory_limit),
             sqlite: sqlite::SqliteCtx::new(plugin.clone(), grants.dirs.clone()),
+            event_hubs: event_hubs::EventHubsCtx::new(
+                plugin.clone(),
+                grants.amqp.clone(),
+                grants.memory_limit,
+            ),
         }
     }
 
@@ -56,6 +63,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     })?;
     sqlite::add_to_linker(linker, |s| sqlite::SqliteView {
         ctx: &s.capabilities.sqlite,
+        table: &mut s.table,
+    })?;
+    event_hubs::add_to_linker(linker, |s| event_hubs::EventHubsView {
+        ctx: &s.capabilities.event_hubs,
         table: &mut s.table,
     })?;
     Ok(())

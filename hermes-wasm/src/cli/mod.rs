@@ -15,7 +15,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use hermes_host::{
-    ComponentSource, DirGrant, Engine, Grants, Plugin, PluginSpec, RedisAllow, sandbox,
+    AmqpAllow, ComponentSource, DirGrant, Engine, Grants, Plugin, PluginSpec, RedisAllow, sandbox,
 };
 
 /// Run hermes message-bus plugins compiled to WebAssembly components.
@@ -94,6 +94,13 @@ pub struct PluginArgs {
     )]
     allow_redis_commands: Vec<String>,
 
+    /// Allow the plugin to connect to this Event Hubs endpoint, such as
+    /// `amqps://NAMESPACE.servicebus.windows.net` (TLS, port 5671) or
+    /// `amqp://127.0.0.1:5672` (plain AMQP, as `hermes-wasm serve` speaks
+    /// by default). Repeatable; no endpoint is allowed by default.
+    #[arg(long = "allow-amqp", value_name = "URL")]
+    allow_amqp: Vec<String>,
+
     /// The plugin's memory cap, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = (hermes_host::sandbox::DEFAULT_MEMORY_LIMIT >> 20) as u64)]
     memory_mib: u64,
@@ -125,9 +132,15 @@ impl PluginArgs {
                     .map_err(|e| anyhow!("--allow-redis-command: {e}"))
             })
             .collect::<Result<Vec<_>>>()?;
+        let amqp = self
+            .allow_amqp
+            .iter()
+            .map(|url| AmqpAllow::parse(url).map_err(|e| anyhow!("--allow-amqp {e}")))
+            .collect::<Result<Vec<_>>>()?;
         let grants = Grants {
             dirs,
             redis,
+            amqp,
             memory_limit: sandbox::memory_limit_mib(self.memory_mib)
                 .map_err(|e| anyhow!("--memory-mib: {e}"))?,
             call_deadline: sandbox::call_deadline_ms(self.call_deadline_ms)

@@ -445,3 +445,4 @@ macro_rules! conformance {
 conformance!(file_log, Bus::file_log().await);
 conformance!(sqlite, Bus::sqlite().await);
 conformance!(redis_streams, Bus::redis_streams().await);
+conformance!(event_hubs, Bus::event_hubs().await);

@@ -2,6 +2,7 @@
 
 mod client;
 mod conformance;
+mod event_hubs;
 mod file_log;
 mod gaps;
 mod offset_kinds;

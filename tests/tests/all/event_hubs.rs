@@ -1,0 +1,183 @@
+//! What the event-hubs bus promises beyond the conformance suite: the
+//! operator's grant, the credentials, the partition, and the shape of what
+//! it puts on the hub. Each test starts its own Event Hubs endpoint (what
+//! `hermes-wasm serve` runs) on a free loopback port; what the real SDK
+//! reads of it, and the endpoint going away, are `hermes-wasm`'s tests of
+//! `serve`.
+
+use std::time::Duration;
+
+use hermes_event::Category;
+use hermes_host::{BusError, Consumer, Error, Grants, Offset, Producer};
+use hermes_wasm_tests::{Bus, guests, load, read_all, user_added, users};
+
+const DRAINED: Duration = Duration::from_millis(300);
+
+fn bus_error(error: &Error) -> &BusError {
+    error
+        .bus_error()
+        .unwrap_or_else(|| panic!("not a bus error: {error}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_the_operator_did_not_allow_is_refused() {
+    let bus = Bus::event_hubs().await;
+    let endpoint = bus.endpoint.as_ref().expect("an endpoint");
+    // The same plugin and settings, granted another port only.
+    let elsewhere = Grants {
+        amqp: vec![
+            hermes_host::AmqpAllow::parse(&format!("amqp://127.0.0.1:{}", endpoint.port + 1))
+                .expect("a URL"),
+        ],
+        ..Grants::default()
+    };
+    for grants in [Grants::default(), elsewhere] {
+        let plugin = load(guests::EVENT_HUBS, &[], grants).await;
+        let mut producer = Producer::create(plugin, &bus.settings)
+            .await
+            .expect("builds");
+        let error = producer.open().await.expect_err("refused");
+        let text = error.to_string();
+        assert!(
+            text.contains(&format!(
+                "amqp://127.0.0.1:{} is not an allowed Event Hubs endpoint",
+                endpoint.port
+            )),
+            "{text}"
+        );
+    }
+    // Nothing reached the hub.
+    assert!(events_on(&bus).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_key_is_refused_by_the_endpoint_with_its_reason() {
+    let bus = Bus::event_hubs().await;
+    let endpoint = bus.endpoint.as_ref().expect("an endpoint");
+    let wrong = endpoint.settings("d3Jvbmcta2V5");
+    let mut producer = Producer::create(bus.plugin.clone(), &wrong)
+        .await
+        .expect("builds");
+    let error = producer.open().await.expect_err("refused");
+    let text = error.to_string();
+    assert!(
+        matches!(bus_error(&error), BusError::Other(_)),
+        "not retryable: {error:?}"
+    );
+    assert!(text.contains("InvalidSignature"), "{text}");
+    assert!(text.contains("policy hermes"), "{text}");
+    let mut consumer = Consumer::create(bus.plugin.clone(), &wrong)
+        .await
+        .expect("builds");
+    assert!(consumer.open().await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_or_a_hub_the_endpoint_lacks_is_named() {
+    let bus = Bus::event_hubs().await;
+    let mut settings = bus.settings.clone();
+    settings["partition"] = "7".into();
+    let mut producer = Producer::create(bus.plugin.clone(), &settings)
+        .await
+        .expect("builds");
+    let error = producer.open().await.expect_err("no partition 7");
+    assert!(
+        matches!(bus_error(&error), BusError::InvalidSettings(m)
+            if m == "partition: hub hermes has no partition \"7\" (it has 0, 1)"),
+        "{error:?}"
+    );
+    let mut settings = bus.settings.clone();
+    settings["eventhub"] = "elsewhere".into();
+    let mut producer = Producer::create(bus.plugin.clone(), &settings)
+        .await
+        .expect("builds");
+    let error = producer.open().await.expect_err("no hub");
+    assert!(error.to_string().contains("elsewhere"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_string_without_its_key_is_invalid_settings() {
+    let bus = Bus::event_hubs().await;
+    let mut settings = bus.settings.clone();
+    settings["connection_string"] = "Endpoint=sb://127.0.0.1:1/;SharedAccessKeyName=hermes".into();
+    let error = match Producer::create(bus.plugin.clone(), &settings).await {
+        Ok(_) => panic!("built without a key"),
+        Err(error) => error,
+    };
+    assert!(
+        matches!(bus_error(&error), BusError::InvalidSettings(m)
+            if m == "connection_string: no SharedAccessKey"),
+        "{error:?}"
+    );
+}
+
+async fn events_on(bus: &Bus) -> Vec<hermes_event::Event> {
+    let mut consumer = bus.consumer(DRAINED).await;
+    read_all(&mut consumer)
+        .await
+        .into_iter()
+        .map(|c| c.event().expect("a hermes event"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_are_the_partitions_sequence_numbers_and_other_partitions_are_left_alone() {
+    let bus = Bus::event_hubs().await;
+    let mut producer = bus.producer().await;
+    let events = users(Category::Base, 1, 3);
+    let offsets = producer.send_batch(&events).await.expect("sent");
+    assert_eq!(offsets, [Offset::Int(0), Offset::Int(1), Offset::Int(2)]);
+    let more = producer
+        .send(&user_added(Category::Initsync, 4))
+        .await
+        .expect("sent");
+    assert_eq!(more, Offset::Int(3));
+
+    // Partition 0 of the same hub holds nothing.
+    let mut other = bus.consumer_settings.clone();
+    other["partition"] = "0".into();
+    let mut consumer = Consumer::create(bus.plugin.clone(), &other)
+        .await
+        .expect("builds");
+    consumer.open().await.expect("opens");
+    consumer.set_timeout(Some(DRAINED));
+    assert!(read_all(&mut consumer).await.is_empty());
+
+    // Another consumer group reads the same events.
+    let mut group = bus.consumer_settings.clone();
+    group["consumer_group"] = "clients".into();
+    let mut consumer = Consumer::create(bus.plugin.clone(), &group)
+        .await
+        .expect("builds");
+    consumer.open().await.expect("opens");
+    consumer.set_timeout(Some(DRAINED));
+    assert_eq!(read_all(&mut consumer).await.len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeking_past_the_end_or_before_any_event_is_unknown_offset() {
+    let bus = Bus::event_hubs().await;
+    let mut producer = bus.producer().await;
+    producer
+        .send_batch(&users(Category::Base, 1, 2))
+        .await
+        .expect("sent");
+    let mut consumer = bus.consumer(DRAINED).await;
+    // 2 is the end: valid for seek, not for seek-after.
+    consumer.seek(&Offset::Int(2)).await.expect("the end");
+    for result in [
+        consumer.seek(&Offset::Int(3)).await,
+        consumer.seek(&Offset::Int(-1)).await,
+        consumer.seek_after(&Offset::Int(2)).await,
+        consumer.seek_after(&Offset::Int(-1)).await,
+        consumer.seek(&Offset::Str("1".into())).await,
+    ] {
+        assert!(
+            matches!(
+                result.as_ref().map_err(bus_error),
+                Err(BusError::UnknownOffset(_))
+            ),
+            "{result:?}"
+        );
+    }
+}
