@@ -60,9 +60,10 @@ criterion: setup
 # The kill -9 harness at full size (RELIABILITY.md): each scenario kills the
 # binary `kills` times at random points and checks what survives. Prints one
 # table row per scenario and the seed that replays it
-# (`HERMES_TORTURE_SEED=...`).
+# (`HERMES_TORTURE_SEED=...`). A release build: the checks after each kill
+# read the whole bus back.
 torture kills="1000": setup
-    HERMES_TORTURE_KILLS={{kills}} cargo test -p hermes-wasm --test crash -- --nocapture --test-threads 2 survives_kill_9
+    HERMES_TORTURE_KILLS={{kills}} cargo test --release -p hermes-wasm --test crash -- --nocapture --test-threads 2 survives_kill_9
 
 # The fuzz targets at length (RELIABILITY.md): the codec, file-log's record
 # reader, the offset parser and the configurations, `cases` executions each.

@@ -1,14 +1,16 @@
 //! The whole job through the binary, on each built-in bus: `hermes-wasm
 //! server` sends a SQLite datasource's initsync and changes, `hermes-wasm
 //! client` applies them to a JSON-lines file, compared with hand-written
-//! events.
+//! events. The event-hubs bus runs on `hermes-wasm serve`.
 
 mod support;
 
+use std::io::BufRead;
 use std::path::PathBuf;
+use std::process::Child;
 
 use hermes_event::{Category, Event, EventType, Value};
-use hermes_wasm_tests::RedisServer;
+use hermes_wasm_tests::{EVENT_HUBS_KEY, RedisServer, event_hubs_connection_string};
 use support::{hermes_wasm, spawn, stderr, stdout, terminate, wait_until};
 
 #[derive(Clone, Copy, Debug)]
@@ -16,11 +18,46 @@ enum BusKind {
     FileLog,
     Sqlite,
     RedisStreams,
+    EventHubs,
 }
 
 struct Pipeline {
     dir: tempfile::TempDir,
     redis: Option<RedisServer>,
+    serve: Option<Child>,
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        if let Some(mut serve) = self.serve.take() {
+            let _ = serve.kill();
+            let _ = serve.wait();
+        }
+    }
+}
+
+/// Starts `hermes-wasm serve` in `dir` on a free port, a hub `hermes` of
+/// one partition kept in file-log; its port once it serves.
+fn serve(dir: &std::path::Path) -> (Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    std::fs::write(
+        dir.join("serve.yml"),
+        format!(
+            "listen: 127.0.0.1:{port}\n\
+             policies:\n  hermes: {{key: \"{EVENT_HUBS_KEY}\", rights: [send, listen]}}\n\
+             hubs:\n  hermes: {{partitions: 1}}\n"
+        ),
+    )
+    .expect("serve.yml");
+    let mut child = spawn(dir, &["serve", "--config", "serve.yml"]);
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("reads");
+    assert!(line.starts_with("serving Event Hubs on"), "{line}");
+    (child, port)
 }
 
 const DATAMODEL: &str = r#"
@@ -56,7 +93,14 @@ impl Pipeline {
     fn new(kind: BusKind) -> Pipeline {
         let dir = tempfile::tempdir().expect("tempdir");
         let redis = matches!(kind, BusKind::RedisStreams).then(RedisServer::start_durable);
-        let pipeline = Pipeline { dir, redis };
+        let (serve, port) = match kind {
+            BusKind::EventHubs => {
+                let (child, port) = serve(dir.path());
+                (Some(child), port)
+            }
+            _ => (None, 0),
+        };
+        let pipeline = Pipeline { dir, redis, serve };
         pipeline.sql(
             "CREATE TABLE users (uid INTEGER PRIMARY KEY, login TEXT);
              CREATE TABLE members (uid INTEGER, gid INTEGER);
@@ -94,6 +138,13 @@ impl Pipeline {
                 (bus.clone(), bus)
             }
             (BusKind::RedisStreams, None) => unreachable!("a Redis bus has its server"),
+            (BusKind::EventHubs, _) => {
+                let connection = event_hubs_connection_string(port, EVENT_HUBS_KEY);
+                let bus = format!(
+                    "event-hubs:\n        settings: {{\"connection_string\": \"{connection}\", \"eventhub\": \"hermes\"}}\n        allow_amqp: [\"amqp://127.0.0.1:{port}\"]"
+                );
+                (bus.clone(), bus)
+            }
         };
         std::fs::write(
             pipeline.path("server.yml"),
@@ -278,6 +329,11 @@ fn the_job_runs_on_the_sqlite_bus() {
 #[test]
 fn the_job_runs_on_the_redis_streams_bus() {
     the_job_runs_on(BusKind::RedisStreams);
+}
+
+#[test]
+fn the_job_runs_on_the_event_hubs_bus_served_by_serve() {
+    the_job_runs_on(BusKind::EventHubs);
 }
 
 #[test]

@@ -21,8 +21,9 @@ OPTIONS is a JSON object:
                   (default 60)
 
 Prints one JSON object: {"events": [...]} with each event's partition,
-body, sequence number, offset, enqueued time (ms), partition key and, when
-tracked, the partition's last enqueued event; or the error the SDK raised
+body, sequence number, offset, enqueued time (ms), partition key,
+application properties and, when tracked, the partition's last enqueued
+event; or the error the SDK raised
 (or passed to on_error), with exit status 3.
 """
 
@@ -59,8 +60,13 @@ def describe(partition_id, event, options):
         "partition_key": event.partition_key.decode()
         if isinstance(event.partition_key, bytes)
         else event.partition_key,
+        "properties": {text(k): text(v) for k, v in (event.properties or {}).items()},
     }
     return answer
+
+
+def text(value):
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def tracked(context):
