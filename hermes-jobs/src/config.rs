@@ -74,7 +74,7 @@ pub struct BusSpec {
     /// Event Hubs endpoints the plugin may connect to (`amqps://host[:port]`,
     /// `amqp://host[:port]`).
     #[serde(default)]
-    pub allow_amqp: Vec<String>,
+    pub allow_amqp: Vec<AmqpGrant>,
     /// The plugin's memory cap, in MiB (`--memory-mib`).
     #[serde(default)]
     pub memory_mib: Option<u64>,
@@ -101,6 +101,25 @@ pub enum RedisGrant {
         /// Extra commands allowed on it.
         #[serde(default)]
         commands: Vec<String>,
+    },
+}
+
+/// One entry of `allow_amqp`: an endpoint's URL, or a URL with the
+/// certificate authority its TLS certificate is checked against.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "an amqps:// or amqp:// URL, or a mapping with `url` and `ca`"
+)]
+pub enum AmqpGrant {
+    /// `amqps://host[:port]` or `amqp://host[:port]`.
+    Url(String),
+    /// `{url: amqps://host[:port], ca: ca.pem}`.
+    WithCa {
+        /// The endpoint.
+        url: String,
+        /// A PEM file of the certificates to trust for it.
+        ca: PathBuf,
     },
 }
 
@@ -141,11 +160,18 @@ impl BusSpec {
                     .map_err(|e| anyhow!("{key}.allow_redis: {e}"))
             })
             .collect::<Result<Vec<_>>>()?;
-        let amqp = self
-            .allow_amqp
-            .iter()
-            .map(|url| AmqpAllow::parse(url).map_err(|e| anyhow!("{key}.allow_amqp: {e}")))
-            .collect::<Result<Vec<_>>>()?;
+        let amqp =
+            self.allow_amqp
+                .iter()
+                .map(|grant| {
+                    let allowed = match grant {
+                        AmqpGrant::Url(url) => AmqpAllow::parse(url),
+                        AmqpGrant::WithCa { url, ca } => AmqpAllow::parse(url)
+                            .and_then(|allow| allow.with_ca(&resolve(base, ca))),
+                    };
+                    allowed.map_err(|e| anyhow!("{key}.allow_amqp: {e}"))
+                })
+                .collect::<Result<Vec<_>>>()?;
         let mut grants = Grants {
             dirs,
             redis,
@@ -314,6 +340,20 @@ impl HermesSection {
 mod tests {
     use super::*;
 
+    /// A self-signed certificate for `hub.example`, as a certificate
+    /// authority file holds one.
+    const CA: &str = "-----BEGIN CERTIFICATE-----\n\
+MIIBhDCCASmgAwIBAgIUff0ahfHcazyAloDGcuv7s0mSfakwCgYIKoZIzj0EAwIw\n\
+FjEUMBIGA1UEAwwLaHViLmV4YW1wbGUwIBcNMjYxMjA2MDI1NjEzWhgPMjEyNjEx\n\
+MTIwMjU2MTNaMBYxFDASBgNVBAMMC2h1Yi5leGFtcGxlMFkwEwYHKoZIzj0CAQYI\n\
+KoZIzj0DAQcDQgAEo5p1/UCVl83h6x8o3eBUv+z1H3Etn6UDBbWnl+Jta+YzrSKb\n\
+VB4JF8Lz0uGTYmwxKX13Ar30JOGAebEEEDz9w6NTMFEwHQYDVR0OBBYEFDLdfuuc\n\
+/zb3aqqr55KBkrrbB7ZOMB8GA1UdIwQYMBaAFDLdfuuc/zb3aqqr55KBkrrbB7ZO\n\
+MA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDSQAwRgIhAIdLHM/iDsMlZ+DD\n\
+Zv7uUjjX7z1uO44OUQiTG9G86bGAAiEA+QcXZW7SPim7ygKwa3wCeIFFSDuMjElW\n\
+7O/+U/zKnJc=\n\
+-----END CERTIFICATE-----\n";
+
     #[derive(Debug, Deserialize)]
     struct Doc {
         #[allow(dead_code)]
@@ -359,9 +399,11 @@ mod tests {
         let engine = Engine::new(None).expect("engine");
         let granted = dir.path().join("bus");
         std::fs::create_dir(&granted).expect("mkdir");
+        // A certificate authority for the TLS endpoint, beside the file.
+        std::fs::write(dir.path().join("ca.pem"), CA).expect("write");
         let hermes = section(
             dir.path(),
-            "      probe:\n        settings: {path: /x}\n        wasm: probe.wasm\n        dirs: [bus, \"bus:ro\"]\n        allow_redis: [\"redis://127.0.0.1:6379/2\", {url: \"redis://127.0.0.1:6380\", commands: [eval]}]\n        memory_mib: 64\n        call_deadline_ms: 1500\n",
+            "      probe:\n        settings: {path: /x}\n        wasm: probe.wasm\n        dirs: [bus, \"bus:ro\"]\n        allow_redis: [\"redis://127.0.0.1:6379/2\", {url: \"redis://127.0.0.1:6380\", commands: [eval]}]\n        allow_amqp: [\"amqp://127.0.0.1:5672\", {url: \"amqps://hub.example\", ca: ca.pem}]\n        memory_mib: 64\n        call_deadline_ms: 1500\n",
         );
         let spec = hermes.bus_spec(&engine, dir.path()).expect("a spec");
         assert_eq!(
@@ -393,6 +435,16 @@ mod tests {
             ]
         );
 
+        assert_eq!(
+            spec.grants.amqp,
+            [
+                AmqpAllow::parse("amqp://127.0.0.1:5672").expect("valid"),
+                AmqpAllow::parse("amqps://hub.example")
+                    .and_then(|a| a.with_ca(&dir.path().join("ca.pem")))
+                    .expect("valid"),
+            ]
+        );
+
         let refused = |bus: &str| {
             let hermes = section(dir.path(), bus);
             format!(
@@ -414,6 +466,20 @@ mod tests {
                 "{base}        allow_redis: [{{url: \"redis://127.0.0.1\", commands: [config]}}]\n"
             )),
             "hermes.plugins.messagebus.probe.allow_redis: the Redis command CONFIG cannot be allowed: it would let a plugin out of its grant"
+        );
+        assert_eq!(
+            refused(&format!(
+                "{base}        allow_amqp: [\"https://hub.example\"]\n"
+            )),
+            "hermes.plugins.messagebus.probe.allow_amqp: https://hub.example: the scheme \"https\" is not amqps, amqp or sb"
+        );
+        let missing = refused(&format!(
+            "{base}        allow_amqp: [{{url: \"amqps://hub.example\", ca: missing.pem}}]\n"
+        ));
+        assert!(
+            missing.starts_with("hermes.plugins.messagebus.probe.allow_amqp: ")
+                && missing.contains("missing.pem"),
+            "{missing}"
         );
         std::fs::create_dir_all(dir.path().join("cache/sub")).expect("mkdir");
         for reaching in ["\".\"", "cache", "cache/sub"] {

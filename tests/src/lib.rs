@@ -195,13 +195,22 @@ impl Bus {
 pub struct HubEndpoint {
     /// The port it listens on.
     pub port: u16,
+    /// Its certificate (PEM), when it speaks TLS.
+    pub certificate: Option<PathBuf>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl HubEndpoint {
-    /// Starts it on a free port, its logs under `dir`.
+    /// Starts it on a free port, plain AMQP, its logs under `dir`.
     pub async fn start(dir: &Path) -> HubEndpoint {
-        use hermes_event_hubs::endpoint::{Config, Endpoint, Hub};
+        HubEndpoint::start_with(dir, false).await
+    }
+
+    /// Starts it on a free port, its logs under `dir`; with `tls`, it
+    /// speaks TLS only, with a self-signed certificate for `127.0.0.1`
+    /// written to `dir/cert.pem`.
+    pub async fn start_with(dir: &Path, tls: bool) -> HubEndpoint {
+        use hermes_event_hubs::endpoint::{Config, Endpoint, Hub, TlsFiles};
         use hermes_event_hubs::partition::BusTemplate;
         use hermes_event_hubs::sas::{Policies, Policy, Right};
 
@@ -231,15 +240,28 @@ impl HubEndpoint {
                     "path": format!("{}/{{hub}}/{{partition}}", logs.display())
                 }),
             }),
+            tls: tls.then(|| {
+                let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
+                    .expect("a certificate");
+                let (certificate, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+                std::fs::write(&certificate, certified.cert.pem()).expect("write");
+                std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write");
+                TlsFiles { certificate, key }
+            }),
             ..Config::default()
         };
+        let certificate = config.tls.as_ref().map(|t| t.certificate.clone());
         let address = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         let endpoint = Endpoint::bind(address, config)
             .await
             .expect("the endpoint binds");
         let port = endpoint.local_addr().expect("address").port();
         let task = tokio::spawn(endpoint.run());
-        HubEndpoint { port, task }
+        HubEndpoint {
+            port,
+            certificate,
+            task,
+        }
     }
 
     /// What a plugin needs to reach it, and nothing else.
@@ -250,16 +272,23 @@ impl HubEndpoint {
         }
     }
 
-    /// `amqp://127.0.0.1:PORT`.
+    /// `amqp://127.0.0.1:PORT`, or `amqps://` with TLS.
     pub fn url(&self) -> String {
-        format!("amqp://127.0.0.1:{}", self.port)
+        match self.certificate {
+            Some(_) => format!("amqps://127.0.0.1:{}", self.port),
+            None => format!("amqp://127.0.0.1:{}", self.port),
+        }
     }
 
     /// The event-hubs plugin's settings for partition 1 of `hermes`,
     /// signing with `key`.
     pub fn settings(&self, key: &str) -> serde_json::Value {
+        let mut connection_string = event_hubs_connection_string(self.port, key);
+        if self.certificate.is_some() {
+            connection_string = connection_string.replace(";UseDevelopmentEmulator=true", "");
+        }
         serde_json::json!({
-            "connection_string": event_hubs_connection_string(self.port, key),
+            "connection_string": connection_string,
             "eventhub": "hermes",
             "partition": "1",
         })

@@ -101,6 +101,12 @@ pub struct PluginArgs {
     #[arg(long = "allow-amqp", value_name = "URL")]
     allow_amqp: Vec<String>,
 
+    /// Check the TLS certificates of the allowed Event Hubs endpoints
+    /// against the certificates in this PEM file (a private certificate
+    /// authority) instead of the web's root certificates.
+    #[arg(long = "amqp-ca", value_name = "FILE", requires = "allow_amqp")]
+    amqp_ca: Option<PathBuf>,
+
     /// The plugin's memory cap, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = (hermes_host::sandbox::DEFAULT_MEMORY_LIMIT >> 20) as u64)]
     memory_mib: u64,
@@ -135,7 +141,13 @@ impl PluginArgs {
         let amqp = self
             .allow_amqp
             .iter()
-            .map(|url| AmqpAllow::parse(url).map_err(|e| anyhow!("--allow-amqp {e}")))
+            .map(|url| {
+                let allow = AmqpAllow::parse(url).map_err(|e| anyhow!("--allow-amqp {e}"))?;
+                match &self.amqp_ca {
+                    Some(ca) => allow.with_ca(ca).map_err(|e| anyhow!("--amqp-ca {e}")),
+                    None => Ok(allow),
+                }
+            })
             .collect::<Result<Vec<_>>>()?;
         let grants = Grants {
             dirs,

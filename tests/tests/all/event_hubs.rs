@@ -181,3 +181,38 @@ async fn seeking_past_the_end_or_before_any_event_is_unknown_offset() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_the_endpoint_is_checked_against_the_roots_the_operator_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let endpoint = hermes_wasm_tests::HubEndpoint::start_with(dir.path(), true).await;
+    let certificate = endpoint.certificate.clone().expect("a certificate");
+    let settings = endpoint.settings(hermes_wasm_tests::EVENT_HUBS_KEY);
+    let allow = hermes_host::AmqpAllow::parse(&endpoint.url()).expect("a URL");
+
+    // The web's roots do not know a self-signed certificate.
+    let untrusted = Grants {
+        amqp: vec![allow.clone()],
+        ..Grants::default()
+    };
+    let plugin = load(guests::EVENT_HUBS, &[], untrusted).await;
+    let mut producer = Producer::create(plugin, &settings).await.expect("builds");
+    let error = producer.open().await.expect_err("an unknown issuer");
+    assert!(
+        matches!(bus_error(&error), BusError::Unavailable(m)
+            if m.contains("TLS") && m.contains("UnknownIssuer")),
+        "{error:?}"
+    );
+
+    // Trusting its certificate, events go over TLS both ways.
+    let trusted = Grants {
+        amqp: vec![allow.with_ca(&certificate).expect("the certificate")],
+        ..Grants::default()
+    };
+    let plugin = load(guests::EVENT_HUBS, &[], trusted).await;
+    let bus = Bus::new(plugin, settings, dir);
+    let events = users(Category::Base, 1, 2);
+    let mut producer = bus.producer().await;
+    producer.send_batch(&events).await.expect("sent over TLS");
+    assert_eq!(events_on(&bus).await, events);
+}

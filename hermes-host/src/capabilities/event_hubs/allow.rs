@@ -3,6 +3,12 @@
 //! them.
 
 use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::RootCertStore;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 /// Where an endpoint listens and how it is spoken to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,10 +120,19 @@ impl fmt::Display for Endpoint {
 
 /// An endpoint the operator allows plugins to reach, from an
 /// `--allow-amqp` URL. A plugin's endpoint matches when it names the same
-/// host (without case), the same port, and TLS the same way.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// host (without case), the same port, and TLS the same way. Its TLS
+/// certificate is checked against the web's root certificates, or against
+/// the operator's own certificate authority for it ([`AmqpAllow::with_ca`]).
+#[derive(Debug, Clone)]
 pub struct AmqpAllow {
     endpoint: Endpoint,
+    pub(super) roots: Option<Arc<RootCertStore>>,
+}
+
+impl PartialEq for AmqpAllow {
+    fn eq(&self, other: &AmqpAllow) -> bool {
+        self.endpoint == other.endpoint && self.roots.is_some() == other.roots.is_some()
+    }
 }
 
 impl AmqpAllow {
@@ -126,7 +141,27 @@ impl AmqpAllow {
     pub fn parse(url: &str) -> Result<AmqpAllow, String> {
         Ok(AmqpAllow {
             endpoint: Endpoint::parse(url)?,
+            roots: None,
         })
+    }
+
+    /// The same endpoint, its certificate checked against the certificates
+    /// in the PEM file `ca` (a private certificate authority, or the
+    /// endpoint's own certificate) instead of the web's roots.
+    pub fn with_ca(mut self, ca: &Path) -> Result<AmqpAllow, String> {
+        let at = |e: &dyn fmt::Display| format!("{}: {e}", ca.display());
+        let certificates = CertificateDer::pem_file_iter(ca)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| at(&e))?;
+        if certificates.is_empty() {
+            return Err(at(&"no certificate in the file"));
+        }
+        let mut roots = RootCertStore::empty();
+        for certificate in certificates {
+            roots.add(certificate).map_err(|e| at(&e))?;
+        }
+        self.roots = Some(Arc::new(roots));
+        Ok(self)
     }
 
     pub(super) fn allows(&self, endpoint: &Endpoint) -> bool {

@@ -57,6 +57,8 @@ const PREFETCH: u32 = 300;
 /// One connection and its session, authorised for one hub.
 struct Link {
     endpoint: Endpoint,
+    /// The certificates TLS trusts; none: the web's roots.
+    roots: Option<Arc<rustls::RootCertStore>>,
     hub: String,
     credentials: Credentials,
     connection: ConnectionHandle<()>,
@@ -139,7 +141,12 @@ fn from_status(status: i64, description: &str, what: &str) -> Result<()> {
 
 impl Link {
     /// Connects to `endpoint` and puts a token for `hub` on `$cbs`.
-    async fn open(endpoint: &Endpoint, hub: &str, credentials: &Credentials) -> Result<Link> {
+    async fn open(
+        endpoint: &Endpoint,
+        roots: Option<Arc<rustls::RootCertStore>>,
+        hub: &str,
+        credentials: &Credentials,
+    ) -> Result<Link> {
         timed(endpoint, "connecting", async {
             let (host, port) = endpoint.address();
             let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
@@ -152,7 +159,7 @@ impl Link {
                 .scheme("amqp")
                 .sasl_profile(fe2o3_amqp::sasl_profile::SaslProfile::Anonymous);
             let mut connection = if endpoint.tls {
-                let tls = tls_connector()
+                let tls = tls_connector(roots.clone())
                     .connect(server_name(endpoint)?, tcp)
                     .await
                     .map_err(|e| unavailable(endpoint, "TLS", e))?;
@@ -166,6 +173,7 @@ impl Link {
                 .map_err(|e| unavailable(endpoint, "beginning a session", e))?;
             Ok(Link {
                 endpoint: endpoint.clone(),
+                roots: roots.clone(),
                 hub: hub.to_owned(),
                 credentials: credentials.clone(),
                 connection,
@@ -427,11 +435,13 @@ impl Pair {
     }
 }
 
-/// TLS with the web's root certificates.
-fn tls_connector() -> tokio_rustls::TlsConnector {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
+/// TLS trusting `roots`, or the web's root certificates.
+fn tls_connector(roots: Option<Arc<rustls::RootCertStore>>) -> tokio_rustls::TlsConnector {
+    let roots = roots.unwrap_or_else(|| {
+        Arc::new(rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        })
+    });
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
@@ -454,9 +464,11 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Connects to `endpoint` for `hub`.
+    /// Connects to `endpoint` for `hub`, trusting `roots` (none: the web's
+    /// roots) with TLS.
     pub(super) async fn open(
         endpoint: &Endpoint,
+        roots: Option<Arc<rustls::RootCertStore>>,
         hub: &str,
         credentials: &Credentials,
     ) -> Result<Hub> {
@@ -464,21 +476,9 @@ impl Hub {
             return Err(HubError::InvalidCall(format!("{hub:?} is not a hub name")));
         }
         Ok(Hub {
-            link: Link::open(endpoint, hub, credentials).await?,
+            link: Link::open(endpoint, roots, hub, credentials).await?,
             senders: HashMap::new(),
         })
-    }
-
-    pub(super) fn endpoint(&self) -> &Endpoint {
-        &self.link.endpoint
-    }
-
-    pub(super) fn hub(&self) -> &str {
-        &self.link.hub
-    }
-
-    pub(super) fn credentials(&self) -> &Credentials {
-        &self.link.credentials
     }
 
     /// The hub's partition ids.
@@ -707,10 +707,11 @@ impl Receiver {
         start: Start,
         max_message_size: u64,
     ) -> Result<Receiver> {
-        let mut link = Link::open(hub.endpoint(), hub.hub(), hub.credentials()).await?;
+        let of = &hub.link;
+        let mut link = Link::open(&of.endpoint, of.roots.clone(), &of.hub, &of.credentials).await?;
         let address = format!(
             "{}/ConsumerGroups/{consumer_group}/Partitions/{partition}",
-            hub.hub()
+            of.hub
         );
         let selector = match start {
             Start::Earliest => "amqp.annotation.x-opt-offset > '-1'".to_owned(),

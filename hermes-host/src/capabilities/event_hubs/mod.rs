@@ -98,15 +98,16 @@ impl HostHub for EventHubsView<'_> {
         credentials: Credentials,
     ) -> Result<Resource<Hub>, HubFailure> {
         let parsed = Endpoint::parse(&endpoint).map_err(HubError::InvalidCall)?;
-        if !self.ctx.allowed.iter().any(|allow| allow.allows(&parsed)) {
+        let Some(allow) = self.ctx.allowed.iter().find(|allow| allow.allows(&parsed)) else {
             tracing::warn!(target: "plugin", plugin = &*self.ctx.plugin, "refused a connection to {parsed}");
             return Err(HubError::Refused(format!(
                 "{parsed} is not an allowed Event Hubs endpoint (the operator allows endpoints with --allow-amqp or allow_amqp)"
             ))
             .into());
-        }
+        };
+        let roots = allow.roots.clone();
         self.ctx.reserve()?;
-        match Hub::open(&parsed, &hub, &credentials).await {
+        match Hub::open(&parsed, roots, &hub, &credentials).await {
             Ok(opened) => self.table.push(opened).map_err(|e| {
                 self.ctx.release();
                 super::trap(e)
