@@ -24,6 +24,21 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Writes `serve.yml` in `dir`: `listen` on `port`, the policy `both` (send
+/// and listen) with [`KEY`], `hub1` as `hub` says (`{partitions: 4}`), and
+/// `rest`.
+fn configure(dir: &Path, port: u16, hub: &str, rest: &str) {
+    std::fs::write(
+        dir.join("serve.yml"),
+        format!(
+            "listen: 127.0.0.1:{port}\n\
+             policies:\n  both: {{key: \"{KEY}\", rights: [send, listen]}}\n\
+             hubs:\n  hub1: {hub}\n{rest}"
+        ),
+    )
+    .expect("write serve.yml");
+}
+
 /// Starts `serve` in `dir` and waits until it says it serves.
 fn start(dir: &Path) -> Child {
     let mut child = spawn(dir, &["serve", "--config", "serve.yml"]);
@@ -59,15 +74,12 @@ fn bodies(answer: &Value) -> Vec<String> {
 async fn what_serve_stored_outlives_a_kill_and_receivers_resume_where_they_were() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
-    std::fs::write(
-        dir.path().join("serve.yml"),
-        format!(
-            "listen: 127.0.0.1:{port}\n\
-             policies:\n  both: {{key: \"{KEY}\", rights: [send, listen]}}\n\
-             hubs:\n  hub1: {{partitions: 4, consumer_groups: [audit]}}\n"
-        ),
-    )
-    .expect("write");
+    configure(
+        dir.path(),
+        port,
+        "{partitions: 4, consumer_groups: [audit]}",
+        "",
+    );
     let azurite = tokio::task::spawn_blocking(AzuriteBlob::start)
         .await
         .expect("joined");
@@ -200,18 +212,16 @@ async fn any_bus_plugin_can_keep_the_partitions() {
     let port = free_port();
     let data = dir.path().join("buses");
     std::fs::create_dir(&data).expect("mkdir");
-    std::fs::write(
-        dir.path().join("serve.yml"),
-        format!(
-            "listen: 127.0.0.1:{port}\n\
-             policies:\n  both: {{key: \"{KEY}\", rights: [send, listen]}}\n\
-             hubs:\n  hub1: {{partitions: 2}}\n\
-             bus:\n  sqlite:\n    settings:\n      uri: \"{data}/{{hub}}-{{partition}}.sqlite\"\n      \
+    configure(
+        dir.path(),
+        port,
+        "{partitions: 2}",
+        &format!(
+            "bus:\n  sqlite:\n    settings:\n      uri: \"{data}/{{hub}}-{{partition}}.sqlite\"\n      \
              retention_in_days: 7\n    dirs: [buses]\n",
             data = data.display()
         ),
-    )
-    .expect("write");
+    );
     let serve = start(dir.path());
     let sent = json!([{"bodies": ["q0", "q1"], "partition_id": "1"}]);
     run("send_events.py", port, &[&sent.to_string()]).await;
@@ -238,15 +248,7 @@ async fn the_event_hubs_plugin_speaks_to_sdk_readers_and_rides_out_a_restart() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
-    std::fs::write(
-        dir.path().join("serve.yml"),
-        format!(
-            "listen: 127.0.0.1:{port}\n\
-             policies:\n  both: {{key: \"{KEY}\", rights: [send, listen]}}\n\
-             hubs:\n  hub1: {{partitions: 4}}\n"
-        ),
-    )
-    .expect("write");
+    configure(dir.path(), port, "{partitions: 4}", "");
     let mut serve = start(dir.path());
 
     let grants = Grants {

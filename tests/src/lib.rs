@@ -314,6 +314,17 @@ pub fn event_hubs_connection_string(port: u16, key: &str) -> String {
     )
 }
 
+/// Every event on `bus`, from its oldest, read by a new consumer until it
+/// has waited `drained` for more.
+pub async fn events_on(bus: &Bus, drained: Duration) -> Vec<Event> {
+    let mut consumer = bus.consumer(drained).await;
+    read_all(&mut consumer)
+        .await
+        .into_iter()
+        .map(|c| c.event().expect("a hermes event"))
+        .collect()
+}
+
 /// Every event from the consumer's position until its timeout passes.
 pub async fn read_all(consumer: &mut Consumer) -> Vec<hermes_host::consumer::Consumed> {
     let mut all = Vec::new();

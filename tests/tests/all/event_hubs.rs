@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use hermes_event::Category;
 use hermes_host::{BusError, Consumer, Error, Grants, Offset, Producer};
-use hermes_wasm_tests::{Bus, guests, load, read_all, user_added, users};
+use hermes_wasm_tests::{Bus, events_on, guests, load, read_all, user_added, users};
 
 const DRAINED: Duration = Duration::from_millis(300);
 
@@ -47,7 +47,7 @@ async fn an_endpoint_the_operator_did_not_allow_is_refused() {
         );
     }
     // Nothing reached the hub.
-    assert!(events_on(&bus).await.is_empty());
+    assert!(events_on(&bus, DRAINED).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,15 +109,6 @@ async fn a_connection_string_without_its_key_is_invalid_settings() {
             if m == "connection_string: no SharedAccessKey"),
         "{error:?}"
     );
-}
-
-async fn events_on(bus: &Bus) -> Vec<hermes_event::Event> {
-    let mut consumer = bus.consumer(DRAINED).await;
-    read_all(&mut consumer)
-        .await
-        .into_iter()
-        .map(|c| c.event().expect("a hermes event"))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -214,5 +205,5 @@ async fn over_tls_the_endpoint_is_checked_against_the_roots_the_operator_names()
     let events = users(Category::Base, 1, 2);
     let mut producer = bus.producer().await;
     producer.send_batch(&events).await.expect("sent over TLS");
-    assert_eq!(events_on(&bus).await, events);
+    assert_eq!(events_on(&bus, DRAINED).await, events);
 }

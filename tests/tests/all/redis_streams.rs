@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use hermes_event::{Category, Event, Value};
 use hermes_host::{BusError, Consumer, Error, Grants, Offset, Producer, RedisAllow};
-use hermes_wasm_tests::{Bus, RedisServer, guests, load, read_all, user_added, users};
+use hermes_wasm_tests::{Bus, RedisServer, events_on, guests, load, read_all, user_added, users};
 
 const DRAINED: Duration = Duration::from_millis(200);
 
@@ -30,15 +30,6 @@ fn unavailable<T: std::fmt::Debug>(result: Result<T, Error>) -> bool {
         result.as_ref().map_err(Error::bus_error),
         Err(Some(BusError::Unavailable(_)))
     )
-}
-
-async fn events_on(bus: &Bus) -> Vec<Event> {
-    let mut consumer = bus.consumer(DRAINED).await;
-    read_all(&mut consumer)
-        .await
-        .into_iter()
-        .map(|c| c.event().expect("a hermes event"))
-        .collect()
 }
 
 #[tokio::test]
@@ -145,7 +136,7 @@ async fn a_producer_rides_out_redis_going_away_with_nothing_lost_or_doubled() {
         .chain(&after)
         .cloned()
         .collect();
-    assert_eq!(events_on(&bus).await, expected);
+    assert_eq!(events_on(&bus, DRAINED).await, expected);
 }
 
 #[tokio::test]
@@ -257,7 +248,7 @@ async fn a_full_redis_refuses_a_batch_whole_with_a_clear_error_and_takes_it_once
         "nothing of the refused batch is stored"
     );
     assert_eq!(
-        events_on(&bus).await,
+        events_on(&bus, DRAINED).await,
         acknowledged,
         "a full Redis still reads"
     );
@@ -269,7 +260,7 @@ async fn a_full_redis_refuses_a_batch_whole_with_a_clear_error_and_takes_it_once
         .expect("the same producer sends once there is room");
     acknowledged.extend(batch);
     assert_eq!(
-        events_on(&bus).await,
+        events_on(&bus, DRAINED).await,
         acknowledged,
         "each event once, in order"
     );

@@ -484,30 +484,23 @@ impl Hub {
     /// The hub's partition ids.
     pub(super) async fn partition_ids(&mut self) -> Result<Vec<String>> {
         let map = self.link.read("com.microsoft:eventhub", None).await?;
-        match map.get("partition_ids") {
-            Some(Value::Array(ids)) => ids
-                .0
-                .iter()
-                .map(|id| match id {
-                    Value::String(id) => Ok(id.clone()),
-                    other => Err(HubError::Other(format!(
-                        "a partition id {other:?} is not a string"
-                    ))),
-                })
-                .collect(),
-            Some(Value::List(ids)) => ids
-                .iter()
-                .map(|id| match id {
-                    Value::String(id) => Ok(id.clone()),
-                    other => Err(HubError::Other(format!(
-                        "a partition id {other:?} is not a string"
-                    ))),
-                })
-                .collect(),
-            other => Err(HubError::Other(format!(
-                "the hub's partition_ids are {other:?}"
-            ))),
-        }
+        let ids = match map.get("partition_ids") {
+            Some(Value::Array(ids)) => &ids.0,
+            Some(Value::List(ids)) => ids,
+            other => {
+                return Err(HubError::Other(format!(
+                    "the hub's partition_ids are {other:?}"
+                )));
+            }
+        };
+        ids.iter()
+            .map(|id| match id {
+                Value::String(id) => Ok(id.clone()),
+                other => Err(HubError::Other(format!(
+                    "a partition id {other:?} is not a string"
+                ))),
+            })
+            .collect()
     }
 
     /// What the service says of `partition`.
