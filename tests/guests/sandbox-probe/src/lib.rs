@@ -16,6 +16,9 @@
 //!   every handle;
 //! - `redis`: connect to the Redis URL `arg` and `PING` it;
 //! - `redis-command`: `arg` is `URL COMMAND ARG...`: connect and send it;
+//! - `event-hubs`: `arg` is `URL KEY-NAME KEY COUNT`: open COUNT
+//!   connections to the hub `hermes` of the Event Hubs endpoint `URL` at
+//!   once;
 //! - `sqlite-write`: open the database `arg` read-write and write a row;
 //! - `sqlite-sql`: `arg` is `PATH SQL; SQL; ...`: open `PATH` read-write and
 //!   run each statement in turn on that one connection;
@@ -47,7 +50,7 @@ use exports::hermes::bus::plugin::{Guest as PluginGuest, Metadata, Role, RoleInf
 use exports::hermes::bus::produce::{Guest as ProduceGuest, GuestProducer, Producer};
 use hermes::bus::log::{Level, log};
 use hermes::bus::types::{BusError, Event, Offset};
-use hermes::bus::{redis, sqlite};
+use hermes::bus::{event_hubs, redis, sqlite};
 use std::cell::Cell;
 
 struct Probe;
@@ -155,6 +158,26 @@ impl GuestProducer for ProbeProducer {
                     Ok(reply) => return Err(breach(format!("redis {arg} answered {reply:?}"))),
                     Err(e) => return Err(refused(&format!("redis {arg}"), format!("{e:?}"))),
                 }
+            }
+            "event-hubs" => {
+                // `URL KEY-NAME KEY COUNT`: opens COUNT hubs at once.
+                let words: Vec<&str> = arg.split(' ').collect();
+                let (url, key_name, key) = (words[0], words[1], words[2]);
+                let count: usize = words[3].parse().unwrap_or(1);
+                let mut held = Vec::new();
+                for i in 1..=count {
+                    let credentials = event_hubs::Credentials { key_name, key };
+                    match event_hubs::Hub::open(url, "hermes", credentials) {
+                        Ok(hub) => held.push(hub),
+                        Err(e) => {
+                            return Err(refused(
+                                &format!("event hub {url} #{i}"),
+                                format!("{e:?}"),
+                            ));
+                        }
+                    }
+                }
+                return Err(breach(format!("{} hubs open at once", held.len())));
             }
             "redis-command" => {
                 let mut words = arg.split(' ');

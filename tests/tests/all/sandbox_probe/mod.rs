@@ -128,6 +128,54 @@ async fn a_redis_server_the_operator_did_not_allow_is_refused() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_hubs_endpoints_are_reached_only_as_granted_and_only_so_many_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let endpoint = hermes_wasm_tests::HubEndpoint::start(dir.path()).await;
+    let reach = |count: usize| {
+        attempt(
+            "event-hubs",
+            &format!(
+                "{} {} {} {count}",
+                endpoint.url(),
+                hermes_wasm_tests::EVENT_HUBS_POLICY,
+                hermes_wasm_tests::EVENT_HUBS_KEY
+            ),
+        )
+    };
+
+    // Not granted: refused before any connection.
+    let mut producer = probe(Grants::default(), &[]).await;
+    let message = refused(producer.send(&reach(1)).await);
+    assert!(
+        message.contains("#1") && message.contains("is not an allowed Event Hubs endpoint"),
+        "{message}"
+    );
+
+    // Granted: as many hubs as the limit, and not one more.
+    let mut producer = probe(endpoint.grants(), &[]).await;
+    let limit = hermes_host::capabilities::event_hubs::MAX_OPEN;
+    let within = producer.send(&reach(limit)).await;
+    assert!(
+        matches!(&within, Err(Error::Bus { error: BusError::Corrupted(m), .. })
+            if m == &format!("BREACH: {limit} hubs open at once")),
+        "{within:?}"
+    );
+    let message = refused(producer.send(&reach(limit + 1)).await);
+    assert!(
+        message.contains(&format!("#{}", limit + 1))
+            && message.contains(&format!("at most {limit} hubs and receivers")),
+        "{message}"
+    );
+    // Each call's hubs were closed with the call: the plugin carries on.
+    let again = producer.send(&reach(1)).await;
+    assert!(
+        matches!(&again, Err(Error::Bus { error: BusError::Corrupted(m), .. })
+            if m == "BREACH: 1 hubs open at once"),
+        "{again:?}"
+    );
+}
+
 #[tokio::test]
 async fn redis_commands_beyond_a_bus_are_refused_and_the_server_is_untouched() {
     let server = RedisServer::start();
