@@ -203,13 +203,14 @@ pub struct HubEndpoint {
 impl HubEndpoint {
     /// Starts it on a free port, plain AMQP, its logs under `dir`.
     pub async fn start(dir: &Path) -> HubEndpoint {
-        HubEndpoint::start_with(dir, false).await
+        HubEndpoint::start_with(dir, false, serde_json::json!({})).await
     }
 
-    /// Starts it on a free port, its logs under `dir`; with `tls`, it
-    /// speaks TLS only, with a self-signed certificate for `127.0.0.1`
-    /// written to `dir/cert.pem`.
-    pub async fn start_with(dir: &Path, tls: bool) -> HubEndpoint {
+    /// Starts it on a free port, its logs under `dir` with the file-log
+    /// settings `log` besides their path; with `tls`, it speaks TLS only,
+    /// with a self-signed certificate for `127.0.0.1` written to
+    /// `dir/cert.pem`.
+    pub async fn start_with(dir: &Path, tls: bool, log: serde_json::Value) -> HubEndpoint {
         use hermes_event_hubs::endpoint::{Config, Endpoint, Hub, TlsFiles};
         use hermes_event_hubs::partition::BusTemplate;
         use hermes_event_hubs::sas::{Policies, Policy, Right};
@@ -236,9 +237,11 @@ impl HubEndpoint {
             ),
             bus: Some(BusTemplate {
                 plugin,
-                settings: serde_json::json!({
-                    "path": format!("{}/{{hub}}/{{partition}}", logs.display())
-                }),
+                settings: {
+                    let mut settings = log;
+                    settings["path"] = format!("{}/{{hub}}/{{partition}}", logs.display()).into();
+                    settings
+                },
             }),
             tls: tls.then(|| {
                 let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])

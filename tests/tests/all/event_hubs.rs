@@ -176,7 +176,8 @@ async fn seeking_past_the_end_or_before_any_event_is_unknown_offset() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_tls_the_endpoint_is_checked_against_the_roots_the_operator_names() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let endpoint = hermes_wasm_tests::HubEndpoint::start_with(dir.path(), true).await;
+    let endpoint =
+        hermes_wasm_tests::HubEndpoint::start_with(dir.path(), true, serde_json::json!({})).await;
     let certificate = endpoint.certificate.clone().expect("a certificate");
     let settings = endpoint.settings(hermes_wasm_tests::EVENT_HUBS_KEY);
     let allow = hermes_host::AmqpAllow::parse(&endpoint.url()).expect("a URL");
@@ -206,4 +207,92 @@ async fn over_tls_the_endpoint_is_checked_against_the_roots_the_operator_names()
     let mut producer = bus.producer().await;
     producer.send_batch(&events).await.expect("sent over TLS");
     assert_eq!(events_on(&bus, DRAINED).await, events);
+}
+
+/// Copies the directory `from` into `to`, file by file.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("an entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("a type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_retention_removed_before_a_consumer_read_them_are_a_gap() {
+    use hermes_wasm_tests::{EVENT_HUBS_KEY, HubEndpoint};
+
+    // A partition of small segments, 150 events.
+    let small = serde_json::json!({"segment_max_bytes": 4096});
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = HubEndpoint::start_with(dir.path(), false, small).await;
+    let plugin = load(guests::EVENT_HUBS, &[], first.grants()).await;
+    let bus = Bus::new(plugin, first.settings(EVENT_HUBS_KEY), dir);
+    let mut producer = bus.producer().await;
+    producer
+        .send_batch(&users(Category::Base, 0, 150))
+        .await
+        .expect("sent");
+    producer.close().await.expect("closed");
+
+    // The same partition a week later, behind an endpoint whose log keeps a
+    // day: its two oldest segments are deleted as it opens.
+    let later = tempfile::tempdir().expect("tempdir");
+    copy_tree(
+        &bus.dir.path().join("partitions"),
+        &later.path().join("partitions"),
+    );
+    let log = later.path().join("partitions/hermes/1");
+    let mut segments: Vec<i64> = std::fs::read_dir(&log)
+        .expect("the log")
+        .filter_map(|e| {
+            let name = e.expect("entry").file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".log")?.parse().ok()
+        })
+        .collect();
+    segments.sort_unstable();
+    assert!(segments.len() >= 4, "{segments:?}");
+    let week_ago = std::time::SystemTime::now() - Duration::from_secs(7 * 86_400);
+    for first in &segments[..2] {
+        std::fs::File::options()
+            .write(true)
+            .open(log.join(format!("{first:020}.log")))
+            .and_then(|f| f.set_modified(week_ago))
+            .expect("backdate");
+    }
+    let keeping = serde_json::json!({"segment_max_bytes": 4096, "retention_in_days": 1});
+    let second = HubEndpoint::start_with(later.path(), false, keeping).await;
+    let plugin = load(guests::EVENT_HUBS, &[], second.grants()).await;
+    let mut consumer = Consumer::create(plugin, &second.settings(EVENT_HUBS_KEY))
+        .await
+        .expect("builds");
+    consumer.open().await.expect("opens");
+    consumer.set_timeout(Some(DRAINED));
+
+    // Resuming after an event retention removed: the events it never read
+    // are a gap, reported once, then the oldest event held comes.
+    consumer
+        .seek_after(&Offset::Int(5))
+        .await
+        .expect("an offset the bus once gave");
+    let kept = segments[2];
+    let missed = consumer.next().await.expect_err("a gap");
+    assert!(
+        matches!(bus_error(&missed), BusError::Gap(m)
+            if m == &format!("event hub hermes partition 1: events 6 to {} were removed before they were read", kept - 1)),
+        "{missed:?}"
+    );
+    let next = consumer.next().await.expect("next").expect("an event");
+    assert_eq!(next.offset, Offset::Int(kept));
+    let rest = read_all(&mut consumer).await;
+    assert_eq!(
+        rest.last().map(|c| c.offset.clone()),
+        Some(Offset::Int(149))
+    );
+    assert_eq!(rest.len() as i64, 149 - kept);
 }
