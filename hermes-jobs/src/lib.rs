@@ -8,6 +8,7 @@
 mod atomic_file;
 pub mod client;
 pub mod config;
+mod lines;
 pub mod server;
 pub mod stop;
 

@@ -143,9 +143,12 @@ impl DeadLetter {
     fn append(&self, line: serde_json::Value) -> Result<()> {
         let mut file = std::fs::OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(&self.path)
             .with_context(|| format!("cannot open {}", self.path.display()))?;
+        crate::lines::cut_torn_line(&file, &self.path)
+            .with_context(|| format!("cannot write {}", self.path.display()))?;
         file.write_all(format!("{line}\n").as_bytes())
             .and_then(|()| file.sync_data())
             .with_context(|| format!("cannot write {}", self.path.display()))
@@ -217,6 +220,17 @@ mod tests {
             vec![
                 Quarantined::Event(queued(1, "refused")),
                 Quarantined::Event(queued(2, "refused again"))
+            ]
+        );
+        // The next entry is a line of its own: the torn one is cut first.
+        let mut again = again;
+        again.add(&queued(3, "refused at last")).expect("add");
+        assert_eq!(
+            DeadLetter::entries(&path).expect("entries"),
+            vec![
+                Quarantined::Event(queued(1, "refused")),
+                Quarantined::Event(queued(2, "refused again")),
+                Quarantined::Event(queued(3, "refused at last"))
             ]
         );
 

@@ -146,7 +146,7 @@ impl JsonLines {
                     .custom_flags(nix::libc::O_NOFOLLOW)
                     .open(&self.path)
                     .map_err(cannot)?;
-                cut_torn_line(&file, &self.path).map_err(cannot)?;
+                crate::lines::cut_torn_line(&file, &self.path).map_err(cannot)?;
                 file
             }
         };
@@ -172,46 +172,6 @@ impl JsonLines {
         self.unsynced = false;
         Ok(())
     }
-}
-
-/// Cuts `file` back to its last whole line, if a crash left a part of one.
-fn cut_torn_line(file: &std::fs::File, path: &Path) -> std::io::Result<()> {
-    use std::io::{Read, Seek, SeekFrom};
-    let len = file.metadata()?.len();
-    if len == 0 {
-        return Ok(());
-    }
-    // Lines are short; look back in steps until a newline is found.
-    let mut reader = file;
-    let mut end = len;
-    let mut step = 4096u64;
-    loop {
-        let start = end.saturating_sub(step);
-        let mut tail = vec![0u8; (end - start) as usize];
-        reader.seek(SeekFrom::Start(start))?;
-        reader.read_exact(&mut tail)?;
-        if end == len && tail.last() == Some(&b'\n') {
-            return Ok(());
-        }
-        if let Some(at) = tail.iter().rposition(|&b| b == b'\n') {
-            return cut(file, path, len, start + at as u64 + 1);
-        }
-        if start == 0 {
-            return cut(file, path, len, 0);
-        }
-        end = start;
-        step = step.saturating_mul(2);
-    }
-}
-
-fn cut(file: &std::fs::File, path: &Path, len: u64, keep: u64) -> std::io::Result<()> {
-    tracing::warn!(
-        "{}: cutting off {} bytes of a last line left unfinished by a crash",
-        path.display(),
-        len - keep
-    );
-    file.set_len(keep)?;
-    file.sync_data()
 }
 
 /// Runs the command for one event. The whole exchange (writing the event

@@ -326,9 +326,15 @@ impl Journal {
         if self.file.is_none() {
             let file = std::fs::OpenOptions::new()
                 .create(true)
+                .read(true)
                 .append(true)
                 .open(&self.path)
                 .with_context(|| format!("cannot open {}", self.path.display()))?;
+            // A line a crash left unfinished is no batch (see `read`): cut
+            // it, or the next line would be written onto its end and both
+            // would read as damage.
+            crate::lines::cut_torn_line(&file, &self.path)
+                .with_context(|| format!("cannot write {}", self.path.display()))?;
             self.file = Some(file);
         }
         line.push('\n');
@@ -403,6 +409,27 @@ mod tests {
         text.push_str("{\"digests\": [\"ab");
         std::fs::write(&path, text).expect("write");
         assert_eq!(journal.read().expect("read").len(), 2);
+        // The next run cuts it before it writes: its batch is a line of its
+        // own, and every line reads back.
+        let mut next = Journal::new(path.clone());
+        next.intend(Some(&Offset::Int(5)), &["g"], &[None])
+            .expect("intend");
+        let batches = next.read().expect("read");
+        assert_eq!(batches.len(), 3);
+        assert_eq!(batches[2].after, Some(Offset::Int(5)));
+        assert!(
+            std::fs::read_to_string(&path)
+                .expect("read")
+                .ends_with("[null]}\n")
+        );
+        // A torn line alone, longer than one piece of the search for the
+        // last newline, is cut whole.
+        std::fs::write(&path, format!("{{\"digests\": [\"{}", "a".repeat(200_000))).expect("write");
+        let mut next = Journal::new(path.clone());
+        next.intend(None, &["h"], &[None]).expect("intend");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert_eq!(text.lines().count(), 1, "{}", &text[..80.min(text.len())]);
+        assert_eq!(next.read().expect("read").len(), 1);
 
         journal.clear().expect("clear");
         assert_eq!(journal.read().expect("empty"), []);
