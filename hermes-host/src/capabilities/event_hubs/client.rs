@@ -63,7 +63,9 @@ struct Link {
     credentials: Credentials,
     connection: ConnectionHandle<()>,
     session: SessionHandle<()>,
+    /// The request links to `$cbs` and `$management`, attached on first use.
     cbs: Option<Pair>,
+    management: Option<Pair>,
     /// When the token put on `$cbs` expires, in Unix seconds.
     expires: u64,
     /// Requests sent on this connection, for their message ids.
@@ -179,6 +181,7 @@ impl Link {
                 connection,
                 session,
                 cbs: None,
+                management: None,
                 expires: 0,
                 requests: 0,
             })
@@ -256,19 +259,11 @@ impl Link {
         let what = format!("{node} {}", operation(&properties));
         let pair = match node {
             "$cbs" => &mut self.cbs,
-            _ => &mut None,
+            _ => &mut self.management,
         };
-        let mut own = None;
         let pair = match pair {
             Some(pair) => pair,
-            None => {
-                let opened = Pair::open(&mut self.session, node, &reply_to, &endpoint).await?;
-                if node == "$cbs" {
-                    pair.insert(opened)
-                } else {
-                    own.insert(opened)
-                }
-            }
+            None => pair.insert(Pair::open(&mut self.session, node, &reply_to, &endpoint).await?),
         };
         let message = Message::builder()
             .properties(Properties {
@@ -310,9 +305,6 @@ impl Link {
             }
         })
         .await?;
-        if let Some(pair) = own {
-            pair.close().await;
-        }
         let status = answer_property(&answer, "status-code")
             .or_else(|| answer_property(&answer, "statusCode"))
             .and_then(integer)
@@ -367,7 +359,10 @@ impl Link {
     }
 
     async fn close(mut self) {
-        if let Some(pair) = self.cbs.take() {
+        for pair in [self.cbs.take(), self.management.take()]
+            .into_iter()
+            .flatten()
+        {
             pair.close().await;
         }
         let _ = self.session.end().await;
